@@ -1,0 +1,1 @@
+"""The HTTP edge and the command side (Falcon, esdbclient, cryptography)."""

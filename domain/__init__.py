@@ -1,0 +1,1 @@
+"""The model, pure: stdlib and msgspec only; no I/O, no HTTP, no esdbclient."""

@@ -1,0 +1,649 @@
+"""The log: one SQLite database in WAL mode, written by one thread that commits groups.
+
+Everything the server knows lives here. Appends from every client are queued to a single
+writer thread, which takes whatever is waiting, checks each request's expected version
+against the streams' current state, writes all of them in one transaction and fsyncs once
+(group commit) before any caller hears "done". Readers use their own connections, so a
+long read never blocks a write and vice versa.
+
+The rules for expected versions, idempotent re-appends, soft deletes and tombstones follow
+EventStoreDB's own (``IndexWriter.CheckCommit`` and ``StorageWriterService`` in the server's
+source); the module docstrings of the functions below say where this matters.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+from uuid import uuid4
+
+# Expected-version sentinels, as EventStoreDB's ExpectedVersion numbers them.
+ANY = -2
+NO_STREAM = -1
+STREAM_EXISTS = -4
+# EventNumber.DeletedStream: the revision of a tombstone and the $tb of a soft delete.
+DELETED_STREAM = 2**63 - 1
+
+# EventStoreDB keeps only the last event of a metastream ($$name) readable.
+METASTREAM_MAX_COUNT = 1
+# How many recent event ids the writer remembers for idempotent appends with ANY (the
+# real server also bounds this: a re-append older than its cache is written again).
+IDEMPOTENCY_CACHE_SIZE = 100_000
+# Upper bound on appends committed in one transaction.
+MAX_GROUP = 512
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    last_revision INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY,
+    stream_id INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    metadata BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream_id, revision);
+"""
+
+_SELECT = (
+    "SELECT e.position, s.name, e.revision, e.event_id, e.type, e.content_type, e.created,"
+    " e.data, e.metadata FROM events e JOIN streams s ON s.id = e.stream_id"
+)
+
+
+class Recorded(NamedTuple):
+    """One event as stored; ``position`` is both its commit and its prepare position."""
+
+    position: int
+    stream: str
+    revision: int
+    event_id: str
+    type: str
+    content_type: str
+    created: int  # 100 ns ticks since the Unix epoch, as the server's "created" metadata
+    data: bytes
+    metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    event_id: str
+    type: str
+    content_type: str
+    data: bytes
+    metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What an append, delete or tombstone reports back.
+
+    ``current_revision`` is the stream's last revision afterwards (-1: no stream);
+    ``position`` is the commit position of the last event written, or None when nothing was
+    written (an empty append).
+    """
+
+    current_revision: int
+    position: int | None
+
+
+class StoreError(Exception):
+    """Base of the log's refusals; the gRPC layer maps each to the wire error."""
+
+
+class WrongExpectedVersion(StoreError):
+    def __init__(self, stream: str, expected: int, current: int) -> None:
+        super().__init__(f"WrongExpectedVersion for {stream!r}: expected {expected}, is {current}")
+        self.stream = stream
+        self.expected = expected
+        self.current = current  # -1 when the stream does not exist
+
+
+class StreamDeleted(StoreError):
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"Event stream '{stream}' is deleted.")
+        self.stream = stream
+
+
+class StreamNotFound(StoreError):
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"Stream '{stream}' not found")
+        self.stream = stream
+
+
+def is_metastream(name: str) -> bool:
+    return name.startswith("$$")
+
+
+def metastream_of(name: str) -> str:
+    return "$$" + name
+
+
+def now_ticks() -> int:
+    return time.time_ns() // 100
+
+
+def record_size(stream: str, event: Proposed | Recorded) -> int:
+    """Bytes a record takes in a log like the server's; positions advance by this much."""
+    return (
+        88
+        + len(stream.encode())
+        + len(event.type.encode())
+        + len(event.content_type)
+        + len(event.data)
+        + len(event.metadata)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMetadata:
+    """The parts of a stream's metadata that change what a read returns."""
+
+    truncate_before: int | None = None  # $tb
+    max_count: int | None = None  # $maxCount
+    max_age: int | None = None  # $maxAge, seconds
+
+    @classmethod
+    def parse(cls, data: bytes) -> StreamMetadata:
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
+
+        def positive(key: str) -> int | None:
+            value = raw.get(key)
+            return value if isinstance(value, int) and value >= 0 else None
+
+        return cls(positive("$tb"), positive("$maxCount"), positive("$maxAge"))
+
+    @property
+    def soft_deleted(self) -> bool:
+        return self.truncate_before == DELETED_STREAM
+
+
+@dataclass(slots=True)
+class _Stream:
+    """The writer's view of one stream; ``id`` is None until its first event is written."""
+
+    name: str
+    id: int | None
+    last_revision: int  # -1: no events; DELETED_STREAM: tombstoned
+
+
+@dataclass(slots=True)
+class _Request:
+    kind: str  # "append" | "delete" | "tombstone"
+    stream: str
+    expected: int
+    events: Sequence[Proposed]
+    future: Future[WriteResult] = field(default_factory=Future)
+
+
+class Store:
+    """The event log. Thread-safe: call from any thread; writes go through one writer."""
+
+    def __init__(self, path: Path | None, on_commit: Callable[[list[Recorded]], None]) -> None:
+        """Open (or create) the log at ``path``; None keeps everything in memory.
+
+        ``on_commit`` is called by the writer thread with the records of each committed
+        group, in log order, after they are durable.
+        """
+        self._path = path
+        self._on_commit = on_commit
+        self._local = threading.local()
+        self._memory_lock = threading.Lock()
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._recent_ids: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+        if path is None:
+            self._writer_db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer_db = sqlite3.connect(path, check_same_thread=False)
+            self._writer_db.execute("PRAGMA journal_mode=WAL")
+            self._writer_db.execute("PRAGMA synchronous=FULL")
+        self._writer_db.isolation_level = None  # explicit BEGIN/COMMIT
+        self._writer_db.executescript(SCHEMA)
+        self._next_position = self._load_next_position()
+        if self._next_position == 0:
+            self._write_initial_events()
+        self._warm_idempotency_cache()
+        self._closed = False
+        self._writer = threading.Thread(target=self._write_loop, name="esdblocal-writer")
+        self._writer.daemon = True
+        self._writer.start()
+
+    # ---------------------------------------------------------------- writing
+
+    def submit(
+        self, kind: str, stream: str, expected: int, events: Sequence[Proposed] = ()
+    ) -> Future[WriteResult]:
+        """Queue an append, delete or tombstone; the future resolves once it is durable."""
+        request = _Request(kind, stream, expected, events)
+        if self._closed:
+            request.future.set_exception(RuntimeError("the log is closed"))
+        else:
+            self._requests.put(request)
+        return request.future
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._requests.put(None)
+        self._writer.join()
+        self._writer_db.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._requests.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    more = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                group.append(more)
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_Request]) -> None:
+        rows: list[Recorded] = []
+        outcomes: list[tuple[_Request, WriteResult | BaseException]] = []
+        saved_position = self._next_position
+        with self._memory_lock:
+            db = self._writer_db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for request in group:
+                    try:
+                        result = self._apply(request, rows)
+                    except StoreError as error:
+                        outcomes.append((request, error))
+                    else:
+                        outcomes.append((request, result))
+                if rows:
+                    self._insert(rows)
+                db.execute("COMMIT")
+            except BaseException as error:  # disk full, I/O error: nobody is told "done"
+                db.execute("ROLLBACK")
+                self._streams.clear()
+                self._recent_ids.clear()
+                self._warm_idempotency_cache()
+                self._next_position = saved_position
+                for request in group:
+                    request.future.set_exception(error)
+                return
+        for request, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+        if rows:
+            self._on_commit(rows)
+
+    def _apply(self, request: _Request, rows: list[Recorded]) -> WriteResult:
+        stream = self._stream(request.stream)
+        if stream.last_revision == DELETED_STREAM:
+            raise StreamDeleted(request.stream)
+        if request.kind == "append":
+            return self._append(stream, request.expected, request.events, rows)
+        if request.kind == "delete":
+            return self._soft_delete(stream, request.expected, rows)
+        return self._tombstone(stream, request.expected, rows)
+
+    def _check_expected(self, stream: _Stream, expected: int, events: Sequence[Proposed]) -> int | None:
+        """EventStoreDB's commit check: None means write; an int is an idempotent replay.
+
+        The int returned is the revision of the last already-written event of the replay.
+        Raises WrongExpectedVersion where the server would.
+        """
+        current = stream.last_revision
+        soft_deleted = current >= 0 and self._metadata(stream.name).soft_deleted
+        if expected == STREAM_EXISTS:
+            if soft_deleted:
+                raise StreamDeleted(stream.name)
+            if current < 0:
+                raise WrongExpectedVersion(stream.name, expected, current)
+        if expected in (ANY, STREAM_EXISTS):
+            replayed = self._replayed(stream, events)
+            return replayed
+        if expected == NO_STREAM and soft_deleted:
+            # A soft-deleted stream may be recreated as if it did not exist.
+            expected = current
+        if expected < current:
+            return self._replayed_at(stream, expected, events)
+        if expected > current:
+            raise WrongExpectedVersion(stream.name, expected, current)
+        return None
+
+    def _replayed(self, stream: _Stream, events: Sequence[Proposed]) -> int | None:
+        """With ANY: the first id seen before decides; a partial replay is an error."""
+        last: int | None = None
+        for index, event in enumerate(events):
+            seen = self._recent_ids.get(event.event_id)
+            if seen is None or seen[0] != stream.id:
+                if index == 0:
+                    return None
+                raise WrongExpectedVersion(stream.name, ANY, stream.last_revision)
+            last = seen[1]
+        return last
+
+    def _replayed_at(self, stream: _Stream, expected: int, events: Sequence[Proposed]) -> int:
+        """After ``expected``, the stream must already hold exactly these ids in order."""
+        revision = expected
+        for index, event in enumerate(events):
+            revision += 1
+            seen = self._recent_ids.get(event.event_id)
+            if seen is not None and seen[0] == stream.id and seen[1] == revision:
+                continue
+            row = self._writer_db.execute(
+                "SELECT event_id FROM events WHERE stream_id = ? AND revision = ?",
+                (stream.id, revision),
+            ).fetchone()
+            if row is not None and row[0] == event.event_id:
+                continue
+            del index
+            raise WrongExpectedVersion(stream.name, expected, stream.last_revision)
+        if revision == expected:  # no events: nothing to replay, and nothing to write
+            raise WrongExpectedVersion(stream.name, expected, stream.last_revision)
+        return revision
+
+    def _append(
+        self, stream: _Stream, expected: int, events: Sequence[Proposed], rows: list[Recorded]
+    ) -> WriteResult:
+        replayed = self._check_expected(stream, expected, events)
+        if replayed is not None:
+            position = self._recent_position(stream, replayed)
+            return WriteResult(stream.last_revision if False else replayed, position)
+        if not events:
+            return WriteResult(stream.last_revision, None)
+        if stream.last_revision >= 0 and self._metadata(stream.name).soft_deleted:
+            self._undelete(stream, rows)
+        position = 0
+        for event in events:
+            position = self._add_row(stream, event, rows)
+        return WriteResult(stream.last_revision, position)
+
+    def _soft_delete(self, stream: _Stream, expected: int, rows: list[Recorded]) -> WriteResult:
+        """A soft delete is metadata: ``$tb`` set to DeletedStream on ``$$stream``."""
+        self._check_delete(stream, expected)
+        metadata = self._raw_metadata(stream.name)
+        metadata["$tb"] = DELETED_STREAM
+        meta = self._stream(metastream_of(stream.name))
+        position = self._add_row(meta, _metadata_event(metadata), rows)
+        return WriteResult(stream.last_revision, position)
+
+    def _tombstone(self, stream: _Stream, expected: int, rows: list[Recorded]) -> WriteResult:
+        """A tombstone is a ``$streamDeleted`` event at revision DeletedStream: final."""
+        self._check_delete(stream, expected)
+        event = Proposed(str(uuid4()), "$streamDeleted", "application/octet-stream", b"", b"")
+        position = self._add_row(stream, event, rows, revision=DELETED_STREAM)
+        return WriteResult(DELETED_STREAM, position)
+
+    def _check_delete(self, stream: _Stream, expected: int) -> None:
+        current = stream.last_revision
+        if current >= 0 and self._metadata(stream.name).soft_deleted and expected != ANY:
+            current = NO_STREAM
+        if expected == ANY:
+            return
+        if expected == STREAM_EXISTS:
+            if current < 0:
+                raise WrongExpectedVersion(stream.name, expected, current)
+            return
+        if expected != current:
+            raise WrongExpectedVersion(stream.name, expected, current)
+
+    def _undelete(self, stream: _Stream, rows: list[Recorded]) -> None:
+        """Appending to a soft-deleted stream first moves ``$tb`` to the new first event."""
+        metadata = self._raw_metadata(stream.name)
+        metadata["$tb"] = stream.last_revision + 1
+        self._add_row(self._stream(metastream_of(stream.name)), _metadata_event(metadata), rows)
+
+    def _add_row(
+        self, stream: _Stream, event: Proposed, rows: list[Recorded], revision: int | None = None
+    ) -> int:
+        if stream.id is None:
+            cursor = self._writer_db.execute(
+                "INSERT INTO streams (name, last_revision) VALUES (?, -1)", (stream.name,)
+            )
+            stream.id = cursor.lastrowid
+        if revision is None:
+            revision = stream.last_revision + 1
+        position = self._next_position
+        self._next_position += record_size(stream.name, event)
+        rows.append(
+            Recorded(
+                position,
+                stream.name,
+                revision,
+                event.event_id,
+                event.type,
+                event.content_type,
+                now_ticks(),
+                event.data,
+                event.metadata,
+            )
+        )
+        stream.last_revision = revision
+        assert stream.id is not None
+        self._remember_id(event.event_id, stream.id, revision, position)
+        return position
+
+    def _insert(self, rows: list[Recorded]) -> None:
+        db = self._writer_db
+        ids = {row.stream: self._streams[row.stream].id for row in rows}
+        db.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.position, ids[r.stream], r.revision, r.event_id, r.type, r.content_type,
+                 r.created, r.data, r.metadata)
+                for r in rows
+            ],
+        )
+        last: dict[str, int] = {}
+        for row in rows:
+            last[row.stream] = row.revision
+        db.executemany(
+            "UPDATE streams SET last_revision = ? WHERE id = ?",
+            [(revision, ids[name]) for name, revision in last.items()],
+        )
+
+    def _stream(self, name: str) -> _Stream:
+        stream = self._streams.get(name)
+        if stream is not None:
+            self._streams.move_to_end(name)
+            return stream
+        row = self._writer_db.execute(
+            "SELECT id, last_revision FROM streams WHERE name = ?", (name,)
+        ).fetchone()
+        stream = _Stream(name, row[0], row[1]) if row else _Stream(name, None, -1)
+        self._streams[name] = stream
+        if len(self._streams) > 50_000:
+            self._streams.popitem(last=False)
+        return stream
+
+    def _raw_metadata(self, name: str) -> dict[str, Any]:
+        meta = self._stream(metastream_of(name))
+        if meta.id is None or meta.last_revision < 0:
+            return {}
+        row = self._writer_db.execute(
+            "SELECT data FROM events WHERE stream_id = ? AND revision = ?",
+            (meta.id, meta.last_revision),
+        ).fetchone()
+        try:
+            raw = json.loads(row[0]) if row else {}
+        except ValueError:
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _metadata(self, name: str) -> StreamMetadata:
+        if is_metastream(name):
+            return StreamMetadata(max_count=METASTREAM_MAX_COUNT)
+        return StreamMetadata.parse(json.dumps(self._raw_metadata(name)).encode())
+
+    def _remember_id(self, event_id: str, stream_id: int, revision: int, position: int) -> None:
+        self._recent_ids[event_id] = (stream_id, revision, position)
+        if len(self._recent_ids) > IDEMPOTENCY_CACHE_SIZE:
+            self._recent_ids.popitem(last=False)
+
+    def _recent_position(self, stream: _Stream, revision: int) -> int | None:
+        row = self._writer_db.execute(
+            "SELECT position FROM events WHERE stream_id = ? AND revision = ?",
+            (stream.id, revision),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _warm_idempotency_cache(self) -> None:
+        rows = self._writer_db.execute(
+            "SELECT event_id, stream_id, revision, position FROM events"
+            " ORDER BY position DESC LIMIT ?",
+            (IDEMPOTENCY_CACHE_SIZE,),
+        ).fetchall()
+        for event_id, stream_id, revision, position in reversed(rows):
+            self._recent_ids[event_id] = (stream_id, revision, position)
+
+    def _load_next_position(self) -> int:
+        row = self._writer_db.execute(_SELECT + " ORDER BY e.position DESC LIMIT 1").fetchone()
+        if row is None:
+            return 0
+        last = Recorded(*row)
+        return last.position + record_size(last.stream, last)
+
+    def _write_initial_events(self) -> None:
+        """A fresh database starts with system events, as a real server's $all does."""
+        rows: list[Recorded] = []
+        self._writer_db.execute("BEGIN IMMEDIATE")
+        for stream_name, metadata in INITIAL_METADATA:
+            self._add_row(self._stream(stream_name), _metadata_event(metadata), rows)
+        self._insert(rows)
+        self._writer_db.execute("COMMIT")
+
+    # ---------------------------------------------------------------- reading
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        if self._path is None:
+            with self._memory_lock:
+                yield self._writer_db
+            return
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+            self._local.db = db
+        yield db
+
+    def head_position(self) -> int:
+        """The position after which the next event will be written."""
+        with self._reader() as db:
+            row = db.execute("SELECT MAX(position) FROM events").fetchone()
+        return row[0] if row and row[0] is not None else -1
+
+    def read_all(self, position: int, backwards: bool, count: int) -> list[Recorded]:
+        """Forwards: events at or after ``position``; backwards: events before it."""
+        if backwards:
+            sql = _SELECT + " WHERE e.position < ? ORDER BY e.position DESC LIMIT ?"
+        else:
+            sql = _SELECT + " WHERE e.position >= ? ORDER BY e.position LIMIT ?"
+        with self._reader() as db:
+            return list(map(Recorded._make, db.execute(sql, (position, count))))
+
+    def read_stream(
+        self, name: str, revision: int | None, backwards: bool, count: int
+    ) -> list[Recorded]:
+        """Events of one stream as the server shows them: truncated by $tb/$maxCount/$maxAge.
+
+        ``revision`` None means from the start (forwards) or from the end (backwards).
+        Raises StreamNotFound (also for soft-deleted streams) and StreamDeleted.
+        """
+        with self._reader() as db:
+            row = db.execute(
+                "SELECT id, last_revision FROM streams WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None or row[1] < 0:
+                raise StreamNotFound(name)
+            stream_id, last = row
+            if last == DELETED_STREAM:
+                raise StreamDeleted(name)
+            metadata = self._reader_metadata(db, name)
+            if metadata.soft_deleted:
+                raise StreamNotFound(name)
+            first = 0
+            if metadata.truncate_before is not None:
+                first = max(first, metadata.truncate_before)
+            if metadata.max_count is not None:
+                first = max(first, last - metadata.max_count + 1)
+            created_after = 0
+            if metadata.max_age is not None:
+                created_after = now_ticks() - metadata.max_age * 10_000_000
+            if backwards:
+                start = last if revision is None else min(revision, last)
+                sql = (
+                    _SELECT + " WHERE e.stream_id = ? AND e.revision <= ? AND e.revision >= ?"
+                    " AND e.created >= ? ORDER BY e.revision DESC LIMIT ?"
+                )
+                params: tuple[int, ...] = (stream_id, start, first, created_after, count)
+            else:
+                start = max(first, revision or 0)
+                sql = (
+                    _SELECT + " WHERE e.stream_id = ? AND e.revision >= ? AND e.revision <= ?"
+                    " AND e.created >= ? ORDER BY e.revision LIMIT ?"
+                )
+                params = (stream_id, start, last, created_after, count)
+            return list(map(Recorded._make, db.execute(sql, params)))
+
+    def read_event(self, name: str, revision: int) -> Recorded | None:
+        """One event by stream and revision, ignoring metadata (for resolving links)."""
+        with self._reader() as db:
+            row = db.execute(
+                _SELECT + " WHERE s.name = ? AND e.revision = ?", (name, revision)
+            ).fetchone()
+        return Recorded._make(row) if row else None
+
+    def _reader_metadata(self, db: sqlite3.Connection, name: str) -> StreamMetadata:
+        if is_metastream(name):
+            return StreamMetadata(max_count=METASTREAM_MAX_COUNT)
+        row = db.execute(
+            "SELECT e.data FROM events e JOIN streams s ON s.id = e.stream_id"
+            " WHERE s.name = ? ORDER BY e.revision DESC LIMIT 1",
+            (metastream_of(name),),
+        ).fetchone()
+        return StreamMetadata.parse(row[0]) if row else StreamMetadata()
+
+
+def _metadata_event(metadata: dict[str, Any]) -> Proposed:
+    data = json.dumps(metadata, separators=(",", ":")).encode()
+    return Proposed(str(uuid4()), "$metadata", "application/json", data, b"")
+
+
+# What a fresh EventStoreDB writes before any client does: the metadata of its own system
+# streams, so that $all opens with system ($-typed) events.
+INITIAL_METADATA: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("$$$scavenges", {"$maxAge": 2_592_000}),
+)

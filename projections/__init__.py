@@ -1,0 +1,1 @@
+"""The read side: projector process, views and read store (never Falcon)."""
