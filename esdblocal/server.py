@@ -8,6 +8,7 @@ coroutine the command line runs until SIGTERM or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,8 +30,11 @@ MAX_MESSAGE = 17 * 1024 * 1024
 class Node:
     """The running parts of one server, built inside the loop that serves them."""
 
-    def __init__(self, host: str, port: int, data_dir: Path | None) -> None:
+    def __init__(
+        self, host: str, port: int, data_dir: Path | None, advertise_host: str | None = None
+    ) -> None:
         self.host = host
+        self.advertise_host = advertise_host or default_advertise_host(host)
         self._requested_port = port
         self._data_dir = data_dir
         self.port = 0
@@ -50,7 +54,7 @@ class Node:
         streams_pb2_grpc.add_StreamsServicer_to_server(
             Streams(self.store, self._hub, self._readers), self._server
         )
-        gossip_pb2_grpc.add_GossipServicer_to_server(Gossip(host, lambda: self.port), self._server)
+        gossip_pb2_grpc.add_GossipServicer_to_server(Gossip(self.advertise_host, lambda: self.port), self._server)
         persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
             PersistentSubscriptions(), self._server
         )
@@ -77,11 +81,24 @@ class Node:
         self._readers.shutdown(wait=True)
 
 
+def default_advertise_host(host: str) -> str:
+    """What gossip tells clients to dial: "localhost" for loopback, as a dev node does."""
+    if host in ("127.0.0.1", "::1", "localhost"):
+        return "localhost"
+    if host in ("0.0.0.0", "::", ""):
+        return socket.getfqdn()
+    return host
+
+
 async def serve(
-    host: str, port: int, data_dir: Path | None, ready: asyncio.Event | None = None
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    advertise_host: str | None = None,
+    ready: asyncio.Event | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
-    node = Node(host, port, data_dir)
+    node = Node(host, port, data_dir, advertise_host)
     await node.start()
     print(node.uri, flush=True)
     try:

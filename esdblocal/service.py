@@ -26,7 +26,7 @@ from esdbclient.protos.Grpc import (
     streams_pb2,
     streams_pb2_grpc,
 )
-from google.protobuf import any_pb2, empty_pb2
+from google.protobuf import any_pb2
 
 from esdblocal.hub import Hub
 from esdblocal.store import (
@@ -55,6 +55,8 @@ PAGE = 512
 # AllSubscriptionFiltered: without a window the server scans this many events per read.
 DEFAULT_SEARCH_WINDOW = 32
 LINK_EVENT_TYPE = "$>"
+JSON = "application/json"
+BINARY = "application/octet-stream"
 
 
 class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
@@ -73,25 +75,26 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ Append
 
-    async def Append(  # noqa: N802 - the gRPC method name
-        self, request_iterator: AsyncIterator[streams_pb2.AppendReq], context: grpc.aio.ServicerContext
+    async def Append(
+        self,
+        request_iterator: AsyncIterator[streams_pb2.AppendReq],
+        context: grpc.aio.ServicerContext,
     ) -> streams_pb2.AppendResp:
-        options: Any = None
-        events: list[Proposed] = []
-        size = 0
-        async for request in request_iterator:
-            if request.HasField("options"):
-                options = request.options
-                continue
-            message = request.proposed_message
-            event = await _proposed(message, context)
-            size += len(event.data) + len(event.metadata)
-            events.append(event)
-        if options is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Options were not provided.")
+        requests = request_iterator.__aiter__()
+        first = await anext(requests, None)
+        if first is None or not first.HasField("options"):
+            # The server's handler throws here; ASP.NET reports it generically.
+            await context.abort(grpc.StatusCode.UNKNOWN, "Exception was thrown by handler.")
+        options = first.options
         stream = options.stream_identifier.stream_name.decode()
         expected = _expected(options, "expected_stream_revision", "revision")
-        if size > MAX_APPEND_SIZE:
+        events: list[Proposed] = []
+        try:
+            async for request in requests:
+                events.append(_proposed(request.proposed_message))
+        except BadProposal as error:
+            await _abort(context, error.code, error.message, error.exception, error.trailers)
+        if _size(events) > MAX_APPEND_SIZE:
             await _abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -106,20 +109,12 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         except StreamDeleted:
             await _abort_deleted(context, stream)
         success = streams_pb2.AppendResp.Success()
-        if result.current_revision < 0:
-            success.no_stream.SetInParent()
-        else:
-            success.current_revision = result.current_revision
-        if result.position is None:
-            success.no_position.SetInParent()
-        else:
-            success.position.commit_position = result.position
-            success.position.prepare_position = result.position
+        _fill_success(success, result)
         return streams_pb2.AppendResp(success=success)
 
     # ------------------------------------------------------------- BatchAppend
 
-    async def BatchAppend(  # noqa: N802
+    async def BatchAppend(
         self,
         request_iterator: AsyncIterator[streams_pb2.BatchAppendReq],
         context: grpc.aio.ServicerContext,
@@ -128,21 +123,18 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         responses: asyncio.Queue[streams_pb2.BatchAppendResp | None] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
 
-        async def answer(request: streams_pb2.BatchAppendReq, events: list[Proposed]) -> None:
-            await responses.put(await self._batch(request, events))
+        async def answer(request: streams_pb2.BatchAppendReq, messages: list[Any]) -> None:
+            await responses.put(await self._batch(request, messages))
 
         async def read_requests() -> None:
-            batches: dict[str, tuple[streams_pb2.BatchAppendReq, list[Proposed]]] = {}
+            batches: dict[str, tuple[streams_pb2.BatchAppendReq, list[Any]]] = {}
             async for request in request_iterator:
-                key = request.correlation_id.string or str(request.correlation_id.structured)
-                if key not in batches:
-                    batches[key] = (request, [])
-                first, events = batches[key]
-                for message in request.proposed_messages:
-                    events.append(await _proposed(message, context))
+                key = request.correlation_id.SerializeToString()
+                first, messages = batches.setdefault(key, (request, []))
+                messages.extend(request.proposed_messages)
                 if request.is_final:
                     del batches[key]
-                    task = asyncio.ensure_future(answer(first, events))
+                    task = asyncio.ensure_future(answer(first, messages))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
             if pending:
@@ -158,59 +150,44 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             reader.cancel()
 
     async def _batch(
-        self, request: streams_pb2.BatchAppendReq, events: list[Proposed]
+        self, request: streams_pb2.BatchAppendReq, messages: list[Any]
     ) -> streams_pb2.BatchAppendResp:
+        """One atomic batch; errors travel in the response as google.rpc.Status."""
         options = request.options
         stream = options.stream_identifier.stream_name.decode()
         expected = _expected(options, "expected_stream_position", "stream_position")
         response = streams_pb2.BatchAppendResp(
             correlation_id=request.correlation_id, stream_identifier=options.stream_identifier
         )
-        if expected >= 0:
-            response.stream_position = expected
-        else:
-            getattr(response, _STATE_FIELD[expected]).SetInParent()
-        size = sum(len(e.data) + len(e.metadata) for e in events)
-        if size > MAX_APPEND_SIZE:
+        try:
+            events = [_proposed(message) for message in messages]
+        except BadProposal as error:
+            detail: Any = shared_pb2.BadRequest(message=error.message)
+            response.error.CopyFrom(_status(grpc.StatusCode.INVALID_ARGUMENT, "BadRequest", detail))
+            return response
+        if _size(events) > MAX_APPEND_SIZE:
             detail = shared_pb2.MaximumAppendSizeExceeded(maxAppendSize=MAX_APPEND_SIZE)
-            response.error.CopyFrom(_status(grpc.StatusCode.INVALID_ARGUMENT, "", detail))
+            response.error.CopyFrom(
+                _status(grpc.StatusCode.INVALID_ARGUMENT, "MaximumAppendSizeExceeded", detail)
+            )
             return response
         try:
             result = await self._write("append", stream, expected, events)
         except WrongExpectedVersion as error:
-            wev = shared_pb2.WrongExpectedVersion()
-            if error.current < 0:
-                wev.current_no_stream.SetInParent()
-            else:
-                wev.current_stream_revision = error.current
-            if error.expected >= 0:
-                wev.expected_stream_position = error.expected
-            else:
-                getattr(wev, "expected_" + _STATE_FIELD[error.expected]).SetInParent()
             response.error.CopyFrom(
-                _status(grpc.StatusCode.FAILED_PRECONDITION, "WrongExpectedVersion", wev)
+                _status(grpc.StatusCode.ALREADY_EXISTS, "WrongExpectedVersion", _batch_wev(error))
             )
             return response
         except StreamDeleted:
             detail = shared_pb2.StreamDeleted(stream_identifier=options.stream_identifier)
-            response.error.CopyFrom(
-                _status(grpc.StatusCode.FAILED_PRECONDITION, "StreamDeleted", detail)
-            )
+            response.error.CopyFrom(_status(grpc.StatusCode.NOT_FOUND, "StreamDeleted", detail))
             return response
-        if result.current_revision < 0:
-            response.success.no_stream.SetInParent()
-        else:
-            response.success.current_revision = result.current_revision
-        if result.position is None:
-            response.success.no_position.SetInParent()
-        else:
-            response.success.position.commit_position = result.position
-            response.success.position.prepare_position = result.position
+        _fill_success(response.success, result)
         return response
 
     # ---------------------------------------------------------- Delete/Tombstone
 
-    async def Delete(  # noqa: N802
+    async def Delete(
         self, request: streams_pb2.DeleteReq, context: grpc.aio.ServicerContext
     ) -> streams_pb2.DeleteResp:
         position = await self._delete("delete", request.options, context)
@@ -220,7 +197,7 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             )
         )
 
-    async def Tombstone(  # noqa: N802
+    async def Tombstone(
         self, request: streams_pb2.TombstoneReq, context: grpc.aio.ServicerContext
     ) -> streams_pb2.TombstoneResp:
         position = await self._delete("tombstone", request.options, context)
@@ -239,7 +216,7 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             await _abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"Append failed due to WrongExpectedVersion. Stream: {stream},"
+                f"Delete failed due to WrongExpectedVersion. Stream: {stream},"
                 f" Expected version: {error.expected}, Actual version: {error.current}",
                 "wrong-expected-version",
                 {
@@ -255,7 +232,7 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
 
     # -------------------------------------------------------------------- Read
 
-    async def Read(  # noqa: N802
+    async def Read(
         self, request: streams_pb2.ReadReq, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[streams_pb2.ReadResp]:
         options = request.options
@@ -272,10 +249,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
 class _Reader:
     """One Read call: a read of a stream or of $all, or a catch-up subscription to either."""
 
-    def __init__(
-        self, service: Streams, options: Any, context: grpc.aio.ServicerContext
-    ) -> None:
-        self._service = service
+    def __init__(self, service: Streams, options: Any, context: grpc.aio.ServicerContext) -> None:
+        self._run = service._run
         self._store = service._store
         self._hub = service._hub
         self._options = options
@@ -288,18 +263,16 @@ class _Reader:
 
     # ---- encoding
 
-    async def _event(self, record: Recorded, in_all: bool) -> streams_pb2.ReadResp:
-        link: Recorded | None = None
+    async def _event(self, record: Recorded) -> streams_pb2.ReadResp:
+        """An event as the server sends it; a resolved link carries the link's position."""
+        read_event = ReadEvent(commit_position=record.position)
         if self._resolve_links and record.type == LINK_EVENT_TYPE:
-            target = await self._service._run(self._resolve, record)
-            if target is not None:
-                link, record = record, target
-        read_event = ReadEvent(event=self._recorded(record))
-        if link is not None:
-            read_event.link.CopyFrom(self._recorded(link))
-        position = (link or record).position
-        if in_all or True:
-            read_event.commit_position = position
+            target = await self._run(self._resolve, record)
+            read_event.link.CopyFrom(self._recorded(record))
+            if target is not None:  # a link to a deleted event is sent with no event
+                read_event.event.CopyFrom(self._recorded(target))
+        else:
+            read_event.event.CopyFrom(self._recorded(record))
         return ReadResp(event=read_event)
 
     def _resolve(self, link: Recorded) -> Recorded | None:
@@ -310,19 +283,8 @@ class _Reader:
             return None
 
     def _recorded(self, record: Recorded) -> Any:
-        if self._structured_ids:
-            value = uuid.UUID(record.event_id).int
-            most, least = value >> 64, value & (2**64 - 1)
-            event_id = shared_pb2.UUID(
-                structured=shared_pb2.UUID.Structured(
-                    most_significant_bits=most - (1 << 64) if most >= 1 << 63 else most,
-                    least_significant_bits=least - (1 << 64) if least >= 1 << 63 else least,
-                )
-            )
-        else:
-            event_id = shared_pb2.UUID(string=record.event_id)
         return RecordedEventPb(
-            id=event_id,
+            id=_uuid(record.event_id, self._structured_ids),
             stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream.encode()),
             stream_revision=record.revision,
             prepare_position=record.position,
@@ -336,42 +298,41 @@ class _Reader:
             data=record.data,
         )
 
+    def _deleted(self) -> Any:
+        return _abort_deleted(self._context, self._stream_name())
+
     # ---- reads
 
     def _stream_name(self) -> str:
         return str(self._options.stream.stream_identifier.stream_name.decode())
 
-    def _stream_start(self) -> int | None:
-        stream_options = self._options.stream
-        which = stream_options.WhichOneof("revision_option")
-        if which == "revision":
-            return int(stream_options.revision)
-        return None
-
     async def read_stream(self) -> AsyncIterator[streams_pb2.ReadResp]:
+        """Inclusive of the starting revision in both directions, in pages."""
         name = self._stream_name()
         stream_options = self._options.stream
-        revision = self._stream_start()
-        if revision is None and stream_options.WhichOneof("revision_option") == "end":
-            if not self._backwards:
-                revision = DELETED_STREAM  # forwards from the end: nothing to read
+        which = stream_options.WhichOneof("revision_option")
+        revision: int | None = None
+        if which == "revision":
+            revision = int(stream_options.revision)
+        elif which == "end" and not self._backwards:
+            revision = DELETED_STREAM  # forwards from the end: nothing yet
         remaining = self._count
         while remaining > 0:
             try:
-                page = await self._service._run(
+                page = await self._run(
                     self._store.read_stream, name, revision, self._backwards, min(remaining, PAGE)
                 )
             except StreamNotFound:
                 yield ReadResp(
                     stream_not_found=ReadResp.StreamNotFound(
-                        stream_identifier=self._options.stream.stream_identifier
+                        stream_identifier=stream_options.stream_identifier
                     )
                 )
                 return
             except StreamDeleted:
-                await _abort_deleted(self._context, name)
+                await self._deleted()
             for record in page:
-                yield await self._event(record, in_all=False)
+                yield await self._event(record)
             remaining -= len(page)
             if len(page) < PAGE:
                 return
@@ -380,27 +341,20 @@ class _Reader:
             if revision < 0:
                 return
 
-    def _all_start(self) -> int:
+    async def read_all(self) -> AsyncIterator[streams_pb2.ReadResp]:
+        """Forwards inclusive of the position, backwards exclusive; never checkpoints."""
         all_options = self._options.all
         which = all_options.WhichOneof("all_option")
         if which == "position":
-            return int(all_options.position.commit_position)
-        if which == "end":
-            return DELETED_STREAM
-        return 0
-
-    async def read_all(self) -> AsyncIterator[streams_pb2.ReadResp]:
-        position = self._all_start()
-        if self._backwards and position > self._hub.head:
-            position = self._hub.head + 1
+            position = int(all_options.position.commit_position)
+        else:
+            position = DELETED_STREAM if which == "end" else 0
         remaining = self._count
         while remaining > 0:
-            page = await self._service._run(
-                self._store.read_all, position, self._backwards, PAGE
-            )
+            page = await self._run(self._store.read_all, position, self._backwards, PAGE)
             for record in page:
                 if self._filter is None or self._filter(record):
-                    yield await self._event(record, in_all=True)
+                    yield await self._event(record)
                     remaining -= 1
                     if remaining == 0:
                         return
@@ -415,14 +369,25 @@ class _Reader:
             confirmation=ReadResp.SubscriptionConfirmation(subscription_id=str(uuid.uuid4()))
         )
 
+    async def _committed_after(self, position: int) -> list[Recorded]:
+        """The next events after ``position``: from the hub if it still has them."""
+        if self._hub.covers(position):
+            return self._hub.after(position, PAGE)
+        return await self._run(self._store.read_all, position + 1, False, PAGE)  # type: ignore[no-any-return]
+
     async def subscribe_all(self) -> AsyncIterator[streams_pb2.ReadResp]:
-        """History after the start position, caught_up, then live events as committed."""
+        """Confirmation, history after the (exclusive) start, caught_up, then live events.
+
+        A filtered subscription also reports how far it has looked: a checkpoint every
+        window x multiplier events considered, and one at the end of the catch-up, never
+        beyond the last event in the log.
+        """
         all_options = self._options.all
         which = all_options.WhichOneof("all_option")
         if which == "end":
             last = self._hub.head
         elif which == "position":
-            last = int(all_options.position.commit_position)  # exclusive
+            last = int(all_options.position.commit_position)
         else:
             last = -1
         yield self._confirmation()
@@ -430,79 +395,81 @@ class _Reader:
         caught_up = False
         while True:
             changed = self._hub.changed
-            if self._hub.covers(last):
-                page = self._hub.after(last, PAGE)
-            else:
-                page = await self._service._run(self._store.read_all, last + 1, False, PAGE)
+            page = await self._committed_after(last)
             for record in page:
-                if self._filter is None or self._filter(record):
-                    yield await self._event(record, in_all=True)
-                    checkpoints.delivered()
-                elif checkpoints.skipped():
-                    yield checkpoints.at(record.position)
                 last = record.position
+                if self._filter is None or self._filter(record):
+                    yield await self._event(record)
+                if checkpoints.considered(last):
+                    yield checkpoints.emit()
             if page:
                 continue
             if not caught_up:
                 caught_up = True
-                if checkpoints.pending():
-                    yield checkpoints.at(last if last >= 0 else 0)
+                if checkpoints.enabled:
+                    checkpoints.at(max(last, 0))
+                    if checkpoints.due():
+                        yield checkpoints.emit()
                 yield ReadResp(caught_up=ReadResp.CaughtUp())
             await changed.wait()
 
     async def subscribe_stream(self) -> AsyncIterator[streams_pb2.ReadResp]:
+        """Confirmation, history after the (exclusive) revision, caught_up, then live.
+
+        A missing or soft-deleted stream is simply caught up at once; a tombstoned one
+        fails with the server's "is deleted" error, after the tombstone if seen live.
+        """
         name = self._stream_name()
         stream_options = self._options.stream
         which = stream_options.WhichOneof("revision_option")
-        head = self._hub.head
-        if which == "end":
-            revision = await self._last_revision(name)
-        elif which == "revision":
-            revision = int(stream_options.revision)  # exclusive
-        else:
-            revision = -1
+        live_from = self._hub.head  # taken first: nothing committed later can be missed
         yield self._confirmation()
-        # History from the stream's own index, then live events from the hub.
-        while which != "end":
+        revision = int(stream_options.revision) if which == "revision" else -1
+        while True:
             try:
-                page = await self._service._run(
-                    self._store.read_stream, name, revision + 1, False, PAGE
+                page = await self._run(
+                    self._store.read_stream,
+                    name,
+                    None if which == "end" else revision + 1,
+                    which == "end",
+                    1 if which == "end" else PAGE,
                 )
-            except (StreamNotFound, StreamDeleted):
+            except StreamNotFound:
+                break
+            except StreamDeleted:
+                await self._deleted()
+            if which == "end":
+                revision = page[0].revision if page else -1
                 break
             for record in page:
-                yield await self._event(record, in_all=False)
+                yield await self._event(record)
                 revision = record.revision
             if len(page) < PAGE:
                 break
         yield ReadResp(caught_up=ReadResp.CaughtUp())
-        last = head
+        last = live_from
         while True:
             changed = self._hub.changed
-            if self._hub.covers(last):
-                page = self._hub.after(last, PAGE)
-            else:
-                page = await self._service._run(self._store.read_all, last + 1, False, PAGE)
+            page = await self._committed_after(last)
             for record in page:
                 last = record.position
-                if record.stream == name and revision < record.revision != DELETED_STREAM:
-                    yield await self._event(record, in_all=False)
-                    revision = record.revision
+                if record.stream != name or record.revision <= revision:
+                    continue
+                yield await self._event(record)
+                if record.revision == DELETED_STREAM:
+                    await self._deleted()
+                revision = record.revision
             if not page:
                 await changed.wait()
 
-    async def _last_revision(self, name: str) -> int:
-        try:
-            page = await self._service._run(self._store.read_stream, name, None, True, 1)
-        except (StreamNotFound, StreamDeleted):
-            return -1
-        return page[0].revision if page else -1
-
 
 class _Filter:
-    """An event-type or stream-name filter: a regex (searched) or a list of prefixes."""
+    """An event-type or stream-name filter: a regex (searched, as .NET's Regex.IsMatch) or a
+    list of prefixes, with the search window the client asked for."""
 
-    def __init__(self, by_stream: bool, match: Callable[[str], bool], window: int, multiplier: int):
+    def __init__(
+        self, by_stream: bool, match: Callable[[str], bool], window: int, multiplier: int
+    ) -> None:
         self.by_stream = by_stream
         self._match = match
         self.window = window
@@ -516,10 +483,10 @@ class _Filter:
         kind = filter_options.WhichOneof("filter")
         expression = getattr(filter_options, kind)
         if expression.regex:
-            pattern = re.compile(expression.regex)
+            search = re.compile(expression.regex).search
 
             def match(value: str) -> bool:
-                return pattern.search(value) is not None
+                return search(value) is not None
         else:
             prefixes = tuple(expression.prefix)
 
@@ -539,47 +506,58 @@ class _Filter:
 
 
 class _Checkpoints:
-    """When a filtered $all subscription reports how far it has looked."""
+    """A filtered subscription's progress reports: every ``window * multiplier`` events
+    considered (matching or not), at the position of the last one considered."""
 
     def __init__(self, event_filter: _Filter | None) -> None:
+        self.enabled = event_filter is not None
         self._interval = (
-            event_filter.window * event_filter.multiplier if event_filter is not None else 0
+            max(1, event_filter.window * event_filter.multiplier) if event_filter else 0
         )
-        self._considered = 0
+        self._counter = 0
+        self._position = -1
+        self._sent = -1
 
-    def delivered(self) -> None:
-        if self._interval:
-            self._considered += 1
-
-    def skipped(self) -> bool:
-        if not self._interval:
+    def considered(self, position: int) -> bool:
+        """Count one event; True when a checkpoint is due."""
+        if not self.enabled:
             return False
-        self._considered += 1
-        return self._considered >= self._interval
+        self._position = position
+        self._counter += 1
+        if self._counter < self._interval:
+            return False
+        self._counter = 0
+        return self.due()
 
-    def pending(self) -> bool:
-        return self._interval > 0 and self._considered > 0
+    def at(self, position: int) -> None:
+        self._position = position
+        self._counter = 0
 
-    def at(self, position: int) -> streams_pb2.ReadResp:
-        self._considered = 0
+    def due(self) -> bool:
+        return self._position > self._sent
+
+    def emit(self) -> streams_pb2.ReadResp:
+        self._sent = self._position
         return ReadResp(
-            checkpoint=ReadResp.Checkpoint(commit_position=position, prepare_position=position)
+            checkpoint=ReadResp.Checkpoint(
+                commit_position=self._position, prepare_position=self._position
+            )
         )
 
 
 class Gossip(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
-    """A cluster of one: this node, the leader, at the address clients dialled."""
+    """A cluster of one: this node, the leader, at its advertised address."""
 
-    def __init__(self, host: str, port: Callable[[], int]) -> None:
-        self._host = host
+    def __init__(self, advertise_host: str, port: Callable[[], int]) -> None:
+        self._host = advertise_host
         self._port = port
         self._instance_id = str(uuid.uuid4())
 
-    async def Read(  # noqa: N802
+    async def Read(
         self, request: shared_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> gossip_pb2.ClusterInfo:
         member = gossip_pb2.MemberInfo(
-            instance_id=shared_pb2.UUID(string=self._instance_id),
+            instance_id=_uuid(self._instance_id, structured=True),
             time_stamp=now_ticks(),
             state=gossip_pb2.MemberInfo.VNodeState.Leader,
             is_alive=True,
@@ -589,17 +567,103 @@ class Gossip(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
 
 
 class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsServicer):  # type: ignore[misc]
-    """Not supported yet: listing answers an empty list, everything else says so plainly."""
+    """No persistent subscriptions (yet): the server's answers for a node that has none.
 
-    async def List(  # noqa: N802
+    Listing all answers an empty list; anything naming a group answers NOT_FOUND with the
+    server's text; creating one is refused as unimplemented.
+    """
+
+    async def List(
         self, request: persistent_pb2.ListReq, context: grpc.aio.ServicerContext
     ) -> persistent_pb2.ListResp:
+        options = request.options
+        if options.WhichOneof("list_option") == "list_for_stream":
+            stream_option = options.list_for_stream
+            stream = (
+                "$all"
+                if stream_option.WhichOneof("stream_option") == "all"
+                else stream_option.stream.stream_name.decode()
+            )
+            await self._missing(context, "", stream)
         return persistent_pb2.ListResp()
+
+    async def GetInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._missing_for(request.options, context)
+
+    async def Delete(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._missing_for(request.options, context)
+
+    async def ReplayParked(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._missing_for(request.options, context)
+
+    async def Update(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        options = request.options
+        stream = (
+            options.stream.stream_identifier.stream_name.decode()
+            if options.HasField("stream")
+            else "$all"
+        )
+        await self._missing(context, options.group_name, stream)
+
+    async def Read(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        first = await anext(request_iterator.__aiter__(), None)
+        if first is not None and first.HasField("options"):
+            await self._missing_for(first.options, context)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Options were not provided.")
+        yield  # an async generator: a bidirectional stream that never sends
+
+    async def Create(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "esdblocal does not support persistent subscriptions"
+        )
+
+    async def RestartSubsystem(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> shared_pb2.Empty:
+        return shared_pb2.Empty()
+
+    async def _missing_for(self, options: Any, context: grpc.aio.ServicerContext) -> None:
+        stream = (
+            "$all"
+            if options.WhichOneof("stream_option") == "all"
+            else options.stream_identifier.stream_name.decode()
+        )
+        await self._missing(context, options.group_name, stream)
+
+    @staticmethod
+    async def _missing(context: grpc.aio.ServicerContext, group: str, stream: str) -> None:
+        await _abort(
+            context,
+            grpc.StatusCode.NOT_FOUND,
+            f"Subscription group {group} on stream {stream} does not exist.",
+            "persistent-subscription-does-not-exist",
+            {"stream-name": stream, "group-name": group},
+        )
 
 
 # ---------------------------------------------------------------------- helpers
 
 _STATE_FIELD = {ANY: "any", NO_STREAM: "no_stream", STREAM_EXISTS: "stream_exists"}
+_UINT64_MAX = 2**64 - 1
+
+
+class BadProposal(Exception):
+    """A proposed event the server refuses before any write."""
+
+    def __init__(
+        self,
+        message: str,
+        code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
+        exception: str = "missing-required-metadata-property",
+        trailers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.exception = exception
+        self.trailers = trailers
 
 
 def _expected(options: Any, oneof: str, revision_field: str) -> int:
@@ -609,29 +673,64 @@ def _expected(options: Any, oneof: str, revision_field: str) -> int:
     return {"no_stream": NO_STREAM, "stream_exists": STREAM_EXISTS}.get(which, ANY)
 
 
-async def _proposed(message: Any, context: grpc.aio.ServicerContext) -> Proposed:
+def _proposed(message: Any) -> Proposed:
+    """A proposed message as the log stores it (non-JSON content reads back as binary)."""
     metadata = message.metadata
     for key in ("type", "content-type"):
         if key not in metadata:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"Required Metadata Property '{key}' is missing"
+            raise BadProposal(
+                f"Required Metadata Property '{key}' is missing",
+                trailers={"required-metadata-properties": "type,content-type"},
             )
-    which = message.id.WhichOneof("value")
     try:
-        if which == "structured":
-            most = message.id.structured.most_significant_bits & (2**64 - 1)
-            least = message.id.structured.least_significant_bits & (2**64 - 1)
+        if message.id.WhichOneof("value") == "structured":
+            most = message.id.structured.most_significant_bits & _UINT64_MAX
+            least = message.id.structured.least_significant_bits & _UINT64_MAX
             event_id = str(uuid.UUID(int=(most << 64) | least))
         else:
             event_id = str(uuid.UUID(message.id.string))
     except ValueError:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Invalid event id")
-    return Proposed(
-        event_id, metadata["type"], metadata["content-type"], message.data, message.custom_metadata
+        raise BadProposal(
+            "Exception was thrown by handler.", grpc.StatusCode.UNKNOWN, "unknown"
+        ) from None
+    content_type = metadata["content-type"]
+    if content_type != JSON:
+        content_type = BINARY
+    return Proposed(event_id, metadata["type"], content_type, message.data, message.custom_metadata)
+
+
+def _size(events: Sequence[Proposed]) -> int:
+    return sum(len(e.type) + len(e.data) + len(e.metadata) for e in events)
+
+
+def _uuid(value: str, structured: bool) -> shared_pb2.UUID:
+    """A UUID in the form the client asked for (structured halves are signed 64-bit)."""
+    if not structured:
+        return shared_pb2.UUID(string=value)
+    number = uuid.UUID(value).int
+    most, least = number >> 64, number & _UINT64_MAX
+    return shared_pb2.UUID(
+        structured=shared_pb2.UUID.Structured(
+            most_significant_bits=most - (1 << 64) if most >= 1 << 63 else most,
+            least_significant_bits=least - (1 << 64) if least >= 1 << 63 else least,
+        )
     )
 
 
+def _fill_success(success: Any, result: WriteResult) -> None:
+    if result.current_revision < 0:
+        success.no_stream.SetInParent()
+    else:
+        success.current_revision = result.current_revision
+    if result.position is None:
+        success.no_position.SetInParent()
+    else:
+        success.position.commit_position = result.position
+        success.position.prepare_position = result.position
+
+
 def _append_wev(error: WrongExpectedVersion) -> Any:
+    """Append's in-band answer, with the pre-20.6 fields the server still fills."""
     wev = streams_pb2.AppendResp.WrongExpectedVersion()
     if error.current < 0:
         wev.current_no_stream.SetInParent()
@@ -650,6 +749,20 @@ def _append_wev(error: WrongExpectedVersion) -> Any:
         wev.stream_exists_20_6_0.SetInParent()
     else:
         wev.expected_no_stream.SetInParent()
+        wev.expected_revision_20_6_0 = _UINT64_MAX
+    return wev
+
+
+def _batch_wev(error: WrongExpectedVersion) -> shared_pb2.WrongExpectedVersion:
+    wev = shared_pb2.WrongExpectedVersion()
+    if error.current < 0:
+        wev.current_no_stream.SetInParent()
+    else:
+        wev.current_stream_revision = error.current
+    if error.expected >= 0:
+        wev.expected_stream_position = error.expected
+    else:
+        getattr(wev, "expected_" + _STATE_FIELD[error.expected]).SetInParent()
     return wev
 
 
@@ -666,8 +779,8 @@ async def _abort(
     exception: str,
     extra: dict[str, str] | None = None,
 ) -> None:
-    trailers = [("exception", exception), *(extra or {}).items()]
-    context.set_trailing_metadata(tuple(trailers))
+    """Fail the call as the server does: status, text, and an ``exception`` trailer."""
+    context.set_trailing_metadata((("exception", exception), *(extra or {}).items()))
     await context.abort(code, message)
 
 
@@ -679,6 +792,3 @@ async def _abort_deleted(context: grpc.aio.ServicerContext, stream: str) -> None
         "stream-deleted",
         {"stream-name": stream},
     )
-
-
-_ = empty_pb2  # google.protobuf.Empty is what BatchAppend's oneofs carry

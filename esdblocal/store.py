@@ -36,6 +36,11 @@ DELETED_STREAM = 2**63 - 1
 
 # EventStoreDB keeps only the last event of a metastream ($$name) readable.
 METASTREAM_MAX_COUNT = 1
+# A real log opens with an epoch record at position 0, which is not an event; events
+# therefore never sit at position 0, and a subscription "after 0" sees them all.
+LOG_START = 128
+# What an append of no events advances the log by (the server writes an empty record).
+EMPTY_RECORD_SIZE = 64
 # How many recent event ids the writer remembers for idempotent appends with ANY (the
 # real server also bounds this: a re-append older than its cache is written again).
 IDEMPOTENCY_CACHE_SIZE = 100_000
@@ -166,9 +171,10 @@ class StreamMetadata:
             raw = json.loads(data)
         except ValueError:
             return cls()
-        if not isinstance(raw, dict):
-            return cls()
+        return cls.from_dict(raw) if isinstance(raw, dict) else cls()
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StreamMetadata:
         def positive(key: str) -> int | None:
             value = raw.get(key)
             return value if isinstance(value, int) and value >= 0 else None
@@ -224,7 +230,7 @@ class Store:
         self._writer_db.isolation_level = None  # explicit BEGIN/COMMIT
         self._writer_db.executescript(SCHEMA)
         self._next_position = self._load_next_position()
-        if self._next_position == 0:
+        if self._next_position == LOG_START:
             self._write_initial_events()
         self._warm_idempotency_cache()
         self._closed = False
@@ -318,11 +324,13 @@ class Store:
             return self._soft_delete(stream, request.expected, rows)
         return self._tombstone(stream, request.expected, rows)
 
-    def _check_expected(self, stream: _Stream, expected: int, events: Sequence[Proposed]) -> int | None:
-        """EventStoreDB's commit check: None means write; an int is an idempotent replay.
+    def _check_expected(
+        self, stream: _Stream, expected: int, events: Sequence[Proposed]
+    ) -> int | None:
+        """The server's commit check: None means write; an int is an idempotent replay.
 
-        The int returned is the revision of the last already-written event of the replay.
-        Raises WrongExpectedVersion where the server would.
+        The int is the revision of the replay's last event, already in the stream. Raises
+        WrongExpectedVersion or StreamDeleted where ``IndexWriter.CheckCommit`` would.
         """
         current = stream.last_revision
         soft_deleted = current >= 0 and self._metadata(stream.name).soft_deleted
@@ -332,44 +340,47 @@ class Store:
             if current < 0:
                 raise WrongExpectedVersion(stream.name, expected, current)
         if expected in (ANY, STREAM_EXISTS):
-            replayed = self._replayed(stream, events)
-            return replayed
-        if expected == NO_STREAM and soft_deleted:
-            # A soft-deleted stream may be recreated as if it did not exist.
-            expected = current
+            return self._replayed(stream, expected, events)
         if expected < current:
-            return self._replayed_at(stream, expected, events)
+            return self._replayed_at(stream, expected, events, soft_deleted)
         if expected > current:
             raise WrongExpectedVersion(stream.name, expected, current)
         return None
 
-    def _replayed(self, stream: _Stream, events: Sequence[Proposed]) -> int | None:
-        """With ANY: the first id seen before decides; a partial replay is an error."""
+    def _replayed(self, stream: _Stream, expected: int, events: Sequence[Proposed]) -> int | None:
+        """With ANY/STREAM_EXISTS: the first id decides; a partial replay is refused.
+
+        Like the server, this consults a bounded cache of recent event ids: an append
+        older than the cache is written again.
+        """
         last: int | None = None
         for index, event in enumerate(events):
             seen = self._recent_ids.get(event.event_id)
             if seen is None or seen[0] != stream.id:
                 if index == 0:
                     return None
-                raise WrongExpectedVersion(stream.name, ANY, stream.last_revision)
+                raise WrongExpectedVersion(stream.name, expected, stream.last_revision)
             last = seen[1]
         return last
 
-    def _replayed_at(self, stream: _Stream, expected: int, events: Sequence[Proposed]) -> int:
-        """After ``expected``, the stream must already hold exactly these ids in order."""
+    def _replayed_at(
+        self, stream: _Stream, expected: int, events: Sequence[Proposed], soft_deleted: bool
+    ) -> int | None:
+        """After ``expected`` the stream must already hold exactly these ids, in order.
+
+        The one exception: NO_STREAM recreates a soft-deleted stream (returns None).
+        """
         revision = expected
-        for index, event in enumerate(events):
+        for event in events:
             revision += 1
-            seen = self._recent_ids.get(event.event_id)
-            if seen is not None and seen[0] == stream.id and seen[1] == revision:
-                continue
             row = self._writer_db.execute(
                 "SELECT event_id FROM events WHERE stream_id = ? AND revision = ?",
                 (stream.id, revision),
             ).fetchone()
             if row is not None and row[0] == event.event_id:
                 continue
-            del index
+            if revision == expected + 1 and expected == NO_STREAM and soft_deleted:
+                return None
             raise WrongExpectedVersion(stream.name, expected, stream.last_revision)
         if revision == expected:  # no events: nothing to replay, and nothing to write
             raise WrongExpectedVersion(stream.name, expected, stream.last_revision)
@@ -380,51 +391,56 @@ class Store:
     ) -> WriteResult:
         replayed = self._check_expected(stream, expected, events)
         if replayed is not None:
-            position = self._recent_position(stream, replayed)
-            return WriteResult(stream.last_revision if False else replayed, position)
+            return WriteResult(replayed, self._position_of(stream, replayed))
         if not events:
-            return WriteResult(stream.last_revision, None)
-        if stream.last_revision >= 0 and self._metadata(stream.name).soft_deleted:
-            self._undelete(stream, rows)
+            # The server still writes an (invisible) empty record and reports its position.
+            position = self._next_position
+            self._next_position += EMPTY_RECORD_SIZE
+            return WriteResult(stream.last_revision, position)
+        soft_deleted = stream.last_revision >= 0 and self._metadata(stream.name).soft_deleted
+        recreated_from = stream.last_revision + 1
         position = 0
         for event in events:
             position = self._add_row(stream, event, rows)
+        if soft_deleted:
+            # SoftUndeleteStream: after the new events, $tb moves to the first of them.
+            metadata = self._raw_metadata(stream.name)
+            metadata["$tb"] = recreated_from
+            self._add_row(self._stream(metastream_of(stream.name)), _metadata_event(metadata), rows)
         return WriteResult(stream.last_revision, position)
 
     def _soft_delete(self, stream: _Stream, expected: int, rows: list[Recorded]) -> WriteResult:
-        """A soft delete is metadata: ``$tb`` set to DeletedStream on ``$$stream``."""
-        self._check_delete(stream, expected)
-        metadata = self._raw_metadata(stream.name)
-        metadata["$tb"] = DELETED_STREAM
+        """A soft delete replaces the metadata with ``{"$tb": DeletedStream}``."""
+        self._check_delete(stream, expected, hard=False)
         meta = self._stream(metastream_of(stream.name))
-        position = self._add_row(meta, _metadata_event(metadata), rows)
+        position = self._add_row(meta, _metadata_event({"$tb": DELETED_STREAM}), rows)
         return WriteResult(stream.last_revision, position)
 
     def _tombstone(self, stream: _Stream, expected: int, rows: list[Recorded]) -> WriteResult:
         """A tombstone is a ``$streamDeleted`` event at revision DeletedStream: final."""
-        self._check_delete(stream, expected)
+        self._check_delete(stream, expected, hard=True)
         event = Proposed(str(uuid4()), "$streamDeleted", "application/octet-stream", b"", b"")
         position = self._add_row(stream, event, rows, revision=DELETED_STREAM)
         return WriteResult(DELETED_STREAM, position)
 
-    def _check_delete(self, stream: _Stream, expected: int) -> None:
+    def _check_delete(self, stream: _Stream, expected: int, hard: bool) -> None:
+        """Deletes check the version like appends, without replays.
+
+        A soft delete of a stream that never had events is refused whatever the expected
+        version (the real server answers "Actual version: -1"); a tombstone with ANY or
+        NO_STREAM seals a stream that never existed.
+        """
         current = stream.last_revision
-        if current >= 0 and self._metadata(stream.name).soft_deleted and expected != ANY:
-            current = NO_STREAM
-        if expected == ANY:
-            return
+        if current < 0 and not hard:
+            raise WrongExpectedVersion(stream.name, expected, current)
         if expected == STREAM_EXISTS:
+            if current >= 0 and self._metadata(stream.name).soft_deleted:
+                raise StreamDeleted(stream.name)
             if current < 0:
                 raise WrongExpectedVersion(stream.name, expected, current)
             return
-        if expected != current:
+        if expected != ANY and expected != current:
             raise WrongExpectedVersion(stream.name, expected, current)
-
-    def _undelete(self, stream: _Stream, rows: list[Recorded]) -> None:
-        """Appending to a soft-deleted stream first moves ``$tb`` to the new first event."""
-        metadata = self._raw_metadata(stream.name)
-        metadata["$tb"] = stream.last_revision + 1
-        self._add_row(self._stream(metastream_of(stream.name)), _metadata_event(metadata), rows)
 
     def _add_row(
         self, stream: _Stream, event: Proposed, rows: list[Recorded], revision: int | None = None
@@ -506,14 +522,14 @@ class Store:
     def _metadata(self, name: str) -> StreamMetadata:
         if is_metastream(name):
             return StreamMetadata(max_count=METASTREAM_MAX_COUNT)
-        return StreamMetadata.parse(json.dumps(self._raw_metadata(name)).encode())
+        return StreamMetadata.from_dict(self._raw_metadata(name))
 
     def _remember_id(self, event_id: str, stream_id: int, revision: int, position: int) -> None:
         self._recent_ids[event_id] = (stream_id, revision, position)
         if len(self._recent_ids) > IDEMPOTENCY_CACHE_SIZE:
             self._recent_ids.popitem(last=False)
 
-    def _recent_position(self, stream: _Stream, revision: int) -> int | None:
+    def _position_of(self, stream: _Stream, revision: int) -> int | None:
         row = self._writer_db.execute(
             "SELECT position FROM events WHERE stream_id = ? AND revision = ?",
             (stream.id, revision),
@@ -532,7 +548,7 @@ class Store:
     def _load_next_position(self) -> int:
         row = self._writer_db.execute(_SELECT + " ORDER BY e.position DESC LIMIT 1").fetchone()
         if row is None:
-            return 0
+            return LOG_START
         last = Recorded(*row)
         return last.position + record_size(last.stream, last)
 
@@ -587,9 +603,11 @@ class Store:
                 "SELECT id, last_revision FROM streams WHERE name = ?", (name,)
             ).fetchone()
             if row is None or row[1] < 0:
+                if self._base_tombstoned(db, name):
+                    raise StreamDeleted(name)
                 raise StreamNotFound(name)
             stream_id, last = row
-            if last == DELETED_STREAM:
+            if last == DELETED_STREAM or self._base_tombstoned(db, name):
                 raise StreamDeleted(name)
             metadata = self._reader_metadata(db, name)
             if metadata.soft_deleted:
@@ -625,6 +643,14 @@ class Store:
                 _SELECT + " WHERE s.name = ? AND e.revision = ?", (name, revision)
             ).fetchone()
         return Recorded._make(row) if row else None
+
+    @staticmethod
+    def _base_tombstoned(db: sqlite3.Connection, name: str) -> bool:
+        """``$$x`` reads as deleted once ``x`` is tombstoned (writing it still works)."""
+        if not is_metastream(name):
+            return False
+        row = db.execute("SELECT last_revision FROM streams WHERE name = ?", (name[2:],)).fetchone()
+        return row is not None and row[0] == DELETED_STREAM
 
     def _reader_metadata(self, db: sqlite3.Connection, name: str) -> StreamMetadata:
         if is_metastream(name):
