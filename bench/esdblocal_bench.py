@@ -490,6 +490,7 @@ class Runner:
         self.server = server
 
     def _spawn(self, target: Callable[..., None], *args: object) -> SpawnProcess:
+        self.server.check_alive()  # a dead server fails the phase at once
         process = self._ctx.Process(target=target, args=args, daemon=True)
         process.start()
         return process
@@ -744,11 +745,11 @@ def report(
     for key, phase in phases.items():
         if phase.wall <= 0 or phase.value is None:
             continue
-        server = "no-op" if key.startswith("noop") else "esdblocal"
+        which = "no-op" if key.startswith("noop") else "esdblocal"
         server_cpu = cpu_percent(phase.server_cpu, phase.wall)
         client_cpu = cpu_percent(phase.client_cpu, phase.wall)
         out.append(
-            f"| {phase.name} | {server} | {phase.wall:.2f} | {server_cpu} | {client_cpu}"
+            f"| {phase.name} | {which} | {phase.wall:.2f} | {server_cpu} | {client_cpu}"
             f" | {phase.detail} |"
         )
     errors = [(phase.name, phase.error) for phase in phases.values() if phase.error]
