@@ -391,7 +391,7 @@ class _Reader:
         else:
             last = -1
         yield self._confirmation()
-        checkpoints = _Checkpoints(self._filter)
+        checkpoints = _Checkpoints(self._filter, start=last)
         caught_up = False
         while True:
             changed = self._hub.changed
@@ -509,14 +509,15 @@ class _Checkpoints:
     """A filtered subscription's progress reports: every ``window * multiplier`` events
     considered (matching or not), at the position of the last one considered."""
 
-    def __init__(self, event_filter: _Filter | None) -> None:
+    def __init__(self, event_filter: _Filter | None, start: int) -> None:
+        """``start`` is where the subscription began: nothing at or before it is reported."""
         self.enabled = event_filter is not None
         self._interval = (
             max(1, event_filter.window * event_filter.multiplier) if event_filter else 0
         )
         self._counter = 0
-        self._position = -1
-        self._sent = -1
+        self._position = start
+        self._sent = start
 
     def considered(self, position: int) -> bool:
         """Count one event; True when a checkpoint is due."""
