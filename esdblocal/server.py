@@ -13,13 +13,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 from esdbclient.protos.Grpc import gossip_pb2_grpc, persistent_pb2_grpc, streams_pb2_grpc
 
 from esdblocal.hub import Hub
 from esdblocal.service import Gossip, PersistentSubscriptions, Streams
-from esdblocal.store import Recorded, Store
+from esdblocal.store import Outcome, Recorded, Store
 
 DB_FILE = "log.sqlite3"
 READER_THREADS = 4
@@ -59,11 +60,20 @@ class Node:
             PersistentSubscriptions(), self._server
         )
 
-    def _committed(self, records: list[Recorded]) -> None:
-        """Writer thread → loop: new events for live subscriptions."""
-        hub = self._hub
-        if hub is not None:
-            self._loop.call_soon_threadsafe(hub.publish, records)
+    def _committed(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
+        """Writer thread → loop, once per group: answers for writers, events for the hub."""
+        self._loop.call_soon_threadsafe(self._deliver, outcomes, records)
+
+    def _deliver(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
+        if records and self._hub is not None:
+            self._hub.publish(records)
+        for future, outcome in outcomes:
+            if future.done():  # the caller went away (cancelled call)
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     @property
     def uri(self) -> str:

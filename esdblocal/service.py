@@ -71,7 +71,9 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
     async def _write(
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed] = ()
     ) -> WriteResult:
-        return await asyncio.wrap_future(self._store.submit(kind, stream, expected, events))
+        outcome: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._store.submit(kind, stream, expected, events, outcome)
+        return await outcome
 
     # ------------------------------------------------------------------ Append
 

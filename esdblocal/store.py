@@ -20,9 +20,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import uuid4
@@ -201,17 +200,23 @@ class _Request:
     stream: str
     expected: int
     events: Sequence[Proposed]
-    future: Future[WriteResult] = field(default_factory=Future)
+    token: Any  # the caller's handle for the outcome, returned with it
+
+
+Outcome = WriteResult | BaseException
+# Called on the writer thread once per group: each request's token with its outcome, and the
+# records the group committed (durable by then), in log order.
+OnCommit = Callable[[list[tuple[Any, Outcome]], list[Recorded]], None]
 
 
 class Store:
     """The event log. Thread-safe: call from any thread; writes go through one writer."""
 
-    def __init__(self, path: Path | None, on_commit: Callable[[list[Recorded]], None]) -> None:
+    def __init__(self, path: Path | None, on_commit: OnCommit) -> None:
         """Open (or create) the log at ``path``; None keeps everything in memory.
 
-        ``on_commit`` is called by the writer thread with the records of each committed
-        group, in log order, after they are durable.
+        ``on_commit`` hears every outcome, once per group, so that a caller on another
+        thread (the event loop) is woken once per fsync rather than once per request.
         """
         self._path = path
         self._on_commit = on_commit
@@ -241,15 +246,14 @@ class Store:
     # ---------------------------------------------------------------- writing
 
     def submit(
-        self, kind: str, stream: str, expected: int, events: Sequence[Proposed] = ()
-    ) -> Future[WriteResult]:
-        """Queue an append, delete or tombstone; the future resolves once it is durable."""
-        request = _Request(kind, stream, expected, events)
+        self, kind: str, stream: str, expected: int, events: Sequence[Proposed], token: Any
+    ) -> None:
+        """Queue an append, delete or tombstone; ``on_commit`` reports it with ``token``."""
+        request = _Request(kind, stream, expected, events, token)
         if self._closed:
-            request.future.set_exception(RuntimeError("the log is closed"))
+            self._on_commit([(token, RuntimeError("the log is closed"))], [])
         else:
             self._requests.put(request)
-        return request.future
 
     def close(self) -> None:
         if self._closed:
@@ -281,7 +285,7 @@ class Store:
 
     def _commit_group(self, group: list[_Request]) -> None:
         rows: list[Recorded] = []
-        outcomes: list[tuple[_Request, WriteResult | BaseException]] = []
+        outcomes: list[tuple[Any, Outcome]] = []
         saved_position = self._next_position
         with self._memory_lock:
             db = self._writer_db
@@ -289,11 +293,9 @@ class Store:
             try:
                 for request in group:
                     try:
-                        result = self._apply(request, rows)
+                        outcomes.append((request.token, self._apply(request, rows)))
                     except StoreError as error:
-                        outcomes.append((request, error))
-                    else:
-                        outcomes.append((request, result))
+                        outcomes.append((request.token, error))
                 if rows:
                     self._insert(rows)
                 db.execute("COMMIT")
@@ -303,16 +305,9 @@ class Store:
                 self._recent_ids.clear()
                 self._warm_idempotency_cache()
                 self._next_position = saved_position
-                for request in group:
-                    request.future.set_exception(error)
+                self._on_commit([(request.token, error) for request in group], [])
                 return
-        for request, outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                request.future.set_exception(outcome)
-            else:
-                request.future.set_result(outcome)
-        if rows:
-            self._on_commit(rows)
+        self._on_commit(outcomes, rows)
 
     def _apply(self, request: _Request, rows: list[Recorded]) -> WriteResult:
         stream = self._stream(request.stream)
