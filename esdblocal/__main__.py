@@ -29,7 +29,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> None:
-    task = asyncio.ensure_future(serve(args.host, args.port, None if args.memory else args.data, args.advertise_host))
+    task = asyncio.ensure_future(
+        serve(args.host, args.port, None if args.memory else args.data, args.advertise_host)
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)

@@ -55,7 +55,9 @@ class Node:
         streams_pb2_grpc.add_StreamsServicer_to_server(
             Streams(self.store, self._hub, self._readers), self._server
         )
-        gossip_pb2_grpc.add_GossipServicer_to_server(Gossip(self.advertise_host, lambda: self.port), self._server)
+        gossip_pb2_grpc.add_GossipServicer_to_server(
+            Gossip(self.advertise_host, lambda: self.port), self._server
+        )
         persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
             PersistentSubscriptions(), self._server
         )

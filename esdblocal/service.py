@@ -87,6 +87,7 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         if first is None or not first.HasField("options"):
             # The server's handler throws here; ASP.NET reports it generically.
             await context.abort(grpc.StatusCode.UNKNOWN, "Exception was thrown by handler.")
+            raise AssertionError("abort raises")
         options = first.options
         stream = options.stream_identifier.stream_name.decode()
         expected = _expected(options, "expected_stream_revision", "revision")

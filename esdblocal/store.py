@@ -473,8 +473,17 @@ class Store:
         db.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (r.position, ids[r.stream], r.revision, r.event_id, r.type, r.content_type,
-                 r.created, r.data, r.metadata)
+                (
+                    r.position,
+                    ids[r.stream],
+                    r.revision,
+                    r.event_id,
+                    r.type,
+                    r.content_type,
+                    r.created,
+                    r.data,
+                    r.metadata,
+                )
                 for r in rows
             ],
         )

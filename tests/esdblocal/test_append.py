@@ -79,7 +79,9 @@ def test_expected_version_matrix(
 
 
 def test_wrong_version_message_names_current_revision(
-    client: EventStoreDBClient, stream_name: str, wrap  # type: ignore[no-untyped-def]
+    client: EventStoreDBClient,
+    stream_name: str,
+    wrap,  # type: ignore[no-untyped-def]
 ) -> None:
     client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=[event()])
     with pytest.raises(WrongCurrentVersion, match="is 0 not 5"):
@@ -91,7 +93,9 @@ def test_wrong_version_message_names_current_revision(
 
 def test_batch_is_atomic_and_ordered(client: EventStoreDBClient, stream_name: str) -> None:
     events = [event(f"E{i}", str(i).encode()) for i in range(50)]
-    position = client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=events)
+    position = client.append_to_stream(
+        stream_name, current_version=StreamState.NO_STREAM, events=events
+    )
     recorded = client.get_stream(stream_name)
     assert [e.id for e in recorded] == [e.id for e in events]
     assert [e.stream_position for e in recorded] == list(range(50))
@@ -104,7 +108,9 @@ def test_data_metadata_content_type_and_created_round_trip(
     client: EventStoreDBClient, stream_name: str
 ) -> None:
     new = NewEvent(
-        type="Binary", data=b"\x00\xffraw", metadata=b'{"$correlationId":"x"}',
+        type="Binary",
+        data=b"\x00\xffraw",
+        metadata=b'{"$correlationId":"x"}',
         content_type="application/octet-stream",
     )
     client.append_to_stream(stream_name, current_version=StreamState.ANY, events=new)
@@ -120,16 +126,27 @@ class TestIdempotentAppends:
     """Re-sending the same event ids is answered as the first write was."""
 
     def test_same_ids_after_same_expected_version_return_original_position(
-        self, client: EventStoreDBClient, stream_name: str, wrap  # type: ignore[no-untyped-def]
+        self,
+        client: EventStoreDBClient,
+        stream_name: str,
+        wrap,  # type: ignore[no-untyped-def]
     ) -> None:
         first = event()
-        position = client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=wrap(first))
-        again = client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=wrap(first))
+        position = client.append_to_stream(
+            stream_name, current_version=StreamState.NO_STREAM, events=wrap(first)
+        )
+        again = client.append_to_stream(
+            stream_name, current_version=StreamState.NO_STREAM, events=wrap(first)
+        )
         assert again == position
         assert len(client.get_stream(stream_name)) == 1
 
-    def test_same_ids_after_exact_revision(self, client: EventStoreDBClient, stream_name: str) -> None:
-        client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=[event()])
+    def test_same_ids_after_exact_revision(
+        self, client: EventStoreDBClient, stream_name: str
+    ) -> None:
+        client.append_to_stream(
+            stream_name, current_version=StreamState.NO_STREAM, events=[event()]
+        )
         batch = [event("B"), event("C")]
         position = client.append_to_stream(stream_name, current_version=0, events=batch)
         assert client.append_to_stream(stream_name, current_version=0, events=batch) == position
@@ -137,8 +154,13 @@ class TestIdempotentAppends:
 
     def test_same_ids_with_any(self, client: EventStoreDBClient, stream_name: str) -> None:
         batch = [event("B"), event("C")]
-        position = client.append_to_stream(stream_name, current_version=StreamState.ANY, events=batch)
-        assert client.append_to_stream(stream_name, current_version=StreamState.ANY, events=batch) == position
+        position = client.append_to_stream(
+            stream_name, current_version=StreamState.ANY, events=batch
+        )
+        assert (
+            client.append_to_stream(stream_name, current_version=StreamState.ANY, events=batch)
+            == position
+        )
         assert len(client.get_stream(stream_name)) == 2
 
     def test_partial_overlap_is_wrong_expected_version(

@@ -81,7 +81,9 @@ async def test_concurrent_writers_on_one_version(esdb_uri: str) -> None:
         results = await asyncio.gather(
             *(
                 c.append_to_stream(
-                    stream, current_version=StreamState.NO_STREAM, events=NewEvent(type=f"C{i}", data=b"")
+                    stream,
+                    current_version=StreamState.NO_STREAM,
+                    events=NewEvent(type=f"C{i}", data=b""),
                 )
                 for i, c in enumerate(clients)
             ),

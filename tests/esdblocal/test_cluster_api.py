@@ -34,7 +34,9 @@ def test_discovery_uris_work(esdb_server: EmbeddedServer, uri_template: str) -> 
     stream = f"test-{uuid4()}"
     with EventStoreDBClient(uri) as discovered:
         assert discovered.connection_target == f"localhost:{esdb_server.port}"
-        discovered.append_to_stream(stream, current_version=StreamState.NO_STREAM, events=NewEvent(type="D", data=b""))
+        discovered.append_to_stream(
+            stream, current_version=StreamState.NO_STREAM, events=NewEvent(type="D", data=b"")
+        )
         assert [e.type for e in discovered.get_stream(stream)] == ["D"]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from uuid import uuid4
 
 import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
@@ -21,7 +20,9 @@ def two_events(client: EventStoreDBClient, stream: str) -> None:
 
 
 class TestSoftDelete:
-    @pytest.mark.parametrize("expected", [StreamState.ANY, StreamState.NO_STREAM, StreamState.EXISTS, 0])
+    @pytest.mark.parametrize(
+        "expected", [StreamState.ANY, StreamState.NO_STREAM, StreamState.EXISTS, 0]
+    )
     def test_stream_that_never_existed_is_not_found(
         self, client: EventStoreDBClient, stream_name: str, expected: int | StreamState
     ) -> None:
@@ -101,7 +102,9 @@ class TestTombstone:
     ) -> None:
         client.tombstone_stream(stream_name, current_version=StreamState.ANY)
         with pytest.raises(StreamIsDeleted):
-            client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=[new()])
+            client.append_to_stream(
+                stream_name, current_version=StreamState.NO_STREAM, events=[new()]
+            )
 
     def test_exists_on_missing_stream_is_not_found(
         self, client: EventStoreDBClient, stream_name: str
@@ -116,10 +119,12 @@ class TestTombstone:
         with pytest.raises(StreamIsDeleted):
             client.get_stream(stream_name)
 
-    def test_tombstone_is_visible_in_all(self, client: EventStoreDBClient, stream_name: str) -> None:
+    def test_tombstone_is_visible_in_all(
+        self, client: EventStoreDBClient, stream_name: str
+    ) -> None:
         client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=[new()])
         client.tombstone_stream(stream_name, current_version=0)
-        last = list(client.read_all(backwards=True, limit=1, filter_exclude=[]))[0]
+        last = next(iter(client.read_all(backwards=True, limit=1, filter_exclude=[])))
         assert (last.type, last.stream_name, last.stream_position) == (
             "$streamDeleted",
             stream_name,
@@ -159,7 +164,9 @@ class TestStreamMetadata:
             client.get_stream_metadata(stream_name)
         client.set_stream_metadata(stream_name, metadata={"x": 1}, current_version=1)
 
-    def test_max_count_hides_older_events(self, client: EventStoreDBClient, stream_name: str) -> None:
+    def test_max_count_hides_older_events(
+        self, client: EventStoreDBClient, stream_name: str
+    ) -> None:
         client.append_to_stream(
             stream_name, current_version=StreamState.ANY, events=[new(f"E{i}") for i in range(5)]
         )
@@ -187,5 +194,3 @@ class TestStreamMetadata:
         client.append_to_stream(stream_name, current_version=StreamState.ANY, events=[new("New")])
         client.set_stream_metadata(stream_name, metadata={"$maxAge": 1})
         assert [e.type for e in client.get_stream(stream_name)] == ["New"]
-
-

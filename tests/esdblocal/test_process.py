@@ -42,7 +42,9 @@ def esdblocal(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
 def test_prints_uri_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     with esdblocal("--data", str(tmp_path / "esdb")) as (process, uri):
         with EventStoreDBClient(uri) as client:
-            client.append_to_stream("cli-1", current_version=StreamState.ANY, events=NewEvent(type="X", data=b""))
+            client.append_to_stream(
+                "cli-1", current_version=StreamState.ANY, events=NewEvent(type="X", data=b"")
+            )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     assert (tmp_path / "esdb" / "log.sqlite3").exists()
@@ -57,7 +59,9 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
 def test_memory_mode_keeps_nothing(tmp_path: Path) -> None:
     with esdblocal("--memory") as (process, uri):
         with EventStoreDBClient(uri) as client:
-            client.append_to_stream("mem-1", current_version=StreamState.ANY, events=NewEvent(type="X", data=b""))
+            client.append_to_stream(
+                "mem-1", current_version=StreamState.ANY, events=NewEvent(type="X", data=b"")
+            )
             assert len(client.get_stream("mem-1")) == 1
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
@@ -68,13 +72,17 @@ def test_memory_mode_keeps_nothing(tmp_path: Path) -> None:
 def test_data_survives_a_restart(tmp_path: Path) -> None:
     data = str(tmp_path / "esdb")
     with esdblocal("--data", data) as (process, uri), EventStoreDBClient(uri) as client:
-        first = client.append_to_stream("keep-1", current_version=StreamState.NO_STREAM, events=NewEvent(type="A", data=b"1"))
+        first = client.append_to_stream(
+            "keep-1", current_version=StreamState.NO_STREAM, events=NewEvent(type="A", data=b"1")
+        )
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
     with esdblocal("--data", data) as (_, uri), EventStoreDBClient(uri) as client:
         (event,) = client.get_stream("keep-1")
         assert (event.type, event.data, event.commit_position) == ("A", b"1", first)
-        second = client.append_to_stream("keep-1", current_version=0, events=NewEvent(type="B", data=b"2"))
+        second = client.append_to_stream(
+            "keep-1", current_version=0, events=NewEvent(type="B", data=b"2")
+        )
         assert second > first
 
 
@@ -92,7 +100,9 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
                 while not stop.is_set():
                     event = NewEvent(type="Durable", data=os.urandom(32))
                     try:
-                        client.append_to_stream(stream, current_version=StreamState.ANY, events=event)
+                        client.append_to_stream(
+                            stream, current_version=StreamState.ANY, events=event
+                        )
                     except Exception:  # the server is gone: stop writing
                         return
                     with lock:

@@ -52,13 +52,19 @@ class TestSubscribeToAll:
             assert [e.type for e in take(subscription, 2)] == ["L1", "L2"]
             writer.join()
 
-    def test_start_position_is_exclusive(self, client: EventStoreDBClient, stream_name: str) -> None:
-        first = client.append_to_stream(stream_name, current_version=StreamState.ANY, events=new("E1"))
+    def test_start_position_is_exclusive(
+        self, client: EventStoreDBClient, stream_name: str
+    ) -> None:
+        first = client.append_to_stream(
+            stream_name, current_version=StreamState.ANY, events=new("E1")
+        )
         client.append_to_stream(stream_name, current_version=0, events=[new("E2"), new("E3")])
         with client.subscribe_to_all(commit_position=first) as subscription:
             assert [e.type for e in take(subscription, 2)] == ["E2", "E3"]
 
-    def test_from_end_sees_only_new_events(self, client: EventStoreDBClient, stream_name: str) -> None:
+    def test_from_end_sees_only_new_events(
+        self, client: EventStoreDBClient, stream_name: str
+    ) -> None:
         client.append_to_stream(stream_name, current_version=StreamState.ANY, events=new("Old"))
         with client.subscribe_to_all(from_end=True) as subscription:
             writer = later(
@@ -89,11 +95,15 @@ class TestSubscribeToAll:
         client.append_to_stream(
             stream_name, current_version=StreamState.ANY, events=[new("C") for _ in range(5)]
         )
-        last = list(client.read_all(backwards=True, limit=1, filter_exclude=[]))[0]
+        last = next(iter(client.read_all(backwards=True, limit=1, filter_exclude=[])))
         checkpoints: list[int] = []
         with client.subscribe_to_all(
-            filter_exclude=[".*"], include_checkpoints=True, window_size=1,
-            checkpoint_interval_multiplier=1, include_caught_up=True, timeout=10,
+            filter_exclude=[".*"],
+            include_checkpoints=True,
+            window_size=1,
+            checkpoint_interval_multiplier=1,
+            include_caught_up=True,
+            timeout=10,
         ) as subscription:
             for item in subscription:
                 if isinstance(item, CaughtUp):
@@ -108,12 +118,18 @@ class TestSubscribeToAll:
         self, client: EventStoreDBClient, stream_name: str
     ) -> None:
         with client.subscribe_to_all(
-            from_end=True, filter_include=["NeverWritten"], include_checkpoints=True,
-            window_size=2, checkpoint_interval_multiplier=2, timeout=10,
+            from_end=True,
+            filter_include=["NeverWritten"],
+            include_checkpoints=True,
+            window_size=2,
+            checkpoint_interval_multiplier=2,
+            timeout=10,
         ) as subscription:
             writer = later(
                 lambda: client.append_to_stream(
-                    stream_name, current_version=StreamState.ANY, events=[new("C") for _ in range(8)]
+                    stream_name,
+                    current_version=StreamState.ANY,
+                    events=[new("C") for _ in range(8)],
                 )
             )
             checkpoints = [next(subscription), next(subscription)]
@@ -125,11 +141,11 @@ class TestSubscribeToAll:
         ]
 
     def test_deadline_after_first_events(self, client: EventStoreDBClient) -> None:
-        with pytest.raises(GrpcDeadlineExceeded):  # noqa: PT012 - iterate until the deadline
-            with client.subscribe_to_all(filter_exclude=[], timeout=0.5) as subscription:
-                assert next(subscription).type.startswith("$")
-                for _ in subscription:
-                    pass
+        subscription = client.subscribe_to_all(filter_exclude=[], timeout=0.5)
+        assert next(subscription).type.startswith("$")
+        with pytest.raises(GrpcDeadlineExceeded):
+            for _ in subscription:
+                pass
 
     def test_many_subscriptions_do_not_starve_appends(
         self, esdb_uri: str, client: EventStoreDBClient, stream_name: str
@@ -137,7 +153,9 @@ class TestSubscribeToAll:
         subscriptions = [client.subscribe_to_all(from_end=True) for _ in range(200)]
         started = time.monotonic()
         for i in range(20):
-            client.append_to_stream(stream_name, current_version=StreamState.ANY, events=new(f"E{i}"))
+            client.append_to_stream(
+                stream_name, current_version=StreamState.ANY, events=new(f"E{i}")
+            )
         appending = time.monotonic() - started
         try:
             for subscription in subscriptions[::20]:
@@ -152,15 +170,20 @@ class TestSubscribeToStream:
     @pytest.fixture
     def history(self, client: EventStoreDBClient, stream_name: str) -> str:
         client.append_to_stream(
-            stream_name, current_version=StreamState.NO_STREAM,
+            stream_name,
+            current_version=StreamState.NO_STREAM,
             events=[new("E1"), new("E2"), new("E3")],
         )
-        client.append_to_stream(f"test-{uuid4()}", current_version=StreamState.ANY, events=new("Other"))
+        client.append_to_stream(
+            f"test-{uuid4()}", current_version=StreamState.ANY, events=new("Other")
+        )
         return stream_name
 
     def append_live(self, client: EventStoreDBClient, stream: str) -> threading.Thread:
         def write() -> None:
-            client.append_to_stream(f"test-{uuid4()}", current_version=StreamState.ANY, events=new("X"))
+            client.append_to_stream(
+                f"test-{uuid4()}", current_version=StreamState.ANY, events=new("X")
+            )
             client.append_to_stream(stream, current_version=2, events=[new("L1"), new("L2")])
 
         return later(write)
@@ -184,20 +207,28 @@ class TestSubscribeToStream:
         assert [e.stream_position for e in received][-2:] == [3, 4]
 
     def test_caught_up_after_history(self, client: EventStoreDBClient, history: str) -> None:
-        with client.subscribe_to_stream(history, include_caught_up=True, timeout=10) as subscription:
+        with client.subscribe_to_stream(
+            history, include_caught_up=True, timeout=10
+        ) as subscription:
             items = take(subscription, 4)
         assert [type(i) for i in items] == [RecordedEvent] * 3 + [CaughtUp]
 
-    def test_stream_that_does_not_exist_yet(self, client: EventStoreDBClient, stream_name: str) -> None:
+    def test_stream_that_does_not_exist_yet(
+        self, client: EventStoreDBClient, stream_name: str
+    ) -> None:
         with client.subscribe_to_stream(stream_name, include_caught_up=True) as subscription:
             assert isinstance(next(subscription), CaughtUp)
             writer = later(
-                lambda: client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=new("First"))
+                lambda: client.append_to_stream(
+                    stream_name, current_version=StreamState.NO_STREAM, events=new("First")
+                )
             )
             assert next(subscription).type == "First"
             writer.join()
 
-    def test_tombstone_ends_the_subscription(self, client: EventStoreDBClient, history: str) -> None:
+    def test_tombstone_ends_the_subscription(
+        self, client: EventStoreDBClient, history: str
+    ) -> None:
         with client.subscribe_to_stream(history) as subscription:
             assert len(take(subscription, 3)) == 3
             writer = later(lambda: client.tombstone_stream(history, current_version=2))
