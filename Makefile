@@ -23,11 +23,12 @@ run: $(STAMP)
 		exec $(PY) -m esdblocal --host 127.0.0.1 --port $(ESDB_PORT) --data $(DATA_DIR)/esdb; \
 	fi
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
