@@ -239,7 +239,12 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         self, request: streams_pb2.ReadReq, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[streams_pb2.ReadResp]:
         options = request.options
-        reader = _Reader(self, options, context)
+        try:
+            reader = _Reader(self, options, context)
+        except re.error as error:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Invalid filter expression: {error}"
+            )
         subscribe = options.WhichOneof("count_option") == "subscription"
         if options.WhichOneof("stream_option") == "stream":
             source = reader.subscribe_stream() if subscribe else reader.read_stream()
