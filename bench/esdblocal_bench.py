@@ -8,10 +8,23 @@ report prints the core count and the CPU each side used during every timed phase
 The no-op server (this file run with --serve-noop) is a grpc.aio server with generic
 handlers and identity serializers:
 
-* ``Call`` (unary, b"" → b""): the ceiling for a single-event append;
-* ``Stream`` (server-streaming, N messages of the size of one ReadResp): for ``read_all``;
+* ``Call`` (unary, b"" → b""): the plain-call ceiling for a single-event append;
+* ``Append`` (client-streaming, drains two raw messages, returns b""): the "Append-shaped"
+  ceiling. esdbclient's sync client sends a single NewEvent as a client-streaming ``Append``
+  call (an options message and one proposed message), which costs the client much more than
+  a unary call does;
+* ``Stream`` (server-streaming, N raw messages of the size of one ReadResp, which the client
+  does not parse): a gRPC-level ceiling for ``read_all``;
+* ``/event_store.client.streams.Streams/Read`` (server-streaming): the "replay" ceiling for
+  ``read_all``. It sends one pre-serialized ``ReadResp`` (an event shaped like esdblocal's)
+  as many times as esdblocal's ``read_all`` phase read events, and a real
+  ``EventStoreDBClient.read_all()`` iterates them: the most esdbclient's sync read path can
+  consume on this machine from a server that does no work;
 * ``Publish``/``Subscribe``: a relay with no storage, the ceiling for subscription latency
   (writer → server → subscriber, the same two hops a live subscription makes).
+
+esdblocal is also driven by ``AsyncEventStoreDBClient``: 1 and N concurrent appenders as
+asyncio tasks in ONE client process (no ceiling is measured for those rows).
 
 Run: ``python bench/esdblocal_bench.py [--seconds 5] [--events 50000] [--quick]``.
 """
@@ -36,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -51,6 +65,10 @@ import grpc
 HOST = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOOP_SERVICE = "noop.Noop"
+STREAMS_SERVICE = "event_store.client.streams.Streams"
+# The Append-shaped ceiling's request stream: about the sizes of esdbclient's options
+# message and proposed message for one small event.
+APPEND_SHAPED_MESSAGES = (b"x" * 60, b"y" * 80)
 # Size of one ReadResp carrying a prefill event (measured with streams_pb2: ~257 bytes).
 STREAM_MESSAGE_SIZE = 256
 PREFILL_BATCH = 500
@@ -153,11 +171,41 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def serve_noop() -> None:
+def replay_message() -> bytes:
+    """One serialized ReadResp carrying an event, as esdblocal encodes one for read_all."""
+    from esdbclient.protos.Grpc import shared_pb2, streams_pb2
+
+    read_event = streams_pb2.ReadResp.ReadEvent
+    position = 12_345_678
+    event = read_event.RecordedEvent(
+        id=shared_pb2.UUID(string=str(uuid.uuid4())),
+        stream_identifier=shared_pb2.StreamIdentifier(stream_name=b"bench-replay-0"),
+        stream_revision=4_321,
+        prepare_position=position,
+        commit_position=position,
+        metadata={
+            "type": "BenchReplayed",
+            "content-type": "application/json",
+            "created": str(time.time_ns() // 100),
+        },
+        data=b'{"a":1}',
+    )
+    read_resp = streams_pb2.ReadResp(event=read_event(event=event, commit_position=position))
+    message: bytes = read_resp.SerializeToString()
+    return message
+
+
+async def serve_noop(replay_events: int) -> None:
     """The no-op gRPC server: print host:port, serve until SIGTERM."""
     subscribers: set[asyncio.Queue[bytes]] = set()
+    replayed = replay_message()
 
     async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return b""
+
+    async def append(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+        async for _ in requests:
+            pass
         return b""
 
     async def publish(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -181,17 +229,30 @@ async def serve_noop() -> None:
         for _ in range(count):
             yield message
 
+    async def replay(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        for _ in range(replay_events):
+            yield replayed
+
     handler = grpc.method_handlers_generic_handler(
         NOOP_SERVICE,
         {
             "Call": grpc.unary_unary_rpc_method_handler(call),
+            "Append": grpc.stream_unary_rpc_method_handler(append),
             "Publish": grpc.unary_unary_rpc_method_handler(publish),
             "Subscribe": grpc.unary_stream_rpc_method_handler(subscribe),
             "Stream": grpc.unary_stream_rpc_method_handler(stream),
         },
     )
+    streams = grpc.method_handlers_generic_handler(
+        STREAMS_SERVICE,
+        {
+            "Read": grpc.unary_stream_rpc_method_handler(
+                replay, request_deserializer=None, response_serializer=None
+            ),
+        },
+    )
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, streams))
     port = server.add_insecure_port(f"{HOST}:0")
     await server.start()
     stopping = asyncio.Event()
@@ -206,7 +267,8 @@ async def serve_noop() -> None:
 # ---------------------------------------------------------------------------- clients
 #
 # Each client below runs in its own spawned process. ``kind`` is "esdb" (target: the esdb://
-# URI) or "noop" (target: host:port). Results come back as WorkerResult through a queue.
+# URI), or "noop", "noop-append" or "replay" (target: the no-op server's host:port). Results
+# come back as WorkerResult through a queue.
 
 
 @dataclass
@@ -235,7 +297,8 @@ def _noop_channel(address: str) -> grpc.Channel:
 
 
 def _single_op(kind: str, target: str, index: int) -> Callable[[int], object]:
-    """One client's unit of work: a single-event append, or a no-op unary call."""
+    """One client's unit of work: a single-event append, or a no-op unary or Append-shaped
+    (client-streaming) call."""
     if kind == "esdb":
         from esdbclient import NewEvent, StreamState
 
@@ -250,7 +313,13 @@ def _single_op(kind: str, target: str, index: int) -> Callable[[int], object]:
             )
 
         return append
-    call = _noop_channel(target).unary_unary(
+    channel = _noop_channel(target)
+    if kind == "noop-append":
+        append_shaped = channel.stream_unary(
+            f"/{NOOP_SERVICE}/Append", request_serializer=None, response_deserializer=None
+        )
+        return lambda n: append_shaped(iter(APPEND_SHAPED_MESSAGES))
+    call = channel.unary_unary(
         f"/{NOOP_SERVICE}/Call", request_serializer=None, response_deserializer=None
     )
     return lambda n: call(b"")
@@ -292,6 +361,63 @@ def throughput_worker(
     results.put(result)
 
 
+def async_throughput_worker(
+    uri: str, tasks: int, seconds: float, barrier: Barrier, results: Queue[WorkerResult]
+) -> None:
+    """``tasks`` concurrent single-event appenders as asyncio tasks of one client process."""
+    results.put(asyncio.run(_async_appends(uri, tasks, seconds, barrier)))
+
+
+async def _async_appends(uri: str, tasks: int, seconds: float, barrier: Barrier) -> WorkerResult:
+    from esdbclient import AsyncEventStoreDBClient, NewEvent, StreamState
+
+    result = WorkerResult()
+    prefix = f"bench-async-{os.getpid()}"
+
+    async def append(stream: str) -> None:
+        await client.append_to_stream(
+            stream,
+            current_version=StreamState.ANY,
+            events=NewEvent(type="BenchAppended", data=APPEND_PAYLOAD),
+        )
+
+    try:
+        client = AsyncEventStoreDBClient(uri)
+        await client.connect()
+        await append(f"{prefix}-warmup")  # connect and warm up outside the timed window
+    except BaseException as error:
+        result.error = f"setup: {_describe(error)}"
+        barrier.abort()
+        return result
+    try:
+        barrier.wait(STARTUP_TIMEOUT_S)  # blocks the loop, which has nothing else to do yet
+    except threading.BrokenBarrierError:
+        result.error = "another client failed to start"
+        return result
+    counts = [0] * tasks
+    cpu0, start = time.process_time(), time.monotonic()
+    deadline = start + seconds
+
+    async def appender(index: int) -> None:
+        streams = [f"{prefix}-{index}-{n}" for n in range(STREAMS_PER_CLIENT)]
+        while time.monotonic() < deadline:
+            await append(streams[counts[index] % STREAMS_PER_CLIENT])
+            counts[index] += 1
+
+    outcomes = await asyncio.gather(
+        *(appender(index) for index in range(tasks)), return_exceptions=True
+    )
+    result.elapsed = time.monotonic() - start
+    result.cpu = time.process_time() - cpu0
+    result.ops = sum(counts)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if errors:
+        result.error = f"{len(errors)} task(s) failed; first: {_describe(errors[0])}"
+    with contextlib.suppress(Exception):
+        await client.close()
+    return result
+
+
 def prefill_worker(uri: str, events: int, started: MpEvent, results: Queue[WorkerResult]) -> None:
     from esdbclient import NewEvent, StreamState
 
@@ -317,12 +443,14 @@ def prefill_worker(uri: str, events: int, started: MpEvent, results: Queue[Worke
 def read_worker(
     kind: str, target: str, events: int, started: MpEvent, results: Queue[WorkerResult]
 ) -> None:
-    """Read everything once: esdb ``read_all()`` or the no-op server's message stream."""
+    """Read everything once: esdb ``read_all()`` (from esdblocal, or from the no-op server's
+    replay when kind is "replay"), or the no-op server's raw message stream."""
     result = WorkerResult()
     try:
         messages: Callable[[], Iterator[object]]
-        if kind == "esdb":
-            client = _esdb_client(target)
+        if kind in {"esdb", "replay"}:
+            uri = target if kind == "esdb" else f"esdb://{target}?tls=false"
+            client = _esdb_client(uri)
             messages = client.read_all
         else:
             stream = _noop_channel(target).unary_stream(
@@ -475,6 +603,7 @@ class Phase:
 
     name: str
     value: float | None = None
+    ops: int = 0
     wall: float = 0.0
     server_cpu: float | None = None
     client_cpu: float = 0.0
@@ -523,15 +652,20 @@ class Runner:
             phase.server_cpu = cpu1 - cpu0
 
     def throughput(self, name: str, kind: str, clients: int, seconds: float) -> Phase:
-        log(f"phase: {name} — {clients} client process(es), {seconds:g} s")
+        """``clients`` client processes; for kind "esdb-async", ONE client process running
+        ``clients`` asyncio tasks."""
         phase = Phase(name)
         results: Queue[WorkerResult] = self._ctx.Queue()
-        barrier = self._ctx.Barrier(clients + 1)
         target = self.server.address
-        processes = [
-            self._spawn(throughput_worker, kind, target, i, seconds, barrier, results)
-            for i in range(clients)
-        ]
+        workers: list[tuple[Callable[..., None], tuple[object, ...]]]
+        if kind == "esdb-async":
+            log(f"phase: {name} — {clients} asyncio task(s) in one client process, {seconds:g} s")
+            workers = [(async_throughput_worker, (target, clients, seconds))]
+        else:
+            log(f"phase: {name} — {clients} client process(es), {seconds:g} s")
+            workers = [(throughput_worker, (kind, target, i, seconds)) for i in range(clients)]
+        barrier = self._ctx.Barrier(len(workers) + 1)
+        processes = [self._spawn(worker, *args, barrier, results) for worker, args in workers]
         try:
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(STARTUP_TIMEOUT_S)
@@ -544,6 +678,7 @@ class Runner:
         ops = sum(outcome.ops for outcome in outcomes)
         elapsed = max(outcome.elapsed for outcome in outcomes)
         phase.client_cpu = sum(outcome.cpu for outcome in outcomes)
+        phase.ops = ops
         phase.detail = f"{ops:,} ops in {elapsed:.2f} s"
         if errors:
             phase.error = f"{len(errors)} client(s) failed; first: {errors[0]}"
@@ -601,7 +736,7 @@ class Runner:
                 break
             rate = outcome.ops / outcome.elapsed
             if phase.value is None or rate > phase.value:
-                phase.value, phase.wall = rate, attempt.wall
+                phase.value, phase.ops, phase.wall = rate, outcome.ops, attempt.wall
                 phase.server_cpu, phase.client_cpu = attempt.server_cpu, outcome.cpu
         phase.detail = "; ".join(passes) + " (best shown)"
         return phase
@@ -713,29 +848,39 @@ def cpu_percent(seconds: float | None, wall: float) -> str:
     return "n/a" if seconds is None or wall <= 0 else f"{100 * seconds / wall:.0f} %"
 
 
+@dataclass
+class Row:
+    """One line of the summary table: an esdblocal figure against one ceiling (or none)."""
+
+    label: str
+    ours: str
+    ceiling: str | None
+    kind: str
+    digits: int = 0
+
+
 def report(
-    phases: dict[str, Phase],
-    rows: list[tuple[str, str, str | None, int]],
-    header: list[str],
-    servers: list[ServerProcess],
+    phases: dict[str, Phase], rows: list[Row], header: list[str], servers: list[ServerProcess]
 ) -> None:
     out = ["", "## esdblocal vs no-op Python gRPC", ""]
     out += [f"- {line}" for line in header]
     out += [
         "",
-        "| metric | esdblocal | no-op gRPC ceiling | esdblocal ÷ ceiling |",
-        "|---|---:|---:|---:|",
+        "| metric | esdblocal | ceiling | ceiling kind | ratio |",
+        "|---|---:|---:|---|---:|",
     ]
-    for label, ours, ceiling, digits in rows:
-        mine, theirs = phases.get(ours), phases.get(ceiling) if ceiling else None
+    for row in rows:
+        mine = phases.get(row.ours)
+        theirs = phases.get(row.ceiling) if row.ceiling else None
+        ceiling = fmt(theirs.value, row.digits) if theirs else "—"
         out.append(
-            f"| {label} | {fmt(mine.value if mine else None, digits)}"
-            f" | {fmt(theirs.value, digits) if theirs else '—'} | {ratio(mine, theirs)} |"
+            f"| {row.label} | {fmt(mine.value if mine else None, row.digits)} | {ceiling}"
+            f" | {row.kind} | {ratio(mine, theirs)} |"
         )
     out += [
         "",
-        "For rates a ratio below 1 means esdblocal is slower than the ceiling; for latency a"
-        " ratio above 1 means esdblocal is slower.",
+        "ratio = esdblocal ÷ ceiling. For rates a ratio below 1 means esdblocal is slower than"
+        " the ceiling; for latency a ratio above 1 means esdblocal is slower.",
         "",
         "### CPU during each timed phase (100 % = one core)",
         "",
@@ -775,6 +920,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--quick", action="store_true", help="tiny numbers: a smoke run")
     parser.add_argument("--serve-noop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--replay-events", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.events, args.latency_events = 1.0, 2_000, 200
@@ -786,6 +932,10 @@ class Run:
     phases: list[Phase] = field(default_factory=list)
     servers: list[ServerProcess] = field(default_factory=list)
     durability: str = "unknown (esdblocal did not run)"
+    replay_events: int = 0
+
+    def phase(self, name: str) -> Phase | None:
+        return next((phase for phase in self.phases if phase.name == name), None)
 
 
 def run_esdblocal(args: argparse.Namespace, ctx: SpawnContext, tmp: Path, run: Run) -> None:
@@ -799,26 +949,35 @@ def run_esdblocal(args: argparse.Namespace, ctx: SpawnContext, tmp: Path, run: R
         guarded(phases, esdb.read, "esdb-read", "esdb", args.events)
         guarded(phases, esdb.throughput, "esdb-append-1", "esdb", 1, args.seconds)
         guarded(phases, esdb.throughput, f"esdb-append-{n}", "esdb", n, args.seconds)
+        guarded(phases, esdb.throughput, "esdb-async-1", "esdb-async", 1, args.seconds)
+        guarded(phases, esdb.throughput, f"esdb-async-{n}", "esdb-async", n, args.seconds)
         guarded(phases, esdb.latency, "esdb-latency", "esdb", args.latency_events)
         run.durability = durability(data / "log.sqlite3")
 
 
 def run_noop(args: argparse.Namespace, ctx: SpawnContext, tmp: Path, run: Run) -> None:
+    read = run.phase("esdb-read")
+    # The replay sends as many events as esdblocal's read_all read (--events if that failed).
+    run.replay_events = read.ops if read is not None and read.ops else args.events
     argv = [sys.executable, str(Path(__file__).resolve()), "--serve-noop"]
+    argv += ["--replay-events", str(run.replay_events)]
     server = ServerProcess("no-op gRPC server", argv, tmp / "noop.stderr")
     run.servers.append(server)
     with server:
         noop, n, phases = Runner(ctx, server), args.clients, run.phases
         guarded(phases, noop.throughput, "noop-call-1", "noop", 1, args.seconds)
         guarded(phases, noop.throughput, f"noop-call-{n}", "noop", n, args.seconds)
+        guarded(phases, noop.throughput, "noop-append-1", "noop-append", 1, args.seconds)
+        guarded(phases, noop.throughput, f"noop-append-{n}", "noop-append", n, args.seconds)
         guarded(phases, noop.read, "noop-stream", "noop", args.events)
+        guarded(phases, noop.read, "noop-replay", "replay", run.replay_events)
         guarded(phases, noop.latency, "noop-relay", "noop", args.latency_events)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_noop:
-        asyncio.run(serve_noop())
+        asyncio.run(serve_noop(args.replay_events))
         return 0
     ctx = mp.get_context("spawn")
     n = args.clients
@@ -844,23 +1003,52 @@ def main(argv: list[str] | None = None) -> int:
             f" esdbclient {metadata.version('esdbclient')}, {platform.system()}",
             f"durable: {run.durability}",
             "clients: one process each (multiprocessing 'spawn'), one EventStoreDBClient or"
-            " grpc channel per process; servers: subprocesses, one at a time",
+            " grpc channel per process, except the asyncio rows; servers: subprocesses, one at"
+            " a time",
             f"appends: single NewEvent, StreamState.ANY, {STREAMS_PER_CLIENT} own streams per"
-            f" client, {args.seconds:g} s; esdbclient sends a single event as a"
-            " client-streaming Append call, the ceiling is a unary call",
-            f"read_all: {args.events:,} events pre-filled in batches of {PREFILL_BATCH};"
-            f" ceiling streams the same count of {STREAM_MESSAGE_SIZE}-byte messages",
+            f" client, {args.seconds:g} s. The sync esdbclient sends a single event as a"
+            " client-streaming Append call (options message + one proposed message), so each"
+            ' append row has two ceilings: a unary no-op call (b"" → b""), and an'
+            " Append-shaped no-op (client-streaming call of"
+            f" {' + '.join(str(len(m)) for m in APPEND_SHAPED_MESSAGES)} raw bytes, drained,"
+            ' b"" back), same client structure',
+            f"asyncio client, one process: AsyncEventStoreDBClient (connect() first) with 1 or"
+            f" {n} appender tasks in ONE process; its single-event append_to_stream is a"
+            " BatchAppend call (bidirectional stream: one request, first response, cancel),"
+            " not Append; no ceiling measured",
+            f"read_all: {args.events:,} events pre-filled in batches of {PREFILL_BATCH}."
+            f" Ceilings: raw = the same count of {STREAM_MESSAGE_SIZE}-byte messages to a grpc"
+            " client that does not parse them; replay = the no-op server answers Streams/Read"
+            f" with one pre-serialized ReadResp {run.replay_events:,} times (the count"
+            " esdblocal's read_all read) and a real EventStoreDBClient.read_all() iterates"
+            " them, the most esdbclient's sync read path can consume here from a server doing"
+            " no work",
             f"latency: {args.latency_events:,} events, one every"
             f" {LATENCY_INTERVAL_S * 1e3:g} ms (or as fast as the writer's appends return);"
             " ceiling relays them writer → no-op server → subscriber",
         ]
-        rows: list[tuple[str, str, str | None, int]] = [
-            ("appends/s, 1 client", "esdb-append-1", "noop-call-1", 0),
-            (f"appends/s, {n} clients", f"esdb-append-{n}", f"noop-call-{n}", 0),
-            ("read_all events/s", "esdb-read", "noop-stream", 0),
-            ("subscription latency p50 ms", "esdb-latency p50", "noop-relay p50", 2),
-            ("subscription latency p99 ms", "esdb-latency p99", "noop-relay p99", 2),
-            (f"batch-append events/s ({PREFILL_BATCH}/append)", "esdb-prefill", None, 0),
+        unary, shaped = "unary no-op call", "Append-shaped no-op (client-streaming)"
+        raw, replay = "raw messages, not parsed", "replay into esdbclient read_all()"
+        sync_1, sync_n = "appends/s, 1 sync client", f"appends/s, {n} sync client processes"
+        async_1 = "appends/s, asyncio client, one process, 1 task"
+        async_n = f"appends/s, asyncio client, one process, {n} tasks"
+        rows = [
+            Row(sync_1, "esdb-append-1", "noop-call-1", unary),
+            Row(sync_1, "esdb-append-1", "noop-append-1", shaped),
+            Row(sync_n, f"esdb-append-{n}", f"noop-call-{n}", unary),
+            Row(sync_n, f"esdb-append-{n}", f"noop-append-{n}", shaped),
+            Row(async_1, "esdb-async-1", None, "none measured"),
+            Row(async_n, f"esdb-async-{n}", None, "none measured"),
+            Row("read_all events/s", "esdb-read", "noop-stream", raw),
+            Row("read_all events/s", "esdb-read", "noop-replay", replay),
+            Row("subscription latency p50 ms", "esdb-latency p50", "noop-relay p50", "relay", 2),
+            Row("subscription latency p99 ms", "esdb-latency p99", "noop-relay p99", "relay", 2),
+            Row(
+                f"batch-append events/s ({PREFILL_BATCH}/append)",
+                "esdb-prefill",
+                None,
+                "none measured",
+            ),
         ]
         report(by_key, rows, header, run.servers)
     return 0
