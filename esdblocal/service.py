@@ -193,24 +193,17 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
     async def Delete(
         self, request: streams_pb2.DeleteReq, context: grpc.aio.ServicerContext
     ) -> streams_pb2.DeleteResp:
-        position = await self._delete("delete", request.options, context)
-        return streams_pb2.DeleteResp(
-            position=streams_pb2.DeleteResp.Position(
-                commit_position=position, prepare_position=position
-            )
-        )
+        return await self._delete("delete", request.options, context, streams_pb2.DeleteResp)
 
     async def Tombstone(
         self, request: streams_pb2.TombstoneReq, context: grpc.aio.ServicerContext
     ) -> streams_pb2.TombstoneResp:
-        position = await self._delete("tombstone", request.options, context)
-        return streams_pb2.TombstoneResp(
-            position=streams_pb2.TombstoneResp.Position(
-                commit_position=position, prepare_position=position
-            )
-        )
+        return await self._delete("tombstone", request.options, context, streams_pb2.TombstoneResp)
 
-    async def _delete(self, kind: str, options: Any, context: grpc.aio.ServicerContext) -> int:
+    async def _delete(
+        self, kind: str, options: Any, context: grpc.aio.ServicerContext, response: Any
+    ) -> Any:
+        """Soft delete or tombstone; both answer the written record's position."""
         stream = options.stream_identifier.stream_name.decode()
         expected = _expected(options, "expected_stream_revision", "revision")
         try:
@@ -231,7 +224,10 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         except StreamDeleted:
             await _abort_deleted(context, stream)
         assert result.position is not None
-        return result.position
+        position = response.Position(
+            commit_position=result.position, prepare_position=result.position
+        )
+        return response(position=position)
 
     # -------------------------------------------------------------------- Read
 
