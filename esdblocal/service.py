@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from esdbclient.protos.Grpc import (
@@ -44,6 +44,7 @@ from esdblocal.store import (
     now_ticks,
 )
 
+_DeleteResponse = TypeVar("_DeleteResponse", streams_pb2.DeleteResp, streams_pb2.TombstoneResp)
 ReadResp = streams_pb2.ReadResp
 ReadEvent = streams_pb2.ReadResp.ReadEvent
 RecordedEventPb = streams_pb2.ReadResp.ReadEvent.RecordedEvent
@@ -201,8 +202,12 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         return await self._delete("tombstone", request.options, context, streams_pb2.TombstoneResp)
 
     async def _delete(
-        self, kind: str, options: Any, context: grpc.aio.ServicerContext, response: Any
-    ) -> Any:
+        self,
+        kind: str,
+        options: Any,
+        context: grpc.aio.ServicerContext,
+        response: type[_DeleteResponse],
+    ) -> _DeleteResponse:
         """Soft delete or tombstone; both answer the written record's position."""
         stream = options.stream_identifier.stream_name.decode()
         expected = _expected(options, "expected_stream_revision", "revision")
