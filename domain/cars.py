@@ -1,0 +1,253 @@
+"""Cars: Matt Hawkins' trigger pattern as a functional aggregate.
+
+Clients send a whole representation of the car. ``validate`` checks every field at once;
+``triggers`` compares the current state with the proposed one and names each change as an
+explicit trigger; ``fire`` turns one trigger into events (or refuses it); ``apply`` folds
+events into state. Stream: ``car-<uuid>``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from domain.errors import DomainError, ErrorCode, FieldError
+
+CATEGORY = "car"
+FIRST_YEAR = 1886  # the Benz Patent-Motorwagen
+MODELS: dict[str, tuple[str, ...]] = {"Ford": ("Escape", "F150"), "BMW": ("M3", "M5")}
+
+Make = Literal["Ford", "BMW"]
+Model = Literal["Escape", "F150", "M3", "M5"]
+Color = Literal["red", "white", "blue"]
+Condition = Literal["excellent", "good", "average", "poor"]
+Year = Annotated[int, msgspec.Meta(ge=FIRST_YEAR, description="model year, up to next year")]
+Mileage = Annotated[int, msgspec.Meta(ge=0, description="odometer reading; never goes down")]
+Vin = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^[A-HJ-NPR-Z0-9]{17}$",
+        description="17 characters of the VIN alphabet (no I, O or Q)",
+    ),
+]
+
+
+class CarRepresentation(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    """The full state a client sends (POST, PUT) and reads; domain-model ``Car``."""
+
+    year: Year
+    make: Make
+    model: Model
+    color: Color
+    mileage: Mileage
+    vin: Vin
+    condition: Condition
+    owner: UUID
+
+
+IMMUTABLE = ("year", "make", "model", "vin")
+
+
+def validate(car: CarRepresentation, next_year: int) -> tuple[FieldError, ...]:
+    """The rules a single field's type cannot say: all of them, reported together.
+
+    ``next_year`` comes from the caller's clock, so the domain stays free of I/O.
+    """
+    errors = []
+    if car.year > next_year:
+        errors.append(FieldError(field="year", message=f"must be at most {next_year}"))
+    if car.model not in MODELS[car.make]:
+        models = " or ".join(MODELS[car.make])
+        errors.append(FieldError(field="model", message=f"{car.make} makes {models}"))
+    if car.owner.int == 0:
+        errors.append(FieldError(field="owner", message="must not be the nil UUID"))
+    return tuple(errors)
+
+
+# ---------------------------------------------------------------- triggers
+
+
+class Trigger(msgspec.Struct, frozen=True, kw_only=True):
+    """An explicit intent derived from a representation."""
+
+
+class Create(Trigger, frozen=True):
+    car: CarRepresentation
+
+
+class ChangeColor(Trigger, frozen=True):
+    color: Color
+
+
+class UpdateMileage(Trigger, frozen=True):
+    mileage: int
+
+
+class UpdateCondition(Trigger, frozen=True):
+    condition: Condition
+
+
+class ChangeOwner(Trigger, frozen=True):
+    owner: UUID
+
+
+class Delete(Trigger, frozen=True):
+    pass
+
+
+# ---------------------------------------------------------------- events
+
+
+class CarEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rename="camel"):
+    """The tag of each event is its EventStoreDB event type."""
+
+
+class CarCreated(CarEvent, frozen=True, tag="CarCreated"):
+    year: int
+    make: str
+    model: str
+    color: str
+    mileage: int
+    vin: str
+    condition: str
+    owner: UUID
+
+
+class ColorChanged(CarEvent, frozen=True, tag="ColorChanged"):
+    color: str
+
+
+class MileageChanged(CarEvent, frozen=True, tag="MileageChanged"):
+    mileage: int
+
+
+class ConditionChanged(CarEvent, frozen=True, tag="ConditionChanged"):
+    condition: str
+
+
+class OwnerChanged(CarEvent, frozen=True, tag="OwnerChanged"):
+    owner: UUID
+
+
+class CarDeleted(CarEvent, frozen=True, tag="CarDeleted"):
+    pass
+
+
+AnyCarEvent = (
+    CarCreated | ColorChanged | MileageChanged | ConditionChanged | OwnerChanged | CarDeleted
+)
+
+
+# ---------------------------------------------------------------- the aggregate
+
+
+class Car(msgspec.Struct, frozen=True, kw_only=True):
+    exists: bool = False
+    deleted: bool = False
+    year: int = 0
+    make: str = ""
+    model: str = ""
+    color: str = ""
+    mileage: int = 0
+    vin: str = ""
+    condition: str = ""
+    owner: UUID | None = None
+
+    def representation(self) -> CarRepresentation:
+        """The car as clients read it (and send it back changed)."""
+        return msgspec.convert(self, CarRepresentation, from_attributes=True)
+
+
+def zero() -> Car:
+    return Car()
+
+
+def apply(state: Car, event: CarEvent) -> Car:
+    replace = msgspec.structs.replace
+    match event:
+        case CarCreated():
+            return Car(exists=True, **msgspec.structs.asdict(event))
+        case ColorChanged(color=color):
+            return replace(state, color=color)
+        case MileageChanged(mileage=mileage):
+            return replace(state, mileage=mileage)
+        case ConditionChanged(condition=condition):
+            return replace(state, condition=condition)
+        case OwnerChanged(owner=owner):
+            return replace(state, owner=owner)
+        case CarDeleted():
+            return replace(state, deleted=True)
+    raise TypeError(f"not a car event: {event!r}")
+
+
+def triggers(state: Car, proposed: CarRepresentation) -> list[Trigger] | DomainError:
+    """What differs between the car and the whole proposed car, as explicit triggers.
+
+    Nothing differs: no triggers. A field that can never change: refused, naming them all.
+    """
+    changed = [f for f in IMMUTABLE if getattr(state, f) != getattr(proposed, f)]
+    if changed:
+        return DomainError(
+            code=ErrorCode.IMMUTABLE_FIELD,
+            message="Year, make, model and VIN of a car never change.",
+            fields=tuple(FieldError(field=f, message="cannot change") for f in changed),
+        )
+    found: list[Trigger] = []
+    if proposed.color != state.color:
+        found.append(ChangeColor(color=proposed.color))
+    if proposed.mileage != state.mileage:
+        found.append(UpdateMileage(mileage=proposed.mileage))
+    if proposed.condition != state.condition:
+        found.append(UpdateCondition(condition=proposed.condition))
+    if proposed.owner != state.owner:
+        found.append(ChangeOwner(owner=proposed.owner))
+    return found
+
+
+def fire(state: Car, trigger: Trigger) -> list[CarEvent] | DomainError:
+    if isinstance(trigger, Create):
+        if state.exists:
+            return DomainError(code=ErrorCode.ALREADY_EXISTS, message="The car already exists.")
+        return [CarCreated(**msgspec.structs.asdict(trigger.car))]
+    if not state.exists:
+        return DomainError(code=ErrorCode.NOT_FOUND, message="There is no such car.")
+    if isinstance(trigger, Delete):
+        return [] if state.deleted else [CarDeleted()]
+    if state.deleted:
+        return DomainError(code=ErrorCode.CAR_DELETED, message="The car has been retired.")
+    match trigger:
+        case ChangeColor(color=color):
+            return [ColorChanged(color=color)]
+        case UpdateMileage(mileage=mileage):
+            if mileage < state.mileage:
+                return DomainError(
+                    code=ErrorCode.MILEAGE_DECREASE,
+                    message=f"Mileage cannot go down from {state.mileage} to {mileage}.",
+                    fields=(FieldError(field="mileage", message="an odometer does not roll back"),),
+                )
+            return [MileageChanged(mileage=mileage)]
+        case UpdateCondition(condition=condition):
+            return [ConditionChanged(condition=condition)]
+        case ChangeOwner(owner=owner):
+            return [OwnerChanged(owner=owner)]
+    raise TypeError(f"not a car trigger: {trigger!r}")
+
+
+def decide(state: Car, proposed: CarRepresentation) -> list[CarEvent] | DomainError:
+    """A whole-representation update: the triggers that differ, each fired in turn."""
+    found = triggers(state, proposed)
+    if isinstance(found, DomainError):
+        return found
+    events: list[CarEvent] = []
+    for trigger in found:
+        fired = fire(state, trigger)
+        if isinstance(fired, DomainError):
+            return fired
+        events.extend(fired)
+        for event in fired:
+            state = apply(state, event)
+    return events
