@@ -1,0 +1,118 @@
+"""The event store adapter: the only module of the app that knows esdbclient.
+
+It turns esdbclient's exceptions into the app's own at this boundary (a wrong expected
+version becomes a ConcurrencyConflict here and nowhere else knows WrongCurrentVersion), and
+creates its gRPC client lazily, so that each gunicorn worker gets its own after the fork.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from esdbclient import EventStoreDBClient, NewEvent, StreamState
+from esdbclient.exceptions import (
+    DeadlineExceeded,
+    DiscoveryFailed,
+    GrpcError,
+    NotFound,
+    ServiceUnavailable,
+    StreamIsDeleted,
+    WrongCurrentVersion,
+)
+
+NO_STREAM = -1  # the version of a stream with no events
+
+
+class ConcurrencyConflict(Exception):
+    """The stream is not at the expected version: someone else wrote first."""
+
+
+class StreamGone(Exception):
+    """The stream was tombstoned: nothing can be read from or written to it again."""
+
+
+class StoreUnavailable(Exception):
+    """The event store cannot be reached (or answered too late)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    type: str
+    data: bytes
+    version: int  # the event's position in its stream
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    id: UUID
+    type: str
+    data: bytes
+    metadata: bytes
+
+
+class EventStore:
+    def __init__(self, uri: str, timeout: float = 10.0) -> None:
+        self._uri = uri
+        self._timeout = timeout
+        self._client: EventStoreDBClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> EventStoreDBClient:
+        """Connected on first use: in a gunicorn worker, that is after the fork."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = EventStoreDBClient(self._uri)
+                    except (DiscoveryFailed, ServiceUnavailable, GrpcError) as error:
+                        raise StoreUnavailable(str(error)) from error
+        return self._client
+
+    def read(self, stream: str, after: int = NO_STREAM) -> list[StoredEvent]:
+        """The stream's events after version ``after`` (all of them by default)."""
+        try:
+            recorded = self.client.get_stream(
+                stream, stream_position=after + 1, timeout=self._timeout
+            )
+        except NotFound:
+            return []
+        except StreamIsDeleted as error:
+            raise StreamGone(stream) from error
+        except (ServiceUnavailable, DeadlineExceeded, GrpcError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return [StoredEvent(e.type, e.data, e.stream_position) for e in recorded]
+
+    def append(self, stream: str, expected: int | None, events: Sequence[PendingEvent]) -> int:
+        """Append atomically after version ``expected`` (None: any); the commit position.
+
+        Re-appending the same event ids after the same version is answered as the first
+        time (the store's idempotent append), which is what makes retries safe.
+        """
+        current: int | StreamState
+        if expected is None:
+            current = StreamState.ANY
+        elif expected == NO_STREAM:
+            current = StreamState.NO_STREAM
+        else:
+            current = expected
+        new = [NewEvent(type=e.type, data=e.data, metadata=e.metadata, id=e.id) for e in events]
+        try:
+            position: int = self.client.append_to_stream(
+                stream, current_version=current, events=new, timeout=self._timeout
+            )
+        except WrongCurrentVersion as error:
+            raise ConcurrencyConflict(str(error)) from error
+        except StreamIsDeleted as error:
+            raise StreamGone(stream) from error
+        except (ServiceUnavailable, DeadlineExceeded, GrpcError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return position
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
