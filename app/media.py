@@ -1,0 +1,108 @@
+"""Five levels of media type: commands named by ``domain-model``, responses that say theirs.
+
+A request names its command with the ``domain-model`` parameter of its Content-Type
+(``application/json; domain-model=RenameInventoryItemCommand``), parsed with Falcon's own
+``parse_header`` (parameter names are case-insensitive; nothing here matches substrings).
+Where a method accepts one command the parameter may be left out; where it accepts several,
+a missing or unknown one is a 415 naming those it accepts. Bodies decode with decoders built
+once per model; a body that does not fit gets a 400 listing every field error at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import falcon
+import msgspec
+
+from app.problems import Problem
+
+JSON = "application/json"
+VERSION = "1.0.0"
+
+
+def content_type(domain_model: str) -> str:
+    """The response media type with every level as a parameter."""
+    return (
+        f"{JSON}; charset=utf-8; domain-model={domain_model}; version={VERSION};"
+        f" format={JSON}; schema=application/schema+json; is-text=true"
+    )
+
+
+class Accepts:
+    """The commands one method of one route accepts, with their decoders built once."""
+
+    def __init__(self, *models: type[msgspec.Struct]) -> None:
+        self.models = models
+        self._decoders = {model.__name__: msgspec.json.Decoder(model) for model in models}
+        self._by_name = {model.__name__: model for model in models}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def read(self, req: falcon.Request) -> msgspec.Struct:
+        """The command in the request body, or a 415/400 problem."""
+        body = req.bounded_stream.read()
+        if req.content_type is None:
+            if body:
+                self._unsupported("a body needs a Content-Type")
+            media_type, params = JSON, dict[str, str]()
+        else:
+            media_type, params = falcon.parse_header(req.content_type)
+        if media_type != JSON:
+            self._unsupported(f"{media_type} is not {JSON}")
+        name = params.get("domain-model")
+        if name is None:
+            if len(self.models) != 1:
+                self._unsupported("this method accepts several commands: name one")
+            name = self.models[0].__name__
+        elif name not in self._by_name:
+            self._unsupported(f"{name} is not a command this method accepts")
+        model = self._by_name[name]
+        if not body and not _required_fields(model):
+            body = b"{}"  # e.g. DELETE with no body at all
+        try:
+            command: msgspec.Struct = self._decoders[name].decode(body)
+        except msgspec.DecodeError:
+            raise Problem(
+                "malformed-body",
+                f"The body does not fit {name}.",
+                domainModel=name,
+                errors=field_errors(model, body),
+            ) from None
+        return command
+
+    def _unsupported(self, why: str) -> None:
+        raise Problem(
+            "unsupported-media-type",
+            f"Unsupported media type: {why}. Accepted domain-models: {', '.join(self.names)}.",
+            accepted=[f"{JSON}; domain-model={name}" for name in self.names],
+        )
+
+
+def _required_fields(model: type[msgspec.Struct]) -> Sequence[str]:
+    return [f.encode_name for f in msgspec.structs.fields(model) if f.required]
+
+
+def field_errors(model: type[msgspec.Struct], body: bytes) -> list[dict[str, str]]:
+    """Every reason a body does not fit ``model``, one per field (msgspec stops at one)."""
+    try:
+        raw: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        return [{"field": "", "message": f"not JSON: {error}"}]
+    if not isinstance(raw, dict):
+        return [{"field": "", "message": "expected a JSON object"}]
+    fields = {f.encode_name: f for f in msgspec.structs.fields(model)}
+    errors = [{"field": name, "message": "unknown field"} for name in raw if name not in fields]
+    for name, info in fields.items():
+        if name not in raw:
+            if info.required:
+                errors.append({"field": name, "message": "required"})
+            continue
+        try:
+            msgspec.convert(raw[name], info.type)
+        except msgspec.ValidationError as error:
+            errors.append({"field": name, "message": str(error)})
+    return errors
