@@ -33,7 +33,7 @@ class Kind:
 # The registry: numbers never change meaning once published.
 KINDS: tuple[Kind, ...] = (
     Kind(1000, 400, "malformed-body", "Malformed body",
-         "The body is not JSON or does not fit the named domain-model; every field error is listed."),
+         "The body is not JSON or does not fit the domain-model; every field error is listed."),
     Kind(1001, 415, "unsupported-media-type", "Unsupported media type",
          "The Content-Type does not name a domain-model this method accepts."),
     Kind(1002, 404, "not-found", "Not found", "No resource lives at this URL."),
