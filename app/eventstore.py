@@ -42,7 +42,9 @@ class StoreUnavailable(Exception):
 class StoredEvent:
     type: str
     data: bytes
+    metadata: bytes
     version: int  # the event's position in its stream
+    position: int  # its commit position in the whole store
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,10 @@ class EventStore:
             raise StreamGone(stream) from error
         except (ServiceUnavailable, DeadlineExceeded, GrpcError) as error:
             raise StoreUnavailable(str(error)) from error
-        return [StoredEvent(e.type, e.data, e.stream_position) for e in recorded]
+        return [
+            StoredEvent(e.type, e.data, e.metadata, e.stream_position, e.commit_position or 0)
+            for e in recorded
+        ]
 
     def append(self, stream: str, expected: int | None, events: Sequence[PendingEvent]) -> int:
         """Append atomically after version ``expected`` (None: any); the commit position.
