@@ -42,8 +42,8 @@ class Accepts:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    def read(self, req: falcon.Request) -> msgspec.Struct:
-        """The command in the request body, or a 415/400 problem."""
+    def read(self, req: falcon.Request) -> tuple[msgspec.Struct, bytes]:
+        """The command in the request body (and the body), or a 415/400 problem."""
         body = req.bounded_stream.read()
         if req.content_type is None:
             if body:
@@ -72,7 +72,7 @@ class Accepts:
                 domainModel=name,
                 errors=field_errors(model, body),
             ) from None
-        return command
+        return command, body
 
     def _unsupported(self, why: str) -> None:
         raise Problem(

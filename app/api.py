@@ -1,0 +1,83 @@
+"""``create_app(settings)``: the one place the HTTP edge is wired together."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import falcon.media
+import msgspec
+
+from app.commands import CommandHandler
+from app.etags import ETagCodec
+from app.eventstore import EventStore, StoreUnavailable
+from app.middleware import RequestContext
+from app.problems import (
+    PROBLEM_JSON,
+    ErrorPages,
+    Problem,
+    handle_problem,
+    handle_unexpected,
+    serialize_http_error,
+)
+from app.resources import Cars, InventoryItems, Root
+from app.settings import Settings
+
+
+class MsgspecJSON(falcon.media.BaseHandler):
+    """JSON in and out with msgspec (one encoder and decoder, built once)."""
+
+    _encoder = msgspec.json.Encoder()
+    _decoder = msgspec.json.Decoder()
+
+    def serialize(self, media: Any, content_type: str | None = None) -> bytes:
+        return self._encoder.encode(media)
+
+    def deserialize(self, stream: Any, content_type: str | None, content_length: int | None) -> Any:
+        try:
+            return self._decoder.decode(stream.read())
+        except msgspec.DecodeError as error:
+            raise Problem("malformed-body", f"The body is not JSON: {error}.") from None
+
+
+def handle_unavailable(
+    req: falcon.Request, resp: falcon.Response, error: StoreUnavailable, params: Any
+) -> None:
+    handle_problem(
+        req,
+        resp,
+        Problem("unavailable", "The event store cannot be reached.", headers={"Retry-After": "1"}),
+        params,
+    )
+
+
+def create_app(
+    settings: Settings,
+    clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+) -> falcon.App[falcon.Request, falcon.Response]:
+    store = EventStore(settings.esdb_uri)
+    commands = CommandHandler(store, ETagCodec(settings.etag_key), settings.require_if_match)
+
+    app = falcon.App(middleware=[RequestContext()])
+    handler = MsgspecJSON()
+    for media_type in (falcon.MEDIA_JSON, PROBLEM_JSON):
+        app.req_options.media_handlers[media_type] = handler
+        app.resp_options.media_handlers[media_type] = handler
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(StoreUnavailable, handle_unavailable)
+    app.add_error_handler(Problem, handle_problem)
+    app.set_error_serializer(serialize_http_error)
+
+    app.add_route("/v1", Root())
+    inventory_items = InventoryItems(commands)
+    app.add_route("/v1/inventory-items", inventory_items)
+    app.add_route("/v1/inventory-items/{item_id:uuid}", inventory_items, suffix="item")
+    car_resource = Cars(commands, clock)
+    app.add_route("/v1/cars", car_resource)
+    app.add_route("/v1/cars/{item_id:uuid}", car_resource, suffix="item")
+    errors = ErrorPages()
+    app.add_route("/v1/errors", errors)
+    app.add_route("/v1/errors/{number:int}", errors, suffix="one")
+    return app

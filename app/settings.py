@@ -1,0 +1,34 @@
+"""Settings from the environment: every variable, its default, and what it means (README)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.etags import load_or_create_key, parse_key
+
+TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    esdb_uri: str
+    data_dir: Path
+    port: int
+    etag_key: bytes
+    require_if_match: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        data_dir = Path(env.get("DATA_DIR", "var"))
+        esdb_port = int(env.get("ESDB_PORT", "2113"))
+        key_text = env.get("ETAG_KEY")
+        return cls(
+            esdb_uri=env.get("ESDB_URI") or f"esdb://127.0.0.1:{esdb_port}?tls=false",
+            data_dir=data_dir,
+            port=int(env.get("PORT", "8000")),
+            etag_key=parse_key(key_text) if key_text else load_or_create_key(data_dir),
+            require_if_match=env.get("REQUIRE_IF_MATCH", "").lower() in TRUE,
+        )
