@@ -4,8 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-DATA_DIR ?= var
-ESDB_PORT ?= 2113
+# Defaults for `make run`; the environment overrides them. honcho gives the first process of
+# the Procfile (web) exactly $PORT.
+export DATA_DIR ?= var
+export ESDB_PORT ?= 2113
+export PORT ?= 8000
 
 .PHONY: run test lint bench clean
 
@@ -15,12 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Starts everything that exists: esdblocal (unless ESDB_URI points at a real server).
+# Starts every process of the Procfile: esdblocal and the web API (gunicorn). With ESDB_URI
+# pointing at a real EventStoreDB, esdblocal is left out.
 run: $(STAMP)
 	@if [ -n "$$ESDB_URI" ]; then \
-		echo "ESDB_URI is set ($$ESDB_URI): nothing local to start."; \
+		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/honcho start web; \
 	else \
-		exec $(PY) -m esdblocal --host 127.0.0.1 --port $(ESDB_PORT) --data $(DATA_DIR)/esdb; \
+		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/honcho start; \
 	fi
 
 test: lint
