@@ -1,0 +1,156 @@
+"""End to end: real esdblocal and gunicorn processes, spoken to over real HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from esdbclient import EventStoreDBClient
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """esdblocal and gunicorn (2 workers) as `make run` starts them; yields (port, esdb uri)."""
+    data = tmp_path_factory.mktemp("e2e")
+    esdb = subprocess.Popen(
+        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert esdb.stdout is not None
+    uri = esdb.stdout.readline().strip()
+    port = free_port()
+    env = {
+        **os.environ,
+        "ESDB_URI": uri,
+        "DATA_DIR": str(data),
+        "PORT": str(port),
+        "WEB_WORKERS": "2",
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    web = subprocess.Popen(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"], cwd=ROOT, env=env
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or web.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield port, uri
+    finally:
+        for process in (web, esdb):
+            process.terminate()
+        for process in (web, esdb):
+            process.wait(timeout=20)
+
+
+def call(
+    port: int, method: str, path: str, body: Any = None, **headers: str
+) -> tuple[int, dict[str, str], Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    data = json.dumps(body).encode() if body is not None else None
+    connection.request(
+        method, path, body=data, headers={k.replace("_", "-"): v for k, v in headers.items()}
+    )
+    response = connection.getresponse()
+    raw = response.read()
+    connection.close()
+    return (
+        response.status,
+        {k.lower(): v for k, v in response.getheaders()},
+        json.loads(raw) if raw else None,
+    )
+
+
+def test_inventory_lifecycle_over_http(stack: tuple[int, str]) -> None:
+    port, uri = stack
+    json_type = "application/json"
+    status, headers, _ = call(
+        port, "POST", "/v1/inventory-items", {"name": "Widget"}, Content_Type=json_type
+    )
+    assert status == 202
+    item = "/" + headers["location"].split("/", 3)[3]
+    status, headers, _ = call(
+        port,
+        "POST",
+        item,
+        {"count": 3},
+        Content_Type=f"{json_type}; domain-model=CheckInItemsToInventoryCommand",
+        If_Match=headers["etag"],
+    )
+    assert status == 202
+    status, _, problem = call(
+        port,
+        "POST",
+        item,
+        {"count": 4},
+        Content_Type=f"{json_type}; domain-model=RemoveItemsFromInventoryCommand",
+    )
+    assert (status, problem["errorCode"]) == (409, 1011)
+    assert call(port, "DELETE", item)[0] == 202
+    status, _, body = call(port, "DELETE", item)
+    assert (status, body["eventsAppended"]) == (202, 0)
+    with EventStoreDBClient(uri) as client:
+        stream = "inventoryItem-" + item.rsplit("/", 1)[1]
+        types = [e.type for e in client.get_stream(stream)]
+    assert types == [
+        "InventoryItemCreated",
+        "ItemsCheckedInToInventory",
+        "InventoryItemDeactivated",
+    ]
+
+
+def test_car_trigger_pattern_over_http(stack: tuple[int, str]) -> None:
+    port, uri = stack
+    car = {
+        "year": 2021,
+        "make": "BMW",
+        "model": "M5",
+        "color": "white",
+        "mileage": 10,
+        "vin": "WBSJF0C55JB282211",
+        "condition": "excellent",
+        "owner": "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
+    }
+    status, headers, _ = call(port, "POST", "/v1/cars", car, Content_Type="application/json")
+    assert status == 202
+    path = "/" + headers["location"].split("/", 3)[3]
+    status, _, body = call(
+        port, "PUT", path, {**car, "mileage": 20, "color": "blue"}, Content_Type="application/json"
+    )
+    assert (status, body["eventsAppended"]) == (202, 2)
+    status, _, body = call(
+        port, "PATCH", path, {"condition": "good"}, Content_Type="application/merge-patch+json"
+    )
+    assert (status, body["eventsAppended"]) == (202, 1)
+    status, _, problem = call(
+        port, "PUT", path, {**car, "mileage": 5}, Content_Type="application/json"
+    )
+    assert (status, problem["errorCode"]) == (422, 1014)  # an odometer does not roll back
+    with EventStoreDBClient(uri) as client:
+        types = [e.type for e in client.get_stream("car-" + path.rsplit("/", 1)[1])]
+    assert types == ["CarCreated", "ColorChanged", "MileageChanged", "ConditionChanged"]
