@@ -16,18 +16,10 @@ from typing import Any
 import falcon
 import msgspec
 
+from app.mediatypes import JSON, content_type
 from app.problems import Problem
 
-JSON = "application/json"
-VERSION = "1.0.0"
-
-
-def content_type(domain_model: str) -> str:
-    """The response media type with every level as a parameter."""
-    return (
-        f"{JSON}; charset=utf-8; domain-model={domain_model}; version={VERSION};"
-        f" format={JSON}; schema=application/schema+json; is-text=true"
-    )
+__all__ = ["JSON", "Accepts", "content_type", "field_errors"]
 
 
 class Accepts:

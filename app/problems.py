@@ -15,6 +15,8 @@ from typing import Any
 
 import falcon
 
+from app.options import Described
+
 PROBLEM_JSON = "application/problem+json"
 ERRORS_PATH = "/v1/errors"
 
@@ -131,7 +133,7 @@ def handle_unexpected(
     resp.media = body(kind, kind.description, req.prefix)
 
 
-class ErrorPages:
+class ErrorPages(Described):
     """``GET /v1/errors`` lists every error code; ``/v1/errors/{number}`` documents one."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -17,6 +17,7 @@ import msgspec
 
 from app.commands import Aggregate, CommandHandler, CommandRequest, Outcome
 from app.media import Accepts, content_type, field_errors
+from app.options import Described
 from app.problems import Problem
 from domain import cars, inventory
 from domain.errors import DomainError
@@ -35,32 +36,6 @@ INVENTORY: Aggregate[Any, Any] = Aggregate(
 CARS: Aggregate[Any, Any] = Aggregate(
     cars.CATEGORY, cars.zero, cars.apply, msgspec.json.Decoder(cars.AnyCarEvent)
 )
-
-
-class Described:
-    """OPTIONS for a route and its item route: ``Allow`` plus the methods as a JSON array."""
-
-    def _allowed(self, suffix: str) -> list[str]:
-        ending = f"_{suffix}" if suffix else ""
-        methods = []
-        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
-            if callable(getattr(self, f"on_{method.lower()}{ending}", None)):
-                methods.append(method)
-        if "GET" in methods and "HEAD" not in methods:
-            methods.insert(1, "HEAD")
-        return [*methods, "OPTIONS"]
-
-    def _options(self, resp: falcon.Response, suffix: str) -> None:
-        allowed = self._allowed(suffix)
-        resp.set_header("Allow", ", ".join(allowed))
-        resp.content_type = content_type("AllowedMethods")
-        resp.media = allowed
-
-    def on_options(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._options(resp, "")
-
-    def on_options_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._options(resp, "item")
 
 
 def command_request(req: falcon.Request, domain_model: str, body: bytes) -> CommandRequest:

@@ -278,6 +278,13 @@ def test_options_405_and_errors(api: falcon.testing.TestClient) -> None:
     assert "POST" in not_allowed.headers["allow"]
     assert not_allowed.headers["content-type"] == "application/problem+json"
     assert not_allowed.json["errorCode"] == 1003
+    assert api.simulate_options("/v1/errors/1011").json == ["GET", "HEAD", "OPTIONS"]
+    assert api.simulate_options("/v1/inventory-items/" + str(uuid4())).json == [
+        "POST",
+        "PUT",
+        "DELETE",
+        "OPTIONS",
+    ]
     page = api.simulate_get("/v1/errors/1011")
     assert page.json["title"] == "Insufficient stock"
     assert api.simulate_get("/v1/nowhere").json["errorCode"] == 1002
