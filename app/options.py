@@ -18,8 +18,6 @@ class Described:
         for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
             if callable(getattr(self, f"on_{method.lower()}{ending}", None)):
                 methods.append(method)
-        if "GET" in methods and "HEAD" not in methods:
-            methods.insert(1, "HEAD")
         return [*methods, "OPTIONS"]
 
     def _options(self, resp: falcon.Response, suffix: str) -> None:

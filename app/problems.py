@@ -146,6 +146,9 @@ class ErrorPages(Described):
                 return
         raise Problem("not-found", f"There is no error code {number}.")
 
+    on_head = on_get  # same headers, no body: Falcon sends none for HEAD
+    on_head_one = on_get_one
+
     @staticmethod
     def _page(kind: Kind, base: str) -> dict[str, Any]:
         return {

@@ -240,3 +240,5 @@ class Root(Described):
                 {"rel": "errors", "href": f"{req.prefix}/v1/errors"},
             ]
         }
+
+    on_head = on_get

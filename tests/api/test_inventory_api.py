@@ -285,6 +285,8 @@ def test_options_405_and_errors(api: falcon.testing.TestClient) -> None:
         "DELETE",
         "OPTIONS",
     ]
+    head = api.simulate_head("/v1/errors/1011")
+    assert (head.status_code, head.text) == (200, "")
     page = api.simulate_get("/v1/errors/1011")
     assert page.json["title"] == "Insufficient stock"
     assert api.simulate_get("/v1/nowhere").json["errorCode"] == 1002
