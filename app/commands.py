@@ -96,7 +96,7 @@ class Outcome:
 _ENCODER = msgspec.json.Encoder()
 _METADATA = msgspec.json.Decoder(dict[str, Any])
 
-STATUS_OF_DOMAIN_ERROR: dict[ErrorCode, str] = {
+PROBLEM_OF_DOMAIN_ERROR: dict[ErrorCode, str] = {
     ErrorCode.ALREADY_EXISTS: "already-exists",
     ErrorCode.NOT_FOUND: "not-found",
     ErrorCode.INVALID_NAME: "invalid-name",
@@ -110,7 +110,7 @@ STATUS_OF_DOMAIN_ERROR: dict[ErrorCode, str] = {
 
 
 def problem_of(error: DomainError) -> Problem:
-    slug = STATUS_OF_DOMAIN_ERROR[error.code]
+    slug = PROBLEM_OF_DOMAIN_ERROR[error.code]
     if not error.fields:
         return Problem(slug, error.message)
     return Problem(slug, error.message, errors=[msgspec.to_builtins(f) for f in error.fields])

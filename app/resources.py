@@ -126,9 +126,7 @@ class Cars(Described):
         self._clock = clock
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        car, body = self.representation.read(req)
-        assert isinstance(car, cars.CarRepresentation)
-        self._validate(car)
+        car, body = self._proposed(req)
         self._run(
             req,
             resp,
@@ -139,9 +137,7 @@ class Cars(Described):
         )
 
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        car, body = self.representation.read(req)
-        assert isinstance(car, cars.CarRepresentation)
-        self._validate(car)
+        car, body = self._proposed(req)
         self._run(req, resp, item_id, body, lambda state: cars.decide(state, car))
 
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
@@ -193,6 +189,13 @@ class Cars(Described):
             CARS, f"{cars.CATEGORY}-{car_id}", decide, request, creates=creates
         )
         accepted(resp, outcome, f"{req.prefix}/v1/cars/{car_id}")
+
+    def _proposed(self, req: falcon.Request) -> tuple[cars.CarRepresentation, bytes]:
+        """The whole car in the body, checked field by field and then rule by rule."""
+        car, body = self.representation.read(req)
+        assert isinstance(car, cars.CarRepresentation)
+        self._validate(car)
+        return car, body
 
     def _validate(self, car: cars.CarRepresentation) -> None:
         errors = cars.validate(car, next_year=self._clock().year + 1)

@@ -83,11 +83,9 @@ class TestReadAll:
     @pytest.fixture
     def two_streams(self, client: EventStoreDBClient) -> tuple[list[str], int, int]:
         first, second = f"test-{uuid4()}", f"test-{uuid4()}"
-        ids = []
         cp1 = append(client, first, "A1", "A2", "A3")
         cp2 = append(client, second, "B1", "B2", "B3")
-        ids = [first, second]
-        return ids, cp1, cp2
+        return [first, second], cp1, cp2
 
     def test_forwards_from_position_is_inclusive(
         self, client: EventStoreDBClient, two_streams: tuple[list[str], int, int]
