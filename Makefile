@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Starts every process of the Procfile: esdblocal and the web API (gunicorn). With ESDB_URI
-# pointing at a real EventStoreDB, esdblocal is left out.
+# Starts every process of the Procfile: the web API (gunicorn), the projector and esdblocal.
+# With ESDB_URI pointing at a real EventStoreDB, esdblocal is left out.
 run: $(STAMP)
 	@if [ -n "$$ESDB_URI" ]; then \
-		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/honcho start web; \
+		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/honcho start web projector; \
 	else \
 		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/honcho start; \
 	fi

@@ -13,6 +13,7 @@ import msgspec
 from app.commands import CommandHandler
 from app.etags import ETagCodec
 from app.eventstore import EventStore, StoreUnavailable
+from app.health import Health, Ready
 from app.middleware import RequestContext
 from app.problems import (
     PROBLEM_JSON,
@@ -22,8 +23,10 @@ from app.problems import (
     handle_unexpected,
     serialize_http_error,
 )
-from app.resources import Cars, InventoryItems, Root
+from app.queries import Queries
+from app.resources import Cars, InventoryItems, Root, Search
 from app.settings import Settings
+from projections.store import ReadModels
 
 
 class MsgspecJSON(falcon.media.BaseHandler):
@@ -58,7 +61,10 @@ def create_app(
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
 ) -> falcon.App[falcon.Request, falcon.Response]:
     store = EventStore(settings.esdb_uri)
-    commands = CommandHandler(store, ETagCodec(settings.etag_key), settings.require_if_match)
+    etags = ETagCodec(settings.etag_key)
+    commands = CommandHandler(store, etags, settings.require_if_match)
+    reads = ReadModels(settings.read_directory)
+    queries = Queries(reads, etags, settings.read_wait)
 
     app = falcon.App(middleware=[RequestContext()])
     handler = MsgspecJSON()
@@ -71,12 +77,15 @@ def create_app(
     app.set_error_serializer(serialize_http_error)
 
     app.add_route("/v1", Root())
-    inventory_items = InventoryItems(commands)
+    inventory_items = InventoryItems(commands, queries)
     app.add_route("/v1/inventory-items", inventory_items)
     app.add_route("/v1/inventory-items/{item_id:uuid}", inventory_items, suffix="item")
-    car_resource = Cars(commands, clock)
+    car_resource = Cars(commands, queries, clock)
     app.add_route("/v1/cars", car_resource)
     app.add_route("/v1/cars/{item_id:uuid}", car_resource, suffix="item")
+    app.add_route("/v1/search", Search(queries))
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Ready(store, reads))
     errors = ErrorPages()
     app.add_route("/v1/errors", errors)
     app.add_route("/v1/errors/{number:int}", errors, suffix="one")

@@ -117,6 +117,14 @@ class EventStore:
             raise StoreUnavailable(str(error)) from error
         return position
 
+    def head(self, timeout: float = 1.0) -> int:
+        """The commit position of the newest event outside system streams (0: none yet)."""
+        try:
+            position: int = self.client.get_commit_position(timeout=timeout)
+        except (ServiceUnavailable, DeadlineExceeded, GrpcError) as error:
+            raise StoreUnavailable(str(error)) from error
+        return position
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

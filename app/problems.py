@@ -64,6 +64,10 @@ KINDS: tuple[Kind, ...] = (
          "The event store cannot be reached right now; retry later."),
     Kind(1017, 500, "internal-error", "Internal server error",
          "Something failed on our side; the request id in X-Request-Id helps us find it."),
+    Kind(1018, 400, "invalid-query", "Invalid query",
+         "A query parameter is unknown or out of range (offset >= 0, 1 <= limit, state ...)."),
+    Kind(1019, 503, "read-model-behind", "Read model behind",
+         "The read models have not reached the commit position presented; retry shortly."),
 )  # fmt: skip
 BY_SLUG = {kind.slug: kind for kind in KINDS}
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}

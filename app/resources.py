@@ -19,6 +19,7 @@ from app.commands import Aggregate, CommandHandler, CommandRequest, Outcome
 from app.media import Accepts, content_type, field_errors
 from app.options import Described
 from app.problems import Problem
+from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
 from domain import cars, inventory
 from domain.errors import DomainError
 
@@ -82,8 +83,18 @@ class InventoryItems(Described):
     )
     deactivate = Accepts(inventory.DeactivateInventoryItemCommand)
 
-    def __init__(self, commands: CommandHandler) -> None:
+    def __init__(self, commands: CommandHandler, queries: Queries) -> None:
         self._commands = commands
+        self._queries = queries
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._queries.collection(req, resp, INVENTORY_ITEMS)
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        self._queries.item(req, resp, INVENTORY_ITEMS, item_id)
+
+    on_head = on_get
+    on_head_item = on_get_item
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._run(req, resp, new_id(req, "inventory-items"), self.create, creates=True)
@@ -121,9 +132,24 @@ class Cars(Described):
 
     representation = Accepts(cars.CarRepresentation)
 
-    def __init__(self, commands: CommandHandler, clock: Callable[[], datetime.datetime]) -> None:
+    def __init__(
+        self,
+        commands: CommandHandler,
+        queries: Queries,
+        clock: Callable[[], datetime.datetime],
+    ) -> None:
         self._commands = commands
+        self._queries = queries
         self._clock = clock
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._queries.collection(req, resp, CAR_ITEMS)
+
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        self._queries.item(req, resp, CAR_ITEMS, item_id)
+
+    on_head = on_get
+    on_head_item = on_get_item
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         car, body = self._proposed(req)
@@ -240,8 +266,21 @@ class Root(Described):
             "links": [
                 {"rel": "inventory-items", "href": f"{req.prefix}/v1/inventory-items"},
                 {"rel": "cars", "href": f"{req.prefix}/v1/cars"},
+                {"rel": "search", "href": f"{req.prefix}/v1/search"},
                 {"rel": "errors", "href": f"{req.prefix}/v1/errors"},
             ]
         }
+
+    on_head = on_get
+
+
+class Search(Described):
+    """``GET /v1/search?query=``: active resources of both contexts whose text matches."""
+
+    def __init__(self, queries: Queries) -> None:
+        self._queries = queries
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._queries.search(req, resp)
 
     on_head = on_get

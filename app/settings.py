@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.etags import load_or_create_key, parse_key
+from projections import config
 
 TRUE = {"1", "true", "yes", "on"}
 
@@ -19,16 +20,21 @@ class Settings:
     port: int
     etag_key: bytes
     require_if_match: bool = False
+    read_wait: float = 2.0
+
+    @property
+    def read_directory(self) -> Path:
+        return config.read_directory(self.data_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        data_dir = Path(env.get("DATA_DIR", "var"))
-        esdb_port = int(env.get("ESDB_PORT", "2113"))
+        data_dir = config.data_dir(env)
         key_text = env.get("ETAG_KEY")
         return cls(
-            esdb_uri=env.get("ESDB_URI") or f"esdb://127.0.0.1:{esdb_port}?tls=false",
+            esdb_uri=config.esdb_uri(env),
             data_dir=data_dir,
             port=int(env.get("PORT", "8000")),
             etag_key=parse_key(key_text) if key_text else load_or_create_key(data_dir),
             require_if_match=env.get("REQUIRE_IF_MATCH", "").lower() in TRUE,
+            read_wait=float(env.get("READ_WAIT", "2")),
         )

@@ -1,0 +1,86 @@
+"""``python -m projections``: the projector process (composition root of the read side).
+
+Reads ``ESDB_URI``/``ESDB_PORT`` and ``DATA_DIR`` like the web does; flags override them.
+One projector runs per read store (a lock file enforces it). ``--rebuild`` replays every
+event into a new generation while the web keeps answering from the current one, swaps it
+in once caught up, and then carries on following ``$all`` as the projector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from projections import config, store
+from projections.feed import Feed
+from projections.projector import Projector, report
+from projections.views import VIEWS
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
+    parser.add_argument("--esdb-uri", default=config.esdb_uri(), help="event store (ESDB_URI)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=config.data_dir(), help="local state (DATA_DIR)"
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="replay everything into a fresh store, swap it in"
+    )
+    parser.add_argument("--batch", type=int, default=2000, help="most events per transaction")
+    parser.add_argument("--lag-every", type=float, default=30.0, help="seconds between lag logs")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    directory = config.read_directory(args.data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = (directory / "projector.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another projector is running on {directory}; stop it first", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    feed = Feed(args.esdb_uri, [view.category for view in VIEWS])
+
+    if args.rebuild:
+        fresh = store.new_generation(directory)
+        report("rebuilding", into=str(fresh))
+        writer = store.Writer(fresh)
+        done = Projector(feed, writer, args.batch, lag_every=args.lag_every).run(
+            stop, until_live=True
+        )
+        writer.close()
+        if not done:
+            report("rebuild interrupted; the current store is unchanged", left=str(fresh))
+            return 0
+        store.swap(directory, fresh)
+        report("rebuilt store swapped in", store=str(fresh))
+
+    writer = store.Writer(store.open_current(directory))
+    report("projecting", store=str(writer.path), position=writer.position())
+    Projector(feed, writer, args.batch, lag_every=args.lag_every).run(stop)
+    writer.close()
+    feed.reset()
+    report("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Configuration the web and the projector must agree on (both read the same environment)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def esdb_uri(env: Mapping[str, str] = os.environ) -> str:
+    """``ESDB_URI``, else the embedded esdblocal on ``ESDB_PORT`` (2113) of this host."""
+    return env.get("ESDB_URI") or f"esdb://127.0.0.1:{int(env.get('ESDB_PORT', '2113'))}?tls=false"
+
+
+def data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return Path(env.get("DATA_DIR", "var"))
+
+
+def read_directory(data: Path) -> Path:
+    """Where the read store's generations live."""
+    return data / "read"

@@ -1,0 +1,109 @@
+"""The projector's adapter to the event store: a catch-up subscription to ``$all``.
+
+The only module of the projector that knows esdbclient. It narrows ``$all`` to the
+project's categories on the server (a stream-name filter, so the server also reports its
+progress through the events it skipped), and turns esdbclient's failures into one
+``FeedInterrupted`` that the projector answers by reconnecting.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from esdbclient import EventStoreDBClient
+from esdbclient.events import CaughtUp, Checkpoint
+from esdbclient.exceptions import EventStoreDBClientException
+
+from projections.store import Recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The server looked at everything up to ``position`` (matching or not)."""
+
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """History is behind us: what follows arrives as it is written."""
+
+
+Item = Recorded | Progress | Live
+
+
+class FeedInterrupted(Exception):
+    """The subscription broke (server gone, leader change, deadline): reconnect."""
+
+
+class Feed:
+    def __init__(self, uri: str, categories: Iterable[str]) -> None:
+        self._uri = uri
+        self._pattern = "(" + "|".join(categories) + ")-.*"
+        self._client: EventStoreDBClient | None = None
+        self._subscription: object | None = None
+        self._lock = threading.Lock()
+
+    def _connected(self) -> EventStoreDBClient:
+        if self._client is None:
+            try:
+                self._client = EventStoreDBClient(self._uri)
+            except EventStoreDBClientException as error:
+                raise FeedInterrupted(f"cannot connect: {error}") from error
+        return self._client
+
+    def follow(self, after: int | None) -> Iterator[Item]:
+        """Every matching event after commit position ``after`` (from the start: None)."""
+        try:
+            subscription = self._connected().subscribe_to_all(
+                commit_position=after,
+                filter_include=[self._pattern],
+                filter_by_stream_name=True,
+                include_checkpoints=True,
+                include_caught_up=True,
+            )
+            with self._lock:
+                self._subscription = subscription
+            for event in subscription:
+                if isinstance(event, Checkpoint):
+                    yield Progress(event.commit_position or 0)
+                elif isinstance(event, CaughtUp):
+                    yield Live()
+                else:
+                    yield Recorded(
+                        event.stream_name,
+                        event.type,
+                        event.data,
+                        event.stream_position,
+                        event.commit_position or 0,
+                    )
+        except EventStoreDBClientException as error:
+            self.reset()
+            raise FeedInterrupted(f"{type(error).__name__}: {error}") from error
+
+    def head(self) -> int | None:
+        """The commit position of the newest matching event (None: there is none)."""
+        try:
+            position: int = self._connected().get_commit_position(
+                filter_include=[self._pattern], filter_by_stream_name=True, timeout=5
+            )
+        except EventStoreDBClientException as error:
+            raise FeedInterrupted(f"{type(error).__name__}: {error}") from error
+        return position or None
+
+    def stop(self) -> None:
+        """End the current subscription (from any thread): ``follow`` returns."""
+        with self._lock:
+            subscription, self._subscription = self._subscription, None
+        stop = getattr(subscription, "stop", None)
+        if stop is not None:
+            stop()
+
+    def reset(self) -> None:
+        """Drop the connection; the next call makes a new one."""
+        self.stop()
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -1,0 +1,186 @@
+"""The projector: follow ``$all``, fold events into the read store in batches, never lose one.
+
+One thread reads the subscription into a bounded queue; the projector takes whatever has
+arrived (at least one item, at most ``batch`` events) and commits it with its checkpoint in
+one transaction. Idle, that is one event per transaction (a write is visible within a
+millisecond or two); catching up, batches grow to ``batch`` and the cost of a commit is
+shared. When the store goes away the subscription breaks, the projector waits (doubling
+up to ``MAX_BACKOFF``) and resumes after its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from projections.feed import Feed, FeedInterrupted, Item, Live, Progress
+from projections.store import Recorded, Writer
+
+log = logging.getLogger("projections")
+_encode = msgspec.json.Encoder().encode
+MAX_BACKOFF = 5.0
+
+
+def report(message: str, **fields: object) -> None:
+    """One structured log line."""
+    log.info(_encode({"message": message, **fields}).decode())
+
+
+class _End:
+    """The subscription ended (stopped, or broke with ``error``)."""
+
+    def __init__(self, error: FeedInterrupted | None = None) -> None:
+        self.error = error
+
+
+@dataclass
+class Counters:
+    events: int = 0
+    started: float = 0.0
+    last_report: float = 0.0
+    last_lag: float = 0.0
+    live: bool = False
+
+
+class Projector:
+    def __init__(
+        self,
+        feed: Feed,
+        writer: Writer,
+        batch: int = 2000,
+        progress_every: float = 2.0,
+        lag_every: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._feed = feed
+        self._writer = writer
+        self._batch = batch
+        self._progress_every = progress_every
+        self._lag_every = lag_every
+        self._clock = clock
+
+    def run(self, stop: threading.Event, until_live: bool = False) -> bool:
+        """Follow until ``stop`` is set (or, with ``until_live``, until caught up).
+
+        Returns True when it stopped because it caught up (``until_live``).
+        """
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                if self._follow(stop, until_live):
+                    return True
+                backoff = 0.1
+            except FeedInterrupted as error:
+                report("event store unreachable; retrying", error=str(error), inSeconds=backoff)
+                self._feed.reset()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        return False
+
+    def _follow(self, stop: threading.Event, until_live: bool) -> bool:
+        position = self._writer.position()
+        head = self._feed.head()
+        counters = Counters(started=self._clock(), last_report=self._clock())
+        report("following $all", after=position, head=head)
+        items: queue.Queue[Item | _End] = queue.Queue(maxsize=4 * self._batch)
+        reader = threading.Thread(
+            target=self._read, args=(position, items, stop), name="feed", daemon=True
+        )
+        reader.start()
+        try:
+            while not stop.is_set():
+                try:
+                    first = items.get(timeout=0.25)
+                except queue.Empty:
+                    self._maybe_report_lag(counters, position)
+                    continue
+                taken = [first]
+                while len(taken) < self._batch:
+                    try:
+                        taken.append(items.get_nowait())
+                    except queue.Empty:
+                        break
+                position = self._commit(taken, position, counters, head)
+                end = taken[-1]
+                if isinstance(end, _End):
+                    if end.error is not None:
+                        raise end.error
+                    return False
+                if until_live and counters.live:
+                    return True
+            return False
+        finally:
+            self._feed.stop()
+            reader.join(timeout=5)
+
+    def _read(
+        self, after: int | None, items: queue.Queue[Item | _End], stop: threading.Event
+    ) -> None:
+        end = _End()
+        try:
+            for item in self._feed.follow(after):
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.25)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except FeedInterrupted as error:
+            end = _End(error)
+        items.put(end)
+
+    def _commit(
+        self, taken: list[Item | _End], position: int | None, counters: Counters, head: int | None
+    ) -> int | None:
+        events = [item for item in taken if isinstance(item, Recorded)]
+        reached = position
+        for item in taken:
+            if isinstance(item, Recorded | Progress):
+                reached = item.position if reached is None else max(reached, item.position)
+            elif isinstance(item, Live) and not counters.live:
+                counters.live = True
+        if reached is not None and reached != position:
+            self._writer.commit(events, reached)
+        counters.events += len(events)
+        now = self._clock()
+        if any(isinstance(item, Live) for item in taken):
+            elapsed = now - counters.started
+            report(
+                "caught up; live",
+                position=reached,
+                events=counters.events,
+                seconds=round(elapsed, 3),
+                eventsPerSecond=round(counters.events / elapsed) if elapsed else None,
+            )
+        elif not counters.live and now - counters.last_report >= self._progress_every:
+            counters.last_report = now
+            elapsed = now - counters.started
+            report(
+                "catching up",
+                position=reached,
+                head=head,
+                percent=round(100 * (reached or 0) / head, 1) if head else None,
+                events=counters.events,
+                eventsPerSecond=round(counters.events / elapsed) if elapsed else None,
+            )
+        return reached
+
+    def _maybe_report_lag(self, counters: Counters, position: int | None) -> None:
+        now = self._clock()
+        if not counters.live or now - counters.last_lag < self._lag_every:
+            return
+        counters.last_lag = now
+        try:
+            head = self._feed.head()
+        except FeedInterrupted as error:
+            report("lag unknown: event store unreachable", error=str(error))
+            return
+        report("lag", position=position, head=head, behind=max(0, (head or 0) - (position or 0)))

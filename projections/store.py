@@ -1,0 +1,401 @@
+"""The read store: one SQLite file per generation, one writer (the projector), many readers.
+
+Layout under the read directory (``$DATA_DIR/read``):
+
+- ``read-<n>.sqlite3``: a generation (WAL mode). A rebuild fills a new one while the old one
+  keeps answering, then swaps.
+- ``CURRENT``: the name of the generation readers use, replaced atomically on a swap;
+  readers notice the new file (its inode changes) and reopen.
+
+Each batch of events and the checkpoint it reaches are committed in one transaction, so a
+crash at any instant leaves rows and checkpoint agreeing: the projector resumes after the
+checkpoint and no event counts twice or goes missing.
+
+Paging: a page at offset 100,000 should cost about what offset 0 costs. SQLite's OFFSET
+walks every skipped row, so each view also keeps how many rows of each state fall in each
+block of ``BLOCK`` consecutive ordinals. A page finds its block by summing those counts (a
+few hundred small rows at 100,000) and skips fewer than ``BLOCK`` rows inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from projections.views import VIEWS, View, view_of
+
+CURRENT = "CURRENT"
+BLOCK = 1024
+POSITION = "position"
+UPDATED = "updated"
+
+Row = tuple[Any, ...]  # id, version, active, then the view's columns
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One event as the projector sees it."""
+
+    stream: str
+    type: str
+    data: bytes
+    version: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a list asks for: a state, equal columns, and text to find."""
+
+    state: str = "active"  # active | deactivated | all
+    equal: tuple[tuple[str, str], ...] = ()
+    query: str | None = None
+
+    @property
+    def actives(self) -> tuple[int, ...]:
+        return {"active": (1,), "deactivated": (0,), "all": (0, 1)}[self.state]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    total: int
+    rows: list[Row] = field(default_factory=list)
+
+
+def _schema(view: View) -> str:
+    columns = ", ".join(view.columns)
+    indexes = "".join(
+        f"CREATE INDEX {view.table}_{c} ON {view.table} ({c}, active, ordinal);"
+        for c in view.indexes
+    )
+    return f"""
+        CREATE TABLE {view.table} (
+            id TEXT PRIMARY KEY, ordinal INTEGER NOT NULL UNIQUE,
+            version INTEGER NOT NULL, active INTEGER NOT NULL, {columns}
+        ) WITHOUT ROWID;
+        CREATE INDEX {view.table}_active ON {view.table} (active, ordinal);
+        {indexes}
+    """
+
+
+SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE blocks (tbl TEXT, active INTEGER, block INTEGER, n INTEGER NOT NULL,"
+    " PRIMARY KEY (tbl, active, block)) WITHOUT ROWID;"
+    # rowid = ordinal * len(VIEWS) + the view's index: one search row per resource.
+    "CREATE VIRTUAL TABLE search USING fts5(text, kind UNINDEXED, active UNINDEXED,"
+    " tokenize='trigram');" + "".join(_schema(view) for view in VIEWS)
+)
+
+
+def _search_rowid(view: View, ordinal: int) -> int:
+    return ordinal * len(VIEWS) + VIEWS.index(view)
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+        )
+    else:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+# ---------------------------------------------------------------- generations
+
+
+def current_generation(directory: Path) -> Path | None:
+    try:
+        name = (directory / CURRENT).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return directory / name
+
+
+def new_generation(directory: Path) -> Path:
+    """A fresh, empty store beside the current one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    numbers = [int(p.stem.split("-")[1]) for p in directory.glob("read-*.sqlite3")]
+    path = directory / f"read-{max(numbers, default=0) + 1}.sqlite3"
+    db = _connect(path)
+    db.executescript(f"BEGIN; {SCHEMA} COMMIT;")
+    db.close()
+    return path
+
+
+def swap(directory: Path, path: Path) -> None:
+    """Make ``path`` the generation readers use; keep the one before it, drop the older."""
+    previous = current_generation(directory)
+    pointer = directory / f"{CURRENT}.new"
+    pointer.write_text(path.name + "\n")
+    os.replace(pointer, directory / CURRENT)
+    keep = {path.name, previous.name if previous else ""}
+    for old in directory.glob("read-*.sqlite3*"):
+        if old.name.split(".sqlite3")[0] + ".sqlite3" not in keep:
+            old.unlink(missing_ok=True)
+
+
+def open_current(directory: Path) -> Path:
+    """The current generation, created on first use."""
+    path = current_generation(directory)
+    if path is None or not path.exists():
+        path = new_generation(directory)
+        swap(directory, path)
+    return path
+
+
+# ---------------------------------------------------------------- the writer
+
+
+class Writer:
+    """The projector's side: apply batches, each with its checkpoint, atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = _connect(path)
+
+    def position(self) -> int | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (POSITION,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def commit(self, events: Sequence[Recorded], position: int) -> int:
+        """Fold ``events`` into their rows and record ``position``: all or nothing.
+
+        Returns how many events changed a row (an event at or below a row's version was
+        applied before and is skipped, so replaying a batch is harmless).
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            applied = self._fold(events)
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                ((POSITION, position), (UPDATED, time.time())),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return applied
+
+    def _fold(self, events: Iterable[Recorded]) -> int:
+        db = self._db
+        streams: dict[tuple[View, str], list[Recorded]] = defaultdict(list)
+        for event in events:
+            target = view_of(event.stream)
+            if target is not None:
+                streams[target].append(event)
+        blocks: dict[tuple[str, int, int], int] = defaultdict(int)
+        next_ordinal: dict[str, int] = {}
+        applied = 0
+        for (view, row_id), recorded in streams.items():
+            row = db.execute(
+                f"SELECT ordinal, version, active, {', '.join(view.columns)}"
+                f" FROM {view.table} WHERE id = ?",
+                (row_id,),
+            ).fetchone()
+            state = view.state_of(None if row is None else row[2:])
+            version = -1 if row is None else row[1]
+            for event in recorded:
+                if event.version <= version:
+                    continue
+                state = view.apply(state, view.events.decode(event.data))
+                version = event.version
+                applied += 1
+            if not state.exists or (row is not None and version == row[1]):
+                continue
+            active = int(view.is_active(state))
+            values = (version, active, *view.to_row(state))
+            if row is None:
+                if view.table not in next_ordinal:
+                    (top,) = db.execute(f"SELECT MAX(ordinal) FROM {view.table}").fetchone()
+                    next_ordinal[view.table] = -1 if top is None else top
+                ordinal = next_ordinal[view.table] = next_ordinal[view.table] + 1
+                db.execute(
+                    f"INSERT INTO {view.table} VALUES (?, ?, {', '.join('?' * len(values))})",
+                    (row_id, ordinal, *values),
+                )
+                blocks[(view.table, active, ordinal // BLOCK)] += 1
+            else:
+                ordinal = row[0]
+                assignments = ", ".join(f"{c} = ?" for c in ("version", "active", *view.columns))
+                db.execute(f"UPDATE {view.table} SET {assignments} WHERE id = ?", (*values, row_id))
+                if active != row[2]:
+                    blocks[(view.table, row[2], ordinal // BLOCK)] -= 1
+                    blocks[(view.table, active, ordinal // BLOCK)] += 1
+            rowid = _search_rowid(view, ordinal)
+            db.execute("DELETE FROM search WHERE rowid = ?", (rowid,))
+            db.execute(
+                "INSERT INTO search (rowid, text, kind, active) VALUES (?, ?, ?, ?)",
+                (rowid, view.search_text(state), view.category, active),
+            )
+        db.executemany(
+            "INSERT INTO blocks VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (tbl, active, block) DO UPDATE SET n = n + excluded.n",
+            ((*key, n) for key, n in blocks.items() if n),
+        )
+        return applied
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# ---------------------------------------------------------------- the readers
+
+
+def _match(query: str) -> tuple[str, str]:
+    """SQL matching ``query`` anywhere in the text, case-insensitively, and its parameter.
+
+    Three characters or more use the trigram index (a quoted FTS5 phrase is a substring
+    match there); shorter ones have no trigram, so they scan.
+    """
+    if len(query) >= 3:
+        return "search MATCH ?", '"' + query.replace('"', '""') + '"'
+    return "instr(lower(text), ?) > 0", query.lower()
+
+
+class ReadModels:
+    """The web's side: read-only connections (one per thread) to the current generation."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._local = threading.local()
+
+    def _db(self) -> sqlite3.Connection | None:
+        """The connection to the current generation; reopened when a rebuild swapped it."""
+        local = self._local
+        try:
+            marker = os.stat(self._directory / CURRENT).st_ino
+        except FileNotFoundError:
+            return None  # the projector has not started yet: nothing to read
+        if getattr(local, "marker", None) != marker:
+            path = current_generation(self._directory)
+            if path is None:
+                return None
+            old = getattr(local, "db", None)
+            if old is not None:
+                old.close()
+            local.db = _connect(path, readonly=True)
+            local.marker = marker
+        db: sqlite3.Connection = local.db
+        return db
+
+    def position(self) -> int | None:
+        """The commit position the projector has reached (None before its first batch)."""
+        db = self._db()
+        if db is None:
+            return None
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (POSITION,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def status(self) -> dict[str, Any]:
+        db = self._db()
+        if db is None:
+            return {}
+        return dict(db.execute("SELECT key, value FROM meta").fetchall())
+
+    def item(self, view: View, row_id: str) -> Row | None:
+        db = self._db()
+        if db is None:
+            return None
+        row: Row | None = db.execute(
+            f"SELECT id, version, active, {', '.join(view.columns)} FROM {view.table} WHERE id = ?",
+            (row_id,),
+        ).fetchone()
+        return row
+
+    def page(self, view: View, filters: Filters, offset: int, limit: int) -> Page:
+        db = self._db()
+        if db is None:
+            return Page(0)
+        if filters.equal or filters.query:
+            return self._filtered(db, view, filters, offset, limit)
+        return self._by_blocks(db, view, filters.actives, offset, limit)
+
+    def _by_blocks(
+        self, db: sqlite3.Connection, view: View, actives: tuple[int, ...], offset: int, limit: int
+    ) -> Page:
+        marks = ", ".join("?" * len(actives))
+        counts = db.execute(
+            f"SELECT block, SUM(n) FROM blocks WHERE tbl = ? AND active IN ({marks})"
+            " GROUP BY block ORDER BY block",
+            (view.table, *actives),
+        ).fetchall()
+        total = sum(n for _, n in counts)
+        before = 0
+        start_block = None
+        for block, n in counts:
+            if before + n > offset:
+                start_block = block
+                break
+            before += n
+        if start_block is None:
+            return Page(total)
+        state = f"active IN ({marks}) AND " if len(actives) == 1 else ""
+        rows = db.execute(
+            f"SELECT id, version, active, {', '.join(view.columns)} FROM {view.table}"
+            f" WHERE {state}ordinal >= ? ORDER BY ordinal LIMIT ? OFFSET ?",
+            (*(actives if len(actives) == 1 else ()), start_block * BLOCK, limit, offset - before),
+        ).fetchall()
+        return Page(total, rows)
+
+    def _filtered(
+        self, db: sqlite3.Connection, view: View, filters: Filters, offset: int, limit: int
+    ) -> Page:
+        """Equality and text filters: an index per filterable column, then OFFSET."""
+        conditions = [f"active IN ({', '.join('?' * len(filters.actives))})"]
+        parameters: list[Any] = list(filters.actives)
+        for column, value in filters.equal:
+            conditions.append(f"{column} = ?")
+            parameters.append(value)
+        if filters.query:
+            matching, text = _match(filters.query)
+            conditions.append(
+                f"ordinal * {len(VIEWS)} + {VIEWS.index(view)} IN"
+                f" (SELECT rowid FROM search WHERE {matching} AND kind = ?)"
+            )
+            parameters += [text, view.category]
+        where = " AND ".join(conditions)
+        (total,) = db.execute(
+            f"SELECT COUNT(*) FROM {view.table} WHERE {where}", parameters
+        ).fetchone()
+        rows = db.execute(
+            f"SELECT id, version, active, {', '.join(view.columns)} FROM {view.table}"
+            f" WHERE {where} ORDER BY ordinal LIMIT ? OFFSET ?",
+            (*parameters, limit, offset),
+        ).fetchall()
+        return Page(total, rows)
+
+    def search(self, query: str, offset: int, limit: int) -> tuple[int, list[tuple[View, Row]]]:
+        """Active resources of every view whose text contains ``query``: (total, page)."""
+        db = self._db()
+        if db is None:
+            return 0, []
+        matching, text = _match(query)
+        where = f"{matching} AND active = 1"
+        (total,) = db.execute(f"SELECT COUNT(*) FROM search WHERE {where}", (text,)).fetchone()
+        hits = db.execute(
+            f"SELECT rowid FROM search WHERE {where} ORDER BY rowid LIMIT ? OFFSET ?",
+            (text, limit, offset),
+        ).fetchall()
+        found = []
+        for (rowid,) in hits:
+            view = VIEWS[rowid % len(VIEWS)]
+            row = db.execute(
+                f"SELECT id, version, active, {', '.join(view.columns)} FROM {view.table}"
+                " WHERE ordinal = ?",
+                (rowid // len(VIEWS),),
+            ).fetchone()
+            found.append((view, row))
+        return total, found
