@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,11 @@ import pytest
 
 from app.api import create_app
 from app.settings import Settings
+from projections.config import read_directory
+from projections.feed import Feed
+from projections.projector import Projector
+from projections.store import Writer, open_current
+from projections.views import VIEWS
 
 JSON = "application/json"
 FIXED_NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
@@ -28,8 +35,27 @@ def settings(esdb_uri: str, tmp: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def api(esdb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> falcon.testing.TestClient:
-    app = create_app(settings(esdb_uri, tmp_path_factory.mktemp("api")), clock=lambda: FIXED_NOW)
+def api_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("api")
+
+
+@pytest.fixture(scope="session")
+def projector(esdb_uri: str, api_data: Path) -> Iterator[None]:
+    """The real projector, following the session's esdblocal into the API's read store."""
+    writer = Writer(open_current(read_directory(api_data)))
+    feed = Feed(esdb_uri, [view.category for view in VIEWS])
+    stop = threading.Event()
+    thread = threading.Thread(target=Projector(feed, writer).run, args=(stop,), daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(timeout=10)
+    writer.close()
+
+
+@pytest.fixture(scope="session")
+def api(esdb_uri: str, api_data: Path, projector: None) -> falcon.testing.TestClient:
+    app = create_app(settings(esdb_uri, api_data), clock=lambda: FIXED_NOW)
     return falcon.testing.TestClient(app)
 
 

@@ -271,8 +271,8 @@ def test_sixteen_writers_with_the_same_if_match_one_wins(
 def test_options_405_and_errors(api: falcon.testing.TestClient) -> None:
     options = api.simulate_options("/v1/inventory-items")
     assert options.status_code == 200
-    assert options.json == ["POST", "OPTIONS"]
-    assert options.headers["allow"] == "POST, OPTIONS"
+    assert options.json == ["GET", "HEAD", "POST", "OPTIONS"]
+    assert options.headers["allow"] == "GET, HEAD, POST, OPTIONS"
     not_allowed = api.simulate_patch("/v1/inventory-items")
     assert not_allowed.status_code == 405
     assert "POST" in not_allowed.headers["allow"]
@@ -280,6 +280,8 @@ def test_options_405_and_errors(api: falcon.testing.TestClient) -> None:
     assert not_allowed.json["errorCode"] == 1003
     assert api.simulate_options("/v1/errors/1011").json == ["GET", "HEAD", "OPTIONS"]
     assert api.simulate_options("/v1/inventory-items/" + str(uuid4())).json == [
+        "GET",
+        "HEAD",
         "POST",
         "PUT",
         "DELETE",
