@@ -29,7 +29,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
-    """esdblocal and gunicorn (2 workers) as `make run` starts them; yields (port, esdb uri)."""
+    """esdblocal, the projector and gunicorn (2 workers) as `make run` starts them.
+
+    Yields (port, esdb uri).
+    """
     data = tmp_path_factory.mktemp("e2e")
     esdb = subprocess.Popen(
         [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
@@ -50,6 +53,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]
     web = subprocess.Popen(
         [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"], cwd=ROOT, env=env
     )
+    projector = subprocess.Popen([sys.executable, "-m", "projections"], cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -62,10 +66,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]
                 time.sleep(0.1)
         yield port, uri
     finally:
-        for process in (web, esdb):
+        for process in (web, projector, esdb):
             process.terminate()
-        for process in (web, esdb):
-            process.wait(timeout=20)
+        for process in (web, projector, esdb):
+            assert process.wait(timeout=20) == 0
 
 
 def call(
@@ -154,3 +158,28 @@ def test_car_trigger_pattern_over_http(stack: tuple[int, str]) -> None:
     with EventStoreDBClient(uri) as client:
         types = [e.type for e in client.get_stream("car-" + path.rsplit("/", 1)[1])]
     assert types == ["CarCreated", "ColorChanged", "MileageChanged", "ConditionChanged"]
+
+
+def test_read_your_writes_through_gunicorn_workers(stack: tuple[int, str]) -> None:
+    """Each write is read back at once, by whichever worker takes the GET, presenting the
+    commit position of the 202: the GET waits for the projector instead of missing."""
+    port, _ = stack
+    create = "application/json; domain-model=CreateInventoryItemCommand"
+    check_in = "application/json; domain-model=CheckInItemsToInventoryCommand"
+    for number in range(30):
+        status, headers, _ = call(
+            port, "POST", "/v1/inventory-items", {"name": f"Fresh {number}"}, Content_Type=create
+        )
+        assert status == 202
+        item = "/" + headers["location"].split("/", 3)[3]
+        status, got, body = call(port, "GET", item, Commit_Position=headers["commit-position"])
+        assert (status, got["etag"], body["name"]) == (200, headers["etag"], f"Fresh {number}")
+        status, headers, _ = call(port, "POST", item, {"count": 2}, Content_Type=check_in)
+        status, got, body = call(port, "GET", f"{item}?commitPosition={headers['commit-position']}")
+        assert (status, got["etag"], body["currentCount"]) == (200, headers["etag"], 2)
+        assert call(port, "GET", item, If_None_Match=got["etag"])[0] == 304
+    status, headers, page = call(port, "GET", "/v1/inventory-items?query=Fresh&limit=10")
+    assert (status, page["total"], len(page["items"])) == (200, 30, 10)
+    assert 'rel="next"' in headers["link"] or "rel=next" in headers["link"]
+    status, _, ready = call(port, "GET", "/readyz")
+    assert (status, ready["projector"]["lag"]) == (200, 0)
