@@ -22,6 +22,7 @@ hundred small rows at 100,000), then skips fewer than ``BLOCK`` entries of the
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -32,8 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from projections.views import VIEWS, View, view_of
 
+log = logging.getLogger("projections")
 CURRENT = "CURRENT"
 BLOCK = 1024
 TOTAL = -1  # the block number under which a state's total is kept
@@ -215,8 +219,16 @@ class Writer:
             for event in recorded:
                 if event.version <= version:
                     continue
-                state = view.apply(state, view.events.decode(event.data))
                 version = event.version
+                try:
+                    state = view.apply(state, view.events.decode(event.data))
+                except (msgspec.DecodeError, TypeError) as error:
+                    # An event this version of the model cannot read (written by hand, or
+                    # by a newer model) must not wedge the projector: log it, move on.
+                    log.warning(
+                        "skipped %s at %s@%d: %s", event.type, event.stream, event.version, error
+                    )
+                    continue
                 applied += 1
             if not state.exists or (row is not None and version == row[1]):
                 continue
