@@ -13,7 +13,7 @@ import msgspec
 from app.commands import CommandHandler
 from app.etags import ETagCodec
 from app.eventstore import EventStore, StoreUnavailable
-from app.health import Health, Ready
+from app.health import HealthCheck, ReadinessCheck
 from app.middleware import RequestContext
 from app.problems import (
     PROBLEM_JSON,
@@ -84,8 +84,8 @@ def create_app(
     app.add_route("/v1/cars", car_resource)
     app.add_route("/v1/cars/{item_id:uuid}", car_resource, suffix="item")
     app.add_route("/v1/search", Search(queries))
-    app.add_route("/healthz", Health())
-    app.add_route("/readyz", Ready(store, reads))
+    app.add_route("/healthz", HealthCheck())
+    app.add_route("/readyz", ReadinessCheck(store, reads))
     errors = ErrorPages()
     app.add_route("/v1/errors", errors)
     app.add_route("/v1/errors/{number:int}", errors, suffix="one")

@@ -10,19 +10,20 @@ import falcon
 from app.eventstore import EventStore, StoreUnavailable
 from app.mediatypes import content_type
 from app.options import Described
+from app.representations import Health, Readiness
 from projections.store import POSITION, UPDATED, ReadModels
 
 
-class Health(Described):
+class HealthCheck(Described):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.cache_control = ["no-store"]
         resp.content_type = content_type("Health")
-        resp.media = {"status": "ok"}
+        resp.media = Health("ok")
 
     on_head = on_get
 
 
-class Ready(Described):
+class ReadinessCheck(Described):
     """Ready when the event store answers and the read store exists; says how far behind.
 
     ``lag`` is in commit-position units (opaque, but zero means caught up): the newest
@@ -56,6 +57,8 @@ class Ready(Described):
             resp.set_header("Retry-After", "1")
         resp.cache_control = ["no-store"]
         resp.content_type = content_type("Readiness")
-        resp.media = body
+        resp.media = Readiness(
+            status=body["status"], event_store=body["eventStore"], projector=body["projector"]
+        )
 
     on_head = on_get

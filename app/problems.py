@@ -16,6 +16,7 @@ from typing import Any
 import falcon
 
 from app.options import Described
+from app.representations import ErrorPage, Link
 
 PROBLEM_JSON = "application/problem+json"
 ERRORS_PATH = "/v1/errors"
@@ -154,11 +155,11 @@ class ErrorPages(Described):
     on_head_one = on_get_one
 
     @staticmethod
-    def _page(kind: Kind, base: str) -> dict[str, Any]:
-        return {
-            "errorCode": kind.number,
-            "status": kind.status,
-            "title": kind.title,
-            "description": kind.description,
-            "links": [{"rel": "self", "href": f"{base}{ERRORS_PATH}/{kind.number}"}],
-        }
+    def _page(kind: Kind, base: str) -> ErrorPage:
+        return ErrorPage(
+            error_code=kind.number,
+            status=kind.status,
+            title=kind.title,
+            description=kind.description,
+            links=[Link("self", f"{base}{ERRORS_PATH}/{kind.number}")],
+        )

@@ -14,7 +14,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -24,6 +24,17 @@ import msgspec
 from app.etags import ETagCodec
 from app.mediatypes import content_type
 from app.problems import Problem
+from app.representations import (
+    CarList,
+    CarSummary,
+    InventoryItemDetails,
+    InventoryItemList,
+    InventoryItemSummary,
+    Link,
+    ListPage,
+    SearchHit,
+    SearchResults,
+)
 from domain import cars
 from projections.store import Filters, ReadModels, Row
 from projections.views import CARS, INVENTORY, View
@@ -35,57 +46,6 @@ COMMIT_POSITION = "Commit-Position"
 POSITION_PARAMETER = "commitPosition"
 STATES = ("active", "deactivated", "all")
 POLL_SECONDS = 0.002
-
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------- representations
-
-
-class Link(msgspec.Struct, frozen=True):
-    rel: str
-    href: str
-
-
-class InventoryItemSummary(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    id: UUID
-    name: str
-    active: bool
-    etag: str
-    links: list[Link]
-
-
-class InventoryItemDetails(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    id: UUID
-    name: str
-    current_count: int
-    links: list[Link]
-
-
-class CarSummary(cars.CarRepresentation, frozen=True, kw_only=True, rename="camel"):
-    id: UUID
-    active: bool
-    etag: str
-    links: list[Link]
-
-
-class ListPage(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
-    offset: int
-    limit: int
-    total: int
-    items: list[T]
-    links: list[Link]
-
-
-class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
-    kind: str
-    id: UUID
-    title: str
-    links: list[Link]
-
-
-class SearchResults(ListPage[SearchHit], frozen=True, kw_only=True):
-    query: str
 
 
 _encode = msgspec.json.Encoder().encode
@@ -100,8 +60,8 @@ class Presentation:
 
     view: View
     path: str  # the collection under /v1
-    list_model: str
-    item_model: str
+    list_type: type[ListPage[Any]]
+    item_type: type[msgspec.Struct]
     summary: Callable[[Row, list[Link], str], msgspec.Struct]
     details: Callable[[Row, list[Link]], msgspec.Struct]
     filters: tuple[str, ...] = ()  # equality filters (columns) besides state and query
@@ -126,8 +86,8 @@ def _car_fields(row: Row) -> dict[str, Any]:
 INVENTORY_ITEMS = Presentation(
     view=INVENTORY,
     path="inventory-items",
-    list_model="InventoryItemList",
-    item_model="InventoryItemDetails",
+    list_type=InventoryItemList,
+    item_type=InventoryItemDetails,
     summary=lambda row, links, etag: InventoryItemSummary(
         id=UUID(row[0]), name=row[3], active=bool(row[2]), etag=etag, links=links
     ),
@@ -139,8 +99,8 @@ INVENTORY_ITEMS = Presentation(
 CAR_ITEMS = Presentation(
     view=CARS,
     path="cars",
-    list_model="CarList",
-    item_model="CarRepresentation",
+    list_type=CarList,
+    item_type=cars.CarRepresentation,
     summary=lambda row, links, etag: CarSummary(
         id=UUID(row[0]), active=bool(row[2]), etag=etag, links=links, **_car_fields(row)
     ),
@@ -312,7 +272,10 @@ class Queries:
             for row in page.rows
         ]
         links = page_links(req, offset, limit, page.total)
-        self._paged(req, resp, presentation.list_model, links, page.total, offset, limit, items)
+        listed = presentation.list_type(
+            offset=offset, limit=limit, total=page.total, items=items, links=links
+        )
+        self._send_list(req, resp, presentation.list_type.__name__, links, _encode(listed))
 
     def item(
         self, req: falcon.Request, resp: falcon.Response, presentation: Presentation, item: UUID
@@ -328,7 +291,8 @@ class Queries:
         for link in links:
             resp.append_link(link.href, link.rel)
         body = _encode(presentation.details(row, links))
-        represent(req, resp, presentation.item_model, self.etag(presentation, row), body)
+        model = presentation.item_type.__name__
+        represent(req, resp, model, self.etag(presentation, row), body)
 
     def search(self, req: falcon.Request, resp: falcon.Response) -> None:
         refuse_unknown(req, ("query",))
@@ -354,20 +318,6 @@ class Queries:
             query=text, offset=offset, limit=limit, total=total, items=hits, links=links
         )
         self._send_list(req, resp, "SearchResults", links, _encode(result))
-
-    def _paged(
-        self,
-        req: falcon.Request,
-        resp: falcon.Response,
-        model: str,
-        links: list[Link],
-        total: int,
-        offset: int,
-        limit: int,
-        items: list[Any],
-    ) -> None:
-        page = ListPage(offset=offset, limit=limit, total=total, items=items, links=links)
-        self._send_list(req, resp, model, links, _encode(page))
 
     @staticmethod
     def _send_list(

@@ -20,6 +20,7 @@ from app.media import Accepts, content_type, field_errors
 from app.options import Described
 from app.problems import Problem
 from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
+from app.representations import CommandAccepted, EntryPoint, Link
 from domain import cars, inventory
 from domain.errors import DomainError
 
@@ -61,13 +62,13 @@ def accepted(resp: falcon.Response, outcome: Outcome, location: str) -> None:
         resp.set_header(COMMIT_POSITION, str(outcome.position))
     resp.content_type = content_type("CommandAccepted")
     appended = outcome.appended
-    resp.media = {
-        "eventsAppended": appended,
-        "message": f"{appended} event(s) appended."
+    resp.media = CommandAccepted(
+        events_appended=appended,
+        message=f"{appended} event(s) appended."
         if appended
         else "Nothing changed: nothing appended.",
-        "links": [{"rel": "self", "href": location}],
-    }
+        links=[Link("self", location)],
+    )
 
 
 def new_id(req: falcon.Request, collection: str) -> UUID:
@@ -262,14 +263,16 @@ class Root(Described):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = content_type("EntryPoint")
-        resp.media = {
-            "links": [
-                {"rel": "inventory-items", "href": f"{req.prefix}/v1/inventory-items"},
-                {"rel": "cars", "href": f"{req.prefix}/v1/cars"},
-                {"rel": "search", "href": f"{req.prefix}/v1/search"},
-                {"rel": "errors", "href": f"{req.prefix}/v1/errors"},
+        base = f"{req.prefix}/v1"
+        resp.media = EntryPoint(
+            links=[
+                Link("inventory-items", f"{base}/inventory-items"),
+                Link("cars", f"{base}/cars"),
+                Link("search", f"{base}/search"),
+                Link("errors", f"{base}/errors"),
+                Link("openapi", f"{base}/openapi.json"),
             ]
-        }
+        )
 
     on_head = on_get
 

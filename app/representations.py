@@ -1,0 +1,122 @@
+"""What responses carry, as msgspec Structs: encoded with prebuilt encoders, and the source of
+every response schema in OPTIONS and OpenAPI (``msgspec.json.schema_components``)."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from domain import cars
+from domain.errors import FieldError
+
+T = TypeVar("T")
+
+
+class Link(msgspec.Struct, frozen=True):
+    """An RFC 8288 link as JSON; ``templated`` hrefs hold ``{placeholders}`` (RFC 6570)."""
+
+    rel: str
+    href: str
+    templated: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Links(msgspec.Struct, frozen=True):
+    links: list[Link]
+
+
+class EntryPoint(Links, frozen=True):
+    """``GET /v1``: where everything is."""
+
+
+class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """A 202: the events are durably in the store (none, if nothing changed)."""
+
+    events_appended: int
+    message: str
+    links: list[Link]
+
+
+class InventoryItemSummary(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: UUID
+    name: str
+    active: bool
+    etag: str
+    links: list[Link]
+
+
+class InventoryItemDetails(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    id: UUID
+    name: str
+    current_count: int
+    links: list[Link]
+
+
+class CarSummary(cars.CarRepresentation, frozen=True, kw_only=True, rename="camel"):
+    id: UUID
+    active: bool
+    etag: str
+    links: list[Link]
+
+
+class ListPage(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    offset: int
+    limit: int
+    total: int
+    items: list[T]
+    links: list[Link]
+
+
+class InventoryItemList(ListPage[InventoryItemSummary], frozen=True, kw_only=True):
+    pass
+
+
+class CarList(ListPage[CarSummary], frozen=True, kw_only=True):
+    pass
+
+
+class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str
+    id: UUID
+    title: str
+    links: list[Link]
+
+
+class SearchResults(ListPage[SearchHit], frozen=True, kw_only=True):
+    query: str
+
+
+class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """RFC 9457, with the members this API adds; the optional ones appear where they apply."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    message: str
+    error_code: int
+    additional_information: str
+    errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
+    accepted: list[str] | msgspec.UnsetType = msgspec.UNSET
+    domain_model: str | msgspec.UnsetType = msgspec.UNSET
+    parameter: str | msgspec.UnsetType = msgspec.UNSET
+    reached: int | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ErrorPage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    error_code: int
+    status: int
+    title: str
+    description: str
+    links: list[Link]
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    status: str
+    event_store: dict[str, Any]
+    projector: dict[str, Any]
