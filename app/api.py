@@ -11,20 +11,20 @@ import falcon.media
 import msgspec
 
 from app.commands import CommandHandler
+from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
 from app.eventstore import EventStore, StoreUnavailable
 from app.health import HealthCheck, ReadinessCheck
 from app.middleware import RequestContext
 from app.problems import (
     PROBLEM_JSON,
-    ErrorPages,
     Problem,
     handle_problem,
     handle_unexpected,
     serialize_http_error,
 )
 from app.queries import Queries
-from app.resources import Cars, InventoryItems, Root, Search
+from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search
 from app.settings import Settings
 from projections.store import ReadModels
 
@@ -59,7 +59,9 @@ def handle_unavailable(
 def create_app(
     settings: Settings,
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    routes: RouteTable | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
+    """The app; ``routes``, when given, is filled with its routing table."""
     store = EventStore(settings.esdb_uri)
     etags = ETagCodec(settings.etag_key)
     commands = CommandHandler(store, etags, settings.require_if_match)
@@ -76,17 +78,25 @@ def create_app(
     app.add_error_handler(Problem, handle_problem)
     app.set_error_serializer(serialize_http_error)
 
-    app.add_route("/v1", Root())
+    routes = RouteTable() if routes is None else routes
+
+    def mount(template: str, resource: Described, suffix: str = "") -> None:
+        resource.routes = routes
+        routes.routes.append(Route(template, resource, suffix))
+        app.add_route(template, resource, **({"suffix": suffix} if suffix else {}))
+
+    mount("/v1", Root())
     inventory_items = InventoryItems(commands, queries)
-    app.add_route("/v1/inventory-items", inventory_items)
-    app.add_route("/v1/inventory-items/{item_id:uuid}", inventory_items, suffix="item")
+    mount("/v1/inventory-items", inventory_items)
+    mount("/v1/inventory-items/{item_id:uuid}", inventory_items, "item")
     car_resource = Cars(commands, queries, clock)
-    app.add_route("/v1/cars", car_resource)
-    app.add_route("/v1/cars/{item_id:uuid}", car_resource, suffix="item")
-    app.add_route("/v1/search", Search(queries))
-    app.add_route("/healthz", HealthCheck())
-    app.add_route("/readyz", ReadinessCheck(store, reads))
+    mount("/v1/cars", car_resource)
+    mount("/v1/cars/{item_id:uuid}", car_resource, "item")
+    mount("/v1/search", Search(queries))
     errors = ErrorPages()
-    app.add_route("/v1/errors", errors)
-    app.add_route("/v1/errors/{number:int}", errors, suffix="one")
+    mount("/v1/errors", errors)
+    mount("/v1/errors/{number:int}", errors, "one")
+    mount("/v1/openapi.json", OpenAPIDocument(routes))
+    mount("/healthz", HealthCheck())
+    mount("/readyz", ReadinessCheck(store, reads))
     return app

@@ -7,14 +7,15 @@ from typing import Any
 
 import falcon
 
+from app.description import Described, operation
 from app.eventstore import EventStore, StoreUnavailable
 from app.mediatypes import content_type
-from app.options import Described
 from app.representations import Health, Readiness
 from projections.store import POSITION, UPDATED, ReadModels
 
 
 class HealthCheck(Described):
+    @operation(summary="The process answers.", returns=Health)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.cache_control = ["no-store"]
         resp.content_type = content_type("Health")
@@ -34,6 +35,11 @@ class ReadinessCheck(Described):
         self._store = store
         self._reads = reads
 
+    @operation(
+        summary="Ready: the event store answers and the projector has a store (else 503).",
+        returns=Readiness,
+        also=(503,),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         body: dict[str, Any] = {}
         try:

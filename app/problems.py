@@ -15,9 +15,6 @@ from typing import Any
 
 import falcon
 
-from app.options import Described
-from app.representations import ErrorPage, Link
-
 PROBLEM_JSON = "application/problem+json"
 ERRORS_PATH = "/v1/errors"
 
@@ -136,30 +133,3 @@ def handle_unexpected(
     resp.status = kind.status
     resp.content_type = PROBLEM_JSON
     resp.media = body(kind, kind.description, req.prefix)
-
-
-class ErrorPages(Described):
-    """``GET /v1/errors`` lists every error code; ``/v1/errors/{number}`` documents one."""
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [self._page(kind, req.prefix) for kind in KINDS]
-
-    def on_get_one(self, req: falcon.Request, resp: falcon.Response, number: int) -> None:
-        for kind in KINDS:
-            if kind.number == number:
-                resp.media = self._page(kind, req.prefix)
-                return
-        raise Problem("not-found", f"There is no error code {number}.")
-
-    on_head = on_get  # same headers, no body: Falcon sends none for HEAD
-    on_head_one = on_get_one
-
-    @staticmethod
-    def _page(kind: Kind, base: str) -> ErrorPage:
-        return ErrorPage(
-            error_code=kind.number,
-            status=kind.status,
-            title=kind.title,
-            description=kind.description,
-            links=[Link("self", f"{base}{ERRORS_PATH}/{kind.number}")],
-        )

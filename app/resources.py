@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 import falcon
 import msgspec
 
 from app.commands import Aggregate, CommandHandler, CommandRequest, Outcome
+from app.description import PAGED, READ, Described, RouteTable, openapi, operation
 from app.media import Accepts, content_type, field_errors
-from app.options import Described
-from app.problems import Problem
+from app.problems import ERRORS_PATH, KINDS, Kind, Problem
 from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
-from app.representations import CommandAccepted, EntryPoint, Link
+from app.representations import (
+    CarList,
+    CommandAccepted,
+    EntryPoint,
+    ErrorPage,
+    InventoryItemDetails,
+    InventoryItemList,
+    Link,
+    SearchResults,
+)
 from domain import cars, inventory
 from domain.errors import DomainError
 
@@ -38,6 +47,26 @@ INVENTORY: Aggregate[Any, Any] = Aggregate(
 CARS: Aggregate[Any, Any] = Aggregate(
     cars.CATEGORY, cars.zero, cars.apply, msgspec.json.Decoder(cars.AnyCarEvent)
 )
+
+
+Responder = TypeVar("Responder", bound=Callable[..., None])
+
+# What every command may answer besides 202, and what a command on an existing resource adds.
+COMMAND = ("malformed-body", "unsupported-media-type", "unavailable")
+ON_ITEM = (*COMMAND, "not-found", "precondition-failed", "precondition-required", "conflict")
+READS = ("invalid-query", "read-model-behind")
+CHANGES = (*ON_ITEM, "immutable-field", "mileage-decrease", "gone")
+WRITE_ITEM = ("If-Match",)
+CREATE = ("If-None-Match", "Idempotency-Key")
+
+
+def accepting(
+    summary: str, *models: type[msgspec.Struct], **details: Any
+) -> Callable[[Responder], Responder]:
+    """A command: 202 with CommandAccepted."""
+    return operation(
+        summary=summary, accepts=models, returns=CommandAccepted, success=202, **details
+    )
 
 
 def command_request(req: falcon.Request, domain_model: str, body: bytes) -> CommandRequest:
@@ -88,24 +117,63 @@ class InventoryItems(Described):
         self._commands = commands
         self._queries = queries
 
+    @operation(
+        summary="List inventory items, a page at a time.",
+        returns=InventoryItemList,
+        parameters=(*PAGED, "state", "query"),
+        problems=READS,
+        conditional=True,
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._queries.collection(req, resp, INVENTORY_ITEMS)
 
+    @operation(
+        summary="Read an inventory item.",
+        returns=InventoryItemDetails,
+        parameters=READ,
+        problems=(*READS, "not-found", "gone"),
+        conditional=True,
+    )
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._queries.item(req, resp, INVENTORY_ITEMS, item_id)
 
     on_head = on_get
     on_head_item = on_get_item
 
+    @accepting(
+        "Create an inventory item.",
+        *create.models,
+        parameters=CREATE,
+        problems=(*COMMAND, "already-exists", "invalid-name", "idempotency-key-reused"),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._run(req, resp, new_id(req, "inventory-items"), self.create, creates=True)
 
+    @accepting(
+        "Rename an inventory item.",
+        *rename.models,
+        parameters=WRITE_ITEM,
+        problems=(*ON_ITEM, "invalid-name", "item-inactive"),
+    )
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._run(req, resp, item_id, self.rename)
 
+    @accepting(
+        "Check items in to stock, or remove them (name which with domain-model).",
+        *stock.models,
+        parameters=(*WRITE_ITEM, "Idempotency-Key"),
+        problems=(*ON_ITEM, "item-inactive", "insufficient-stock", "idempotency-key-reused"),
+    )
     def on_post_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._run(req, resp, item_id, self.stock)
 
+    @accepting(
+        "Deactivate an inventory item (idempotent; the body may be left out).",
+        *deactivate.models,
+        body_required=False,
+        parameters=WRITE_ITEM,
+        problems=ON_ITEM,
+    )
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._run(req, resp, item_id, self.deactivate)
 
@@ -128,6 +196,25 @@ class InventoryItems(Described):
         accepted(resp, outcome, f"{req.prefix}/v1/inventory-items/{item_id}")
 
 
+class CarMergePatch(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    """An RFC 7396 merge patch of a car: any fields of CarRepresentation (null removes one,
+    which the merged car then lacks)."""
+
+    year: cars.Year | msgspec.UnsetType | None = msgspec.UNSET
+    make: cars.Make | msgspec.UnsetType | None = msgspec.UNSET
+    model: cars.Model | msgspec.UnsetType | None = msgspec.UNSET
+    color: cars.Color | msgspec.UnsetType | None = msgspec.UNSET
+    mileage: cars.Mileage | msgspec.UnsetType | None = msgspec.UNSET
+    vin: cars.Vin | msgspec.UnsetType | None = msgspec.UNSET
+    condition: cars.Condition | msgspec.UnsetType | None = msgspec.UNSET
+    owner: UUID | msgspec.UnsetType | None = msgspec.UNSET
+
+
+PATCH_DECODER = msgspec.json.Decoder(CarMergePatch)
+
+
 class Cars(Described):
     """The trigger pattern over HTTP: whole representations in, explicit events out."""
 
@@ -143,15 +230,35 @@ class Cars(Described):
         self._queries = queries
         self._clock = clock
 
+    @operation(
+        summary="List cars, a page at a time.",
+        returns=CarList,
+        parameters=(*PAGED, "state", "query", "make", "color", "owner"),
+        problems=READS,
+        conditional=True,
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._queries.collection(req, resp, CAR_ITEMS)
 
+    @operation(
+        summary="Read a car: exactly the representation a PUT sends back.",
+        returns=cars.CarRepresentation,
+        parameters=READ,
+        problems=(*READS, "not-found", "gone"),
+        conditional=True,
+    )
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._queries.item(req, resp, CAR_ITEMS, item_id)
 
     on_head = on_get
     on_head_item = on_get_item
 
+    @accepting(
+        "Create a car from its whole representation (trigger Create).",
+        cars.CarRepresentation,
+        parameters=CREATE,
+        problems=(*COMMAND, "invalid-car", "already-exists", "idempotency-key-reused"),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         car, body = self._proposed(req)
         self._run(
@@ -163,10 +270,23 @@ class Cars(Described):
             creates=True,
         )
 
+    @accepting(
+        "Send the car's whole future state; each difference fires its own trigger.",
+        cars.CarRepresentation,
+        parameters=WRITE_ITEM,
+        problems=(*CHANGES, "invalid-car"),
+    )
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         car, body = self._proposed(req)
         self._run(req, resp, item_id, body, lambda state: cars.decide(state, car))
 
+    @accepting(
+        "Merge a JSON merge patch (RFC 7396) into the car, then as PUT.",
+        CarMergePatch,
+        body_media_type=MERGE_PATCH,
+        parameters=WRITE_ITEM,
+        problems=(*CHANGES, "invalid-car"),
+    )
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         media_type, _ = falcon.parse_header(req.content_type or "")
         if media_type != MERGE_PATCH:
@@ -177,11 +297,13 @@ class Cars(Described):
             )
         body = req.bounded_stream.read()
         try:
-            patch = msgspec.json.decode(body)
-        except msgspec.DecodeError as error:
-            raise Problem("malformed-body", f"The patch is not JSON: {error}.") from None
-        if not isinstance(patch, dict):
-            raise Problem("malformed-body", "A merge patch of a car is a JSON object.")
+            patch = msgspec.to_builtins(PATCH_DECODER.decode(body))
+        except msgspec.DecodeError:
+            raise Problem(
+                "malformed-body",
+                "The body is not a merge patch of a car.",
+                errors=field_errors(CarMergePatch, body),
+            ) from None
 
         def decide(state: cars.Car) -> list[cars.CarEvent] | DomainError:
             merged = merge_patch(msgspec.to_builtins(state.representation()), patch)
@@ -191,6 +313,13 @@ class Cars(Described):
 
         self._run(req, resp, item_id, body, decide, domain_model="CarMergePatch")
 
+    @operation(
+        summary="Retire the car (idempotent).",
+        returns=CommandAccepted,
+        success=202,
+        parameters=WRITE_ITEM,
+        problems=(*ON_ITEM, "gone"),
+    )
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._run(
             req,
@@ -261,6 +390,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class Root(Described):
     """``GET /v1``: the entry point, with a link to every collection."""
 
+    @operation(summary="The entry point: links to everything else.", returns=EntryPoint)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = content_type("EntryPoint")
         base = f"{req.prefix}/v1"
@@ -271,6 +401,8 @@ class Root(Described):
                 Link("search", f"{base}/search"),
                 Link("errors", f"{base}/errors"),
                 Link("openapi", f"{base}/openapi.json"),
+                Link("health", f"{req.prefix}/healthz"),
+                Link("readiness", f"{req.prefix}/readyz"),
             ]
         )
 
@@ -283,7 +415,62 @@ class Search(Described):
     def __init__(self, queries: Queries) -> None:
         self._queries = queries
 
+    @operation(
+        summary="Find active resources of both contexts whose text contains `query`.",
+        returns=SearchResults,
+        parameters=("query", *PAGED),
+        problems=READS,
+        conditional=True,
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._queries.search(req, resp)
+
+    on_head = on_get
+
+
+class ErrorPages(Described):
+    """``GET /v1/errors`` lists every error code; ``/v1/errors/{number}`` documents one.
+
+    Both come from the registry the error responses use (``app.problems.KINDS``).
+    """
+
+    @operation(summary="Every error code.", returns=list[ErrorPage], domain_model="ErrorPageList")
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = content_type("ErrorPageList")
+        resp.media = [self._page(kind, req.prefix) for kind in KINDS]
+
+    @operation(summary="One error code.", returns=ErrorPage, problems=("not-found",))
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, number: int) -> None:
+        for kind in KINDS:
+            if kind.number == number:
+                resp.content_type = content_type("ErrorPage")
+                resp.media = self._page(kind, req.prefix)
+                return
+        raise Problem("not-found", f"There is no error code {number}.")
+
+    on_head = on_get  # same headers, no body: Falcon sends none for HEAD
+    on_head_one = on_get_one
+
+    @staticmethod
+    def _page(kind: Kind, base: str) -> ErrorPage:
+        return ErrorPage(
+            error_code=kind.number,
+            status=kind.status,
+            title=kind.title,
+            description=kind.description,
+            links=[Link("self", f"{base}{ERRORS_PATH}/{kind.number}")],
+        )
+
+
+class OpenAPIDocument(Described):
+    """``GET /v1/openapi.json``: the whole API, from the same operations and models."""
+
+    def __init__(self, routes: RouteTable) -> None:
+        self._routes = routes
+
+    @operation(summary="This API as an OpenAPI 3.1 document.")
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = content_type("OpenAPI")
+        resp.data = msgspec.json.encode(openapi(self._routes, req.prefix))
 
     on_head = on_get

@@ -1,0 +1,1139 @@
+"""Benchmark the read side against baselines measured in the same run: a report, never pass/fail.
+
+1. Projector catch-up. esdblocal (durable, a temp dir) is seeded with N inventory items, one
+   ``InventoryItemCreated`` per ``inventoryItem-<uuid>`` stream, written through multiplexed
+   ``BatchAppend`` calls (one gRPC call per seeding process, one request per stream). The
+   projector (``python -m projections``) then catches up from nothing; its events/s (from
+   its own "caught up; live" log line) is compared with esdbclient's raw ``read_all()`` over
+   the same store with the projector's filter (``(inventoryItem|car)-.*`` on stream names),
+   and with a raw ``subscribe_to_all()`` to caught-up (what the projector's feed does).
+2. HTTP reads. The app (``gunicorn -c deploy/gunicorn.conf.py app.wsgi:app``) and a Falcon
+   hello-world (``bench/hello_app.py``, same config, same WEB_WORKERS) run side by side;
+   each scenario is loaded against hello-world and the app back to back, for several rounds
+   (the order alternates), and the medians are compared: GET item (200), conditional GET
+   item with the matching ``If-None-Match`` (304), list pages at offset 0 and 100,000.
+   The load generator is ``wrk`` when present (as root it is installed with apt-get when
+   missing), else processes of http.client in this file. gunicorn's sync workers answer
+   ``Connection: close``, so every request pays a TCP connect, in both apps alike.
+3. Read-your-writes. Paced writes (create, or check-in to the item just created), each
+   followed at once by a GET of its Location with the 202's ``Commit-Position``: how long
+   from the 202 to the GET's 200, against a plain GET of a seeded item in the same loop.
+4. In-process cost. Both WSGI callables are called directly (no server, no TCP), the same
+   requests, to show what the app itself costs per request; ``--profile`` adds a cProfile
+   of the app's GET item.
+
+Everything runs on this machine: servers, projector and load generator share its cores (the
+report says how many, and the CPU the web workers used per request).
+
+Run: ``python bench/read_bench.py [--items 101000] [--seconds 8] [--rounds 3] [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import http.client
+import importlib.util
+import io
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import platform
+import pstats
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+HOST = "127.0.0.1"
+FILTER = ["(inventoryItem|car)-.*"]  # what projections.feed.Feed asks the server for
+ITEM_NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-4e5b-9c8d-7a6b5c4d3e2f")
+CREATE = "application/json; domain-model=CreateInventoryItemCommand"
+CHECK_IN = "application/json; domain-model=CheckInItemsToInventoryCommand"
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+READ_PASSES = 2
+LIST_LIMIT = 10
+STDERR_TAIL_LINES = 30
+TARGETS = {
+    "projector": ("≥ 0.50 of raw read_all", 0.50),
+    "get-item": ("≥ 0.70 of hello-world", 0.70),
+    "get-304": ("≥ 0.80 of hello-world", 0.80),
+}
+RYW_TARGET_P99_MS = 50.0
+
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "WRKJSON {\\"requests\\": %d, \\"duration_us\\": %d, \\"connect\\": %d, \\"read\\": %d,"
+    .. " \\"write\\": %d, \\"status\\": %d, \\"timeout\\": %d, \\"p50_us\\": %d,"
+    .. " \\"p99_us\\": %d, \\"max_us\\": %d}\\n",
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def item_id(index: int) -> uuid.UUID:
+    """The id of the index-th seeded item (deterministic, so any process can name it)."""
+    return uuid.uuid5(ITEM_NAMESPACE, f"item-{index}")
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending list (nan when empty)."""
+    if not ordered:
+        return math.nan
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class Service:
+    """A subprocess with its output in files; stop() sends SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], tmp: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.stdout_path = tmp / f"{name}.stdout"
+        self.stderr_path = tmp / f"{name}.stderr"
+        log(f"starting {name}: {' '.join(argv[1:])}")
+        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
+            self.proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=err)
+        self.started = time.perf_counter()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with status {self.proc.returncode}:\n{self.stderr_tail()}"
+            )
+
+    def wait_for_line(self, path: Path, accept: Callable[[str], bool], timeout: float) -> str:
+        """The first line of ``path`` that ``accept``s, written before ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in path.read_text(errors="replace").splitlines(keepends=True):
+                if line.endswith("\n") and accept(line):
+                    return line.strip()
+            self.check_alive()
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: no expected line after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        log(f"{self.name} stopped (exit status {self.proc.returncode})")
+
+    def stderr_tail(self) -> str:
+        try:
+            lines = self.stderr_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-STDERR_TAIL_LINES:])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, from /proc (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of a process and its direct children (a gunicorn master and its workers)."""
+    total = cpu_seconds(root)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == root:
+            total += cpu_seconds(int(entry.name))
+    return total
+
+
+# ---------------------------------------------------------------------------- seeding
+
+
+def seed_worker(uri: str, first: int, count: int, results: Queue[tuple[int, int, str]]) -> None:
+    """Create items first..first+count-1: one BatchAppend call, one request per stream."""
+    import msgspec
+    from esdbclient import EventStoreDBClient, NewEvent, StreamState
+
+    from domain import inventory
+
+    def event(index: int) -> NewEvent:
+        created = inventory.InventoryItemCreated(name=f"Item {index:06d}")
+        return NewEvent(type="InventoryItemCreated", data=msgspec.json.encode(created))
+
+    def stream(index: int) -> str:
+        return f"{inventory.CATEGORY}-{item_id(index)}"
+
+    failures, how = 0, "multiplexed BatchAppend"
+    client = EventStoreDBClient(uri)
+    try:
+        streams = client.streams
+        build = streams._construct_batch_append_req  # esdbclient's own request builder
+        stub = streams._stub
+
+        def requests() -> Iterator[Any]:
+            for index in range(first, first + count):
+                yield build(stream(index), StreamState.NO_STREAM, [event(index)], uuid.uuid4())
+
+        call = stub.BatchAppend(requests(), timeout=3600)
+        for answered, response in enumerate(call, 1):
+            failures += response.WhichOneof("result") != "success"
+            if answered == count:
+                break
+        call.cancel()
+    except AttributeError:  # another esdbclient: one append_to_stream per stream
+        how = "append_to_stream per stream"
+        for index in range(first, first + count):
+            client.append_to_stream(
+                stream(index), current_version=StreamState.NO_STREAM, events=[event(index)]
+            )
+    finally:
+        client.close()
+    results.put((count, failures, how))
+
+
+def seed(uri: str, items: int, processes: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    results: Queue[tuple[int, int, str]] = ctx.Queue()
+    share = math.ceil(items / processes)
+    workers = []
+    started = time.perf_counter()
+    for first in range(0, items, share):
+        worker = ctx.Process(
+            target=seed_worker, args=(uri, first, min(share, items - first), results)
+        )
+        worker.start()
+        workers.append(worker)
+    outcomes = [results.get(timeout=3600) for _ in workers]
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join(STOP_TIMEOUT_S)
+    written = sum(n for n, _, _ in outcomes)
+    failures = sum(f for _, f, _ in outcomes)
+    return {
+        "items": written,
+        "failures": failures,
+        "seconds": elapsed,
+        "rate": written / elapsed,
+        "processes": len(workers),
+        "how": outcomes[0][2],
+    }
+
+
+# ---------------------------------------------------------------------------- catch-up
+
+
+def raw_read_all(uri: str) -> tuple[int, float]:
+    from esdbclient import EventStoreDBClient
+
+    with EventStoreDBClient(uri) as client:
+        started = time.perf_counter()
+        count = sum(1 for _ in client.read_all(filter_include=FILTER, filter_by_stream_name=True))
+        return count, time.perf_counter() - started
+
+
+def raw_subscription(uri: str) -> tuple[int, float]:
+    """Events a bare catch-up subscription (the projector's call) delivers up to caught-up."""
+    from esdbclient import EventStoreDBClient
+    from esdbclient.events import CaughtUp, Checkpoint
+
+    with EventStoreDBClient(uri) as client:
+        started = time.perf_counter()
+        subscription = client.subscribe_to_all(
+            filter_include=FILTER,
+            filter_by_stream_name=True,
+            include_checkpoints=True,
+            include_caught_up=True,
+        )
+        count = 0
+        for event in subscription:
+            if isinstance(event, CaughtUp):
+                break
+            if not isinstance(event, Checkpoint):
+                count += 1
+        elapsed = time.perf_counter() - started
+        subscription.stop()
+        return count, elapsed
+
+
+def caught_up(line: str) -> bool:
+    try:
+        return bool(json.loads(line).get("message") == "caught up; live")
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_http(service: Service, port: int, path: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        service.check_alive()
+        with contextlib.suppress(OSError):
+            if http_get(port, path)[0] == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{service.name} does not answer {path} on port {port}")
+
+
+@dataclass
+class Load:
+    """One load run: rate, latency, and the CPU the server (master + workers) used."""
+
+    requests: int = 0
+    seconds: float = 0.0
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    errors: int = 0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.server_cpu / self.requests if self.requests else math.nan
+
+
+def ensure_wrk(choice: str) -> str | None:
+    """The wrk binary, installing Debian's package as root when it is missing."""
+    if choice == "python":
+        return None
+    found = shutil.which("wrk")
+    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("wrk is missing: apt-get install -y wrk")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "wrk"]
+        if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+            subprocess.run(install, env=env, capture_output=True, check=False)
+        found = shutil.which("wrk")
+    if found is None and choice == "wrk":
+        raise RuntimeError("--loadgen wrk, but wrk is not installed")
+    return found
+
+
+def run_wrk(
+    wrk: str, script: Path, url: str, headers: dict[str, str], seconds: float, args: Any
+) -> Load:
+    argv = [wrk, "-t", str(args.wrk_threads), "-c", str(args.connections)]
+    argv += ["-d", f"{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script)]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([*argv, url], stdout=subprocess.PIPE, stderr=err, text=True)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)  # reaped here, to read its CPU
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        errors_text = err.read()
+    marker = next((line for line in out.splitlines() if line.startswith("WRKJSON ")), None)
+    if marker is None:
+        raise RuntimeError(
+            f"wrk printed no summary (exit {proc.returncode}):\n{out}\n{errors_text}"
+        )
+    summary = json.loads(marker[len("WRKJSON ") :])
+    errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return Load(
+        requests=summary["requests"],
+        seconds=summary["duration_us"] / 1e6,
+        p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        errors=errors,
+        client_cpu=usage.ru_utime + usage.ru_stime,
+    )
+
+
+def http_worker(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    start_at: float,
+    seconds: float,
+    results: Queue[tuple[list[float], int, float]],
+) -> None:
+    """Hammer one URL until the deadline: a connection per request when the server closes."""
+    import resource
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    conn: http.client.HTTPConnection | None = None
+    while True:
+        started = time.perf_counter()
+        if started >= deadline:
+            break
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(HOST, port, timeout=10)
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status >= 400:
+                errors += 1
+            if resp.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            if conn is not None:
+                conn.close()
+            conn = None
+            continue
+        latencies.append(time.perf_counter() - started)
+    if conn is not None:
+        conn.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put((latencies, errors, usage.ru_utime + usage.ru_stime))
+
+
+def run_python_load(
+    port: int, path: str, headers: dict[str, str], seconds: float, args: Any
+) -> Load:
+    ctx = mp.get_context("spawn")
+    results: Queue[tuple[list[float], int, float]] = ctx.Queue()
+    start_at = time.time() + 1.0  # after every process has started
+    workers = [
+        ctx.Process(target=http_worker, args=(port, path, headers, start_at, seconds, results))
+        for _ in range(args.connections)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=seconds + 60) for _ in workers]
+    for worker in workers:
+        worker.join(STOP_TIMEOUT_S)
+    latencies = sorted(latency for lats, _, _ in outcomes for latency in lats)
+    return Load(
+        requests=len(latencies),
+        seconds=seconds,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        errors=sum(e for _, e, _ in outcomes),
+        client_cpu=sum(c for _, _, c in outcomes),
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One web server under test."""
+
+    label: str
+    service: Service
+    port: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    path: str
+    headers: dict[str, str]
+    status: int  # what the app must answer (hello-world always answers 200)
+
+
+class LoadGenerator:
+    def __init__(self, args: Any, tmp: Path) -> None:
+        self.args = args
+        self.wrk = ensure_wrk(args.loadgen)
+        self.script = tmp / "summary.lua"
+        self.script.write_text(WRK_SCRIPT)
+
+    def describe(self) -> str:
+        args = self.args
+        if self.wrk:
+            version = subprocess.run(
+                [self.wrk, "--version"], capture_output=True, text=True, check=False
+            ).stdout.splitlines()
+            name = version[0].split("Copyright")[0].strip() if version else "wrk"
+            return (
+                f"{name}, {args.wrk_threads} thread(s), {args.connections} connections;"
+                " its latency excludes the TCP connect"
+            )
+        return (
+            f"Python http.client, {args.connections} processes (one connection at a time each,"
+            " reconnecting after every Connection: close); latency includes the TCP connect"
+        )
+
+    def run(self, target: Target, scenario: Scenario, seconds: float) -> Load:
+        target.service.check_alive()
+        cpu0 = tree_cpu_seconds(target.service.pid)
+        if self.wrk:
+            url = f"http://{HOST}:{target.port}{scenario.path}"
+            load = run_wrk(self.wrk, self.script, url, scenario.headers, seconds, self.args)
+        else:
+            load = run_python_load(target.port, scenario.path, scenario.headers, seconds, self.args)
+        load.server_cpu = tree_cpu_seconds(target.service.pid) - cpu0
+        return load
+
+
+# ---------------------------------------------------------------------------- read-your-writes
+
+
+@dataclass
+class RywResult:
+    writes: list[float] = field(default_factory=list)  # POST latency, seconds
+    visible: list[float] = field(default_factory=list)  # 202 arrived -> GET's 200 read
+    gets: list[float] = field(default_factory=list)  # the GET's own latency
+    plain: list[float] = field(default_factory=list)  # plain GET of a seeded item
+    statuses: dict[int, int] = field(default_factory=dict)
+    stale: int = 0
+    write_errors: int = 0
+    seconds: float = 0.0
+
+
+def _request(
+    port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+) -> tuple[int, Any, bytes, float, float]:
+    """One request on a new connection: status, headers, body, sent-at, answered-at."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    sent = time.perf_counter()
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, resp.headers, data, sent, time.perf_counter()
+    finally:
+        conn.close()
+
+
+def ryw_worker(
+    port: int,
+    rate: float,
+    seconds: float,
+    start_at: float,
+    client: int,
+    seeded: int,
+    results: Queue[RywResult],
+) -> None:
+    """Paced writes, each followed by a GET with its Commit-Position; then a plain GET."""
+    while time.time() < start_at:
+        time.sleep(0.0005)
+    out = RywResult()
+    began = time.perf_counter()
+    count = int(rate * seconds)
+    location = ""
+    checked_in = 0
+    for tick in range(count):
+        delay = began + tick / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        create = tick % 2 == 0 or not location
+        if create:
+            body = json.dumps({"name": f"ryw {client}-{tick}"}).encode()
+            status, headers, _, sent, answered = _request(
+                port, "POST", "/v1/inventory-items", {"Content-Type": CREATE}, body
+            )
+        else:
+            body = b'{"count": 1}'
+            status, headers, _, sent, answered = _request(
+                port, "POST", location, {"Content-Type": CHECK_IN}, body
+            )
+        if status != 202:
+            out.write_errors += 1
+            continue
+        out.writes.append(answered - sent)
+        if create:
+            location, checked_in = urlsplit(headers["Location"]).path, 0
+        else:
+            checked_in += 1
+        position = headers["Commit-Position"]
+        status, _, data, sent, read = _request(port, "GET", location, {"Commit-Position": position})
+        out.statuses[status] = out.statuses.get(status, 0) + 1
+        if status == 200:
+            out.visible.append(read - answered)
+            out.gets.append(read - sent)
+            if json.loads(data).get("currentCount") != checked_in:
+                out.stale += 1
+        plain = f"/v1/inventory-items/{item_id((client * 7919 + tick) % seeded)}"
+        status, _, _, sent, read = _request(port, "GET", plain, {})
+        if status == 200:
+            out.plain.append(read - sent)
+    out.seconds = time.perf_counter() - began
+    results.put(out)
+
+
+def read_your_writes(port: int, args: Any) -> RywResult:
+    ctx = mp.get_context("spawn")
+    results: Queue[RywResult] = ctx.Queue()
+    start_at = time.time() + 1.0
+    rate = args.ryw_rate / args.ryw_clients
+    workers = [
+        ctx.Process(
+            target=ryw_worker,
+            args=(port, rate, args.ryw_seconds, start_at, client, args.items, results),
+        )
+        for client in range(args.ryw_clients)
+    ]
+    for worker in workers:
+        worker.start()
+    total = RywResult()
+    for _ in workers:
+        part = results.get(timeout=args.ryw_seconds * 10 + 120)
+        total.writes += part.writes
+        total.visible += part.visible
+        total.gets += part.gets
+        total.plain += part.plain
+        for status, n in part.statuses.items():
+            total.statuses[status] = total.statuses.get(status, 0) + n
+        total.stale += part.stale
+        total.write_errors += part.write_errors
+        total.seconds = max(total.seconds, part.seconds)
+    for worker in workers:
+        worker.join(STOP_TIMEOUT_S)
+    return total
+
+
+# ---------------------------------------------------------------------------- in-process
+
+
+def wsgi_apps(env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    """Both WSGI callables in this process: the app as a worker builds it, and hello-world."""
+    handler = logging.FileHandler(tmp / "in-process-access.log")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]  # the access log line per request stays in the measurement
+    root.setLevel(logging.INFO)
+    from app.api import create_app
+    from app.settings import Settings
+
+    spec = importlib.util.spec_from_file_location("hello_app", PROJECT_ROOT / "bench/hello_app.py")
+    assert spec is not None and spec.loader is not None
+    hello = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hello)
+    return {"hello-world": hello.app, "app": create_app(Settings.from_env(env))}
+
+
+def wsgi_call(app: Any, environ: dict[str, Any]) -> int:
+    status: list[str] = []
+
+    def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        status.append(line)
+
+    body = app(dict(environ), start_response)
+    for _ in body:
+        pass
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+    return int(status[0].split()[0])
+
+
+def environ_for(scenario: Scenario, port: int) -> dict[str, Any]:
+    from falcon import testing
+
+    path, _, query = scenario.path.partition("?")
+    return testing.create_environ(
+        path=path, query_string=query, headers=scenario.headers, host=HOST, port=str(port)
+    )
+
+
+def in_process_costs(
+    apps: dict[str, Any], scenarios: list[Scenario], calls: int, port: int
+) -> dict[str, dict[str, float]]:
+    """Microseconds per WSGI call, best of three batches, per scenario and app."""
+    costs: dict[str, dict[str, float]] = {}
+    for scenario in scenarios:
+        environ = environ_for(scenario, port)
+        costs[scenario.key] = {}
+        for label, app in apps.items():
+            for _ in range(min(200, calls)):  # warm: connections, caches
+                wsgi_call(app, environ)
+            best = math.inf
+            for _ in range(3):
+                started = time.perf_counter()
+                for _ in range(calls):
+                    wsgi_call(app, environ)
+                best = min(best, (time.perf_counter() - started) / calls)
+            costs[scenario.key][label] = best * 1e6
+    return costs
+
+
+def profile_item(app: Any, scenario: Scenario, calls: int, port: int) -> str:
+    environ = environ_for(scenario, port)
+    for _ in range(min(200, calls)):
+        wsgi_call(app, environ)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        wsgi_call(app, environ)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(18)
+    stats.sort_stats("cumulative").print_stats(30)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def ms(values: list[float], p: float) -> float:
+    return percentile(sorted(values), p) * 1000
+
+
+def machine_lines(args: Any, loadgen: str) -> list[str]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}" for name in ("falcon", "gunicorn", "esdbclient")
+    )
+    return [
+        f"CPU cores: {os.cpu_count()} ({model or platform.machine()}); web servers, projector,"
+        " esdblocal and the load generator all share them",
+        f"Python {platform.python_version()}, {versions}, {platform.system()}",
+        f"gunicorn: -c deploy/gunicorn.conf.py (sync workers, Connection: close),"
+        f" WEB_WORKERS={args.workers}, READ_WAIT={args.read_wait:g}, LOG_LEVEL=info (one"
+        " access line per request, as in production)",
+        f"load: {loadgen}",
+    ]
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, *lines: str) -> None:
+        self.lines.extend(lines)
+
+    def table(self, header: list[str], rows: list[list[str]], right_from: int = 1) -> None:
+        self.add("| " + " | ".join(header) + " |")
+        aligns = ["---" if i < right_from else "---:" for i in range(len(header))]
+        self.add("|" + "|".join(aligns) + "|")
+        self.add(*("| " + " | ".join(row) + " |" for row in rows))
+        self.add("")
+
+
+def verdict(ratio: float, key: str) -> str:
+    target = TARGETS.get(key)
+    if target is None or math.isnan(ratio):
+        return "—"
+    return f"{target[0]}: {'met' if ratio >= target[1] else 'NOT met'}"
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    cores = os.cpu_count() or 1
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=101_000, help="inventory items to seed")
+    parser.add_argument("--seed-processes", type=int, default=2, help="seeding processes")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per load run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured run first")
+    parser.add_argument("--rounds", type=int, default=3, help="hello/app pairs per scenario")
+    parser.add_argument("--workers", type=int, default=2 * cores, help="WEB_WORKERS (both)")
+    parser.add_argument("--connections", type=int, default=0, help="default 2 x workers")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--offset", type=int, default=100_000, help="the deep list page")
+    parser.add_argument("--ryw-rate", type=float, default=100.0, help="writes/s, all clients")
+    parser.add_argument("--ryw-seconds", type=float, default=10.0)
+    parser.add_argument("--ryw-clients", type=int, default=2, help="paced client processes")
+    parser.add_argument("--read-wait", type=float, default=2.0, help="READ_WAIT of the app")
+    parser.add_argument("--calls", type=int, default=5000, help="in-process WSGI calls")
+    parser.add_argument("--profile", action="store_true", help="cProfile the app's GET item")
+    parser.add_argument("--quick", action="store_true", help="tiny numbers: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.items, args.seconds, args.warmup, args.rounds = 3_000, 2.0, 0.5, 1
+        args.ryw_seconds, args.calls = 3.0, 500
+    args.connections = args.connections or 2 * args.workers
+    args.offset = min(args.offset, max(0, args.items - LIST_LIMIT))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    services: list[Service] = []
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="read-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        data = tmp / "data"
+        try:
+            run(args, tmp, data, services, report)
+        finally:
+            for service in reversed(services):
+                service.stop()
+            for child in mp.active_children():
+                child.terminate()
+                child.join(STOP_TIMEOUT_S)
+    print("\n".join(report.lines), flush=True)
+    return 0
+
+
+def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Report) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("ETAG_KEY", None)
+    esdb = Service(
+        "esdblocal",
+        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
+        tmp,
+        env,
+    )
+    services.append(esdb)
+    uri = esdb.wait_for_line(esdb.stdout_path, lambda line: line.startswith("esdb"), 60)
+    log(f"esdblocal at {uri}")
+
+    # ------------------------------------------------ 1. seed, then catch up three ways
+    log(f"seeding {args.items:,} items with {args.seed_processes} process(es)")
+    seeded = seed(uri, args.items, args.seed_processes)
+    log(f"seeded {seeded['items']:,} in {seeded['seconds']:.1f} s ({seeded['failures']} failed)")
+    reads = []
+    for attempt in range(READ_PASSES):
+        count, elapsed = raw_read_all(uri)
+        reads.append((count / elapsed, count, elapsed))
+        log(f"raw read_all pass {attempt + 1}: {count:,} events in {elapsed:.2f} s")
+    read_rate, read_count, read_seconds = max(reads)
+    sub_count, sub_seconds = raw_subscription(uri)
+    log(f"raw subscribe_to_all: {sub_count:,} events in {sub_seconds:.2f} s")
+
+    base_env = {
+        **env,
+        "ESDB_URI": uri,
+        "DATA_DIR": str(data),
+        "READ_WAIT": f"{args.read_wait:g}",
+        "WEB_WORKERS": str(args.workers),
+        "HOST": HOST,
+    }
+    projector = Service(
+        "projector",
+        [sys.executable, "-m", "projections", "--esdb-uri", uri, "--data-dir", str(data)],
+        tmp,
+        base_env,
+    )
+    services.append(projector)
+    timeout = 120 + args.items / 500
+    line = projector.wait_for_line(projector.stderr_path, caught_up, timeout)
+    wall = time.perf_counter() - projector.started
+    live = json.loads(line)
+    projector_rate = float(live.get("eventsPerSecond") or 0)
+    projector_cpu = cpu_seconds(projector.pid)
+    log(f"projector caught up: {line}")
+
+    # ------------------------------------------------ 2. two web servers
+    app_port, hello_port = free_port(), free_port()
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+    app_service = Service(
+        "web-app", [*gunicorn, "app.wsgi:app"], tmp, {**base_env, "PORT": str(app_port)}
+    )
+    services.append(app_service)
+    hello_service = Service(
+        "web-hello",
+        [*gunicorn, "--pythonpath", "bench", "hello_app:app"],
+        tmp,
+        {**base_env, "PORT": str(hello_port)},
+    )
+    services.append(hello_service)
+    wait_http(app_service, app_port, "/healthz")
+    wait_http(hello_service, hello_port, "/healthz")
+    targets = [
+        Target("hello-world", hello_service, hello_port),
+        Target("app", app_service, app_port),
+    ]
+
+    item = item_id(args.items // 2)
+    item_path = f"/v1/inventory-items/{item}"
+    status, headers, _ = http_get(app_port, item_path)
+    if status != 200:
+        raise RuntimeError(f"GET {item_path} answered {status}")
+    etag = headers["ETag"]
+    list_path = "/v1/inventory-items?offset={}&limit=" + str(LIST_LIMIT)
+    scenarios = [
+        Scenario("get-item", "GET item (200)", item_path, {}, 200),
+        Scenario(
+            "get-304", "GET item, If-None-Match (304)", item_path, {"If-None-Match": etag}, 304
+        ),
+        Scenario("list-0", "list offset 0", list_path.format(0), {}, 200),
+        Scenario(
+            "list-deep", f"list offset {args.offset:,}", list_path.format(args.offset), {}, 200
+        ),
+    ]
+    for scenario in scenarios:
+        status, _, body = http_get(app_port, scenario.path, scenario.headers)
+        if status != scenario.status:
+            raise RuntimeError(
+                f"{scenario.label}: the app answered {status}, not {scenario.status}"
+            )
+        if scenario.key.startswith("list"):
+            page = json.loads(body)
+            if len(page["items"]) != LIST_LIMIT or page["offset"] != int(
+                scenario.path.split("offset=")[1].split("&")[0]
+            ):
+                raise RuntimeError(f"{scenario.label}: unexpected page {page}")
+
+    generator = LoadGenerator(args, tmp)
+    log(f"load generator: {generator.describe()}")
+    loads: dict[tuple[str, str], list[Load]] = {}
+    for scenario in scenarios:
+        for target in targets:
+            if args.warmup > 0:
+                generator.run(target, scenario, args.warmup)
+        for round_ in range(args.rounds):
+            order = targets if round_ % 2 == 0 else list(reversed(targets))
+            for target in order:
+                load = generator.run(target, scenario, args.seconds)
+                loads.setdefault((scenario.key, target.label), []).append(load)
+                log(
+                    f"{scenario.label} / {target.label} round {round_ + 1}: {load.rate:,.0f}"
+                    f" req/s, p99 {load.p99_ms:.2f} ms, {load.errors} errors"
+                )
+
+    # ------------------------------------------------ 3. read-your-writes
+    log(f"read-your-writes: {args.ryw_rate:g} writes/s for {args.ryw_seconds:g} s")
+    ryw = read_your_writes(app_port, args)
+    app_service.check_alive()
+
+    # ------------------------------------------------ 4. in-process
+    log("in-process WSGI calls")
+    apps = wsgi_apps({**base_env, "PORT": str(app_port)}, tmp)
+    costs = in_process_costs(apps, scenarios, args.calls, app_port)
+    profile = (
+        profile_item(apps["app"], scenarios[0], args.calls * 2, app_port) if args.profile else ""
+    )
+
+    # ------------------------------------------------ report
+    report.add("", "## Read side vs baselines measured in the same run", "")
+    report.add(*(f"- {line}" for line in machine_lines(args, generator.describe())))
+    report.add(
+        f"- seeded: {seeded['items']:,} items (one InventoryItemCreated per stream) in"
+        f" {seeded['seconds']:.1f} s = {seeded['rate']:,.0f} streams/s ({seeded['how']},"
+        f" {seeded['processes']} process(es), {seeded['failures']} failed)",
+        "",
+        "### Projector catch-up",
+        "",
+    )
+    rows = [
+        [
+            "raw `read_all()`, filtered (faster of 2 passes)",
+            f"{read_count:,}",
+            f"{read_seconds:.2f}",
+            fmt(read_rate),
+            "1.00",
+            "baseline",
+        ],
+        [
+            "raw `subscribe_to_all()` to caught-up, filtered",
+            f"{sub_count:,}",
+            f"{sub_seconds:.2f}",
+            fmt(sub_count / sub_seconds),
+            f"{sub_count / sub_seconds / read_rate:.2f}",
+            "what the projector's feed reads",
+        ],
+        [
+            "projector (its `caught up; live` line)",
+            f"{live.get('events', 0):,}",
+            f"{live.get('seconds', 0):.2f}",
+            fmt(projector_rate),
+            f"{projector_rate / read_rate:.2f}",
+            verdict(projector_rate / read_rate, "projector"),
+        ],
+        [
+            "projector, wall from process start",
+            f"{live.get('events', 0):,}",
+            f"{wall:.2f}",
+            fmt(live.get("events", 0) / wall),
+            f"{live.get('events', 0) / wall / read_rate:.2f}",
+            f"projector CPU {projector_cpu:.1f} s",
+        ],
+    ]
+    report.table(["reader", "events", "seconds", "events/s", "ratio", "note"], rows)
+
+    report.add(
+        f"### HTTP reads: median of {args.rounds} round(s) of {args.seconds:g} s each,"
+        " hello-world and the app back to back",
+        "",
+    )
+    rows = []
+    for scenario in scenarios:
+        hello = loads[(scenario.key, "hello-world")]
+        mine = loads[(scenario.key, "app")]
+        hello_rate = statistics.median(load.rate for load in hello)
+        app_rate = statistics.median(load.rate for load in mine)
+        ratio = app_rate / hello_rate if hello_rate else math.nan
+        hello_cpu = statistics.median(load.cpu_ms_per_request for load in hello)
+        app_cpu = statistics.median(load.cpu_ms_per_request for load in mine)
+        per_round = " ".join(f"{a.rate / h.rate:.2f}" for h, a in zip(hello, mine, strict=True))
+        rows.append(
+            [
+                scenario.label,
+                fmt(hello_rate),
+                fmt(app_rate),
+                f"{ratio:.2f}",
+                verdict(ratio, scenario.key),
+                fmt(statistics.median(load.p99_ms for load in hello), 2),
+                fmt(statistics.median(load.p99_ms for load in mine), 2),
+                fmt(hello_cpu, 3),
+                fmt(app_cpu, 3),
+                f"{hello_cpu / app_cpu:.2f}",
+                str(sum(load.errors for load in hello + mine)),
+                per_round,
+            ]
+        )
+    report.table(
+        [
+            "scenario",
+            "hello req/s",
+            "app req/s",
+            "ratio",
+            "target",
+            "hello p99 ms",
+            "app p99 ms",
+            "hello CPU ms/req",
+            "app CPU ms/req",
+            "CPU ratio",
+            "errors",
+            "ratio per round",
+        ],
+        rows,
+    )
+    report.add(
+        "ratio = app req/s ÷ hello-world req/s (hello-world answers every scenario with its"
+        " small 200). CPU ms/req = CPU of the gunicorn master and workers during the run ÷"
+        " requests; CPU ratio = hello CPU/req ÷ app CPU/req, the rate ratio the servers would"
+        " show if the load generator did not share the cores.",
+        "",
+        f"### In-process: one WSGI call, no server, no TCP (best of 3 x {args.calls:,} calls)",
+        "",
+    )
+    rows = []
+    for scenario in scenarios:
+        hello_us, app_us = costs[scenario.key]["hello-world"], costs[scenario.key]["app"]
+        rows.append([scenario.label, fmt(hello_us, 1), fmt(app_us, 1), f"{hello_us / app_us:.2f}"])
+    report.table(["scenario", "hello µs/call", "app µs/call", "hello ÷ app (a rate ratio)"], rows)
+
+    statuses = ", ".join(f"{status}: {n}" for status, n in sorted(ryw.statuses.items()))
+    writes = len(ryw.writes)
+    report.add(
+        f"### Read-your-writes: {writes:,} writes in {ryw.seconds:.1f} s"
+        f" ({writes / ryw.seconds if ryw.seconds else 0:,.0f}/s achieved, {args.ryw_clients}"
+        f" paced client(s), creates and check-ins alternating)",
+        "",
+    )
+    rows = []
+    plain50, plain99 = ms(ryw.plain, 50), ms(ryw.plain, 99)
+    for label, values, note in (
+        ("write: POST → 202", ryw.writes, "—"),
+        ("202 arrived → GET with Commit-Position answered 200", ryw.visible, "target p99 < 50 ms"),
+        ("that GET's own latency", ryw.gets, "—"),
+        ("plain GET of a seeded item (baseline)", ryw.plain, "baseline"),
+    ):
+        p50, p99 = ms(values, 50), ms(values, 99)
+        if values is ryw.visible:
+            met = "met" if p99 < RYW_TARGET_P99_MS else "NOT met"
+            note = f"{note}: {met}"
+        rows.append(
+            [
+                label,
+                f"{len(values):,}",
+                fmt(p50, 2),
+                fmt(p99, 2),
+                fmt(max(values, default=math.nan) * 1000, 2),
+                f"{p50 / plain50:.2f}" if values is not ryw.plain else "1.00",
+                f"{p99 / plain99:.2f}" if values is not ryw.plain else "1.00",
+                note,
+            ]
+        )
+    report.table(
+        ["measure", "n", "p50 ms", "p99 ms", "max ms", "p50 ÷ plain", "p99 ÷ plain", "note"], rows
+    )
+    report.add(
+        f"GET statuses after a write: {statuses or 'none'}; 503 (read model behind after"
+        f" READ_WAIT): {ryw.statuses.get(503, 0)}; stale 200s (count not yet showing the"
+        f" write): {ryw.stale}; failed writes: {ryw.write_errors}.",
+    )
+    if profile:
+        report.add(
+            "",
+            f"### cProfile: the app's GET item, in-process, {args.calls * 2:,} calls",
+            "",
+            "```",
+            profile.strip(),
+            "```",
+        )
+    for service in services:
+        if service.name.startswith("web") or service.proc.poll() not in (None, 0, -15):
+            tail = [
+                line
+                for line in service.stderr_tail().splitlines()
+                if not line.startswith('{"requestId"')
+            ]
+            if any("Traceback" in line or "ERROR" in line for line in tail):
+                report.add("", f"{service.name} stderr tail:", "```", *tail, "```")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
