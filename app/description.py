@@ -277,14 +277,10 @@ def describe(route: Route, table: RouteTable, base: str) -> dict[str, Any]:
                 "responses": responses,
             }
         )
-    links = [{"rel": "self", "href": f"{base}{route.path}", "templated": "{" in route.path}]
-    for sibling in table.siblings(route):
-        rel = "item" if sibling.suffix else "collection"
-        links.append(
-            {"rel": rel, "href": f"{base}{sibling.path}", "templated": "{" in sibling.path}
-        )
-    links.append({"rel": "openapi", "href": f"{base}/v1/openapi.json", "templated": False})
-    links.append({"rel": "errors", "href": f"{base}{ERRORS_PATH}", "templated": False})
+    links = [_link("self", route, base)]
+    links += [_link("item" if r.suffix else "collection", r, base) for r in table.siblings(route)]
+    links.append({"rel": "openapi", "href": f"{base}/v1/openapi.json"})
+    links.append({"rel": "errors", "href": f"{base}{ERRORS_PATH}"})
     return {
         "path": route.path,
         "allow": [*described, "OPTIONS"],
@@ -292,6 +288,18 @@ def describe(route: Route, table: RouteTable, base: str) -> dict[str, Any]:
         "schemas": components,
         "links": links,
     }
+
+
+def _link(rel: str, route: Route, base: str) -> dict[str, Any]:
+    """A link to a route; a templated one also gives an example a crawler can OPTIONS."""
+    link: dict[str, Any] = {"rel": rel, "href": f"{base}{route.path}"}
+    if route.variables:
+        example = route.path
+        for name, converter in route.variables:
+            value = "00000000-0000-0000-0000-000000000000" if converter == "uuid" else "0"
+            example = example.replace(f"{{{name}}}", value)
+        link.update(templated=True, example=f"{base}{example}")
+    return link
 
 
 # ---------------------------------------------------------------- OpenAPI

@@ -46,8 +46,8 @@ def write_stock(uri: str) -> tuple[dict[str, tuple[int, int]], int]:
     for r in range(ROUNDS + 1):
         appends = []
         for i, item in enumerate(ids):
-            events = [new_event(inventory.ItemsCheckedInToInventory(count=check_in(i, r, j)))
-                      for j in range(PER_ROUND)]  # fmt: skip
+            counts = [check_in(i, r, j) for j in range(PER_ROUND)]
+            events = [new_event(inventory.ItemsCheckedInToInventory(count=n)) for n in counts]
             if r == 0:
                 events.insert(0, new_event(inventory.InventoryItemCreated(name=f"Stock {i}")))
             appends.append((f"inventoryItem-{item}", events))
