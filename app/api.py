@@ -66,7 +66,7 @@ def create_app(
     etags = ETagCodec(settings.etag_key)
     commands = CommandHandler(store, etags, settings.require_if_match)
     reads = ReadModels(settings.read_directory)
-    queries = Queries(reads, etags, settings.read_wait)
+    queries = Queries(reads, etags, settings.read_wait, store.head)
 
     app = falcon.App(middleware=[RequestContext()])
     handler = MsgspecJSON()

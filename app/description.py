@@ -52,7 +52,12 @@ PARAMETERS = {
             "Which items: active (default), deactivated or all.",
             {"enum": ["active", "deactivated", "all"]},
         ),
-        Parameter("query", "query", "Text the items contain.", {"type": "string"}),
+        Parameter(
+            "query",
+            "query",
+            "Text to find (not only spaces).",
+            {"type": "string", "pattern": "\\S"},
+        ),
         Parameter("make", "query", "Only cars of this make.", {"type": "string"}),
         Parameter("color", "query", "Only cars of this color.", {"type": "string"}),
         Parameter(
@@ -109,6 +114,7 @@ class Operation:
     parameters: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     conditional: bool = False  # ETag and 304 on If-None-Match
+    required: tuple[str, ...] = ()  # parameters that must be present
 
     @property
     def model_name(self) -> str | None:
@@ -359,7 +365,7 @@ def _openapi_operation(
             {
                 "name": PARAMETERS[p].name,
                 "in": PARAMETERS[p].location,
-                "required": False,
+                "required": p in op.required,
                 "description": PARAMETERS[p].description,
                 "schema": PARAMETERS[p].schema,
             }

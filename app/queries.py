@@ -223,10 +223,13 @@ def content_etag(body: bytes) -> str:
 class Queries:
     """GET/HEAD for collections, items and search, over the read models."""
 
-    def __init__(self, reads: ReadModels, etags: ETagCodec, wait: float) -> None:
+    def __init__(
+        self, reads: ReadModels, etags: ETagCodec, wait: float, head: Callable[[], int]
+    ) -> None:
         self.reads = reads
         self._etags = etags
         self._wait = wait
+        self._head = head  # the event store's newest commit position
 
     def catch_up(self, req: falcon.Request) -> None:
         """Read-your-writes: wait (bounded) until the read models reach the given position."""
@@ -241,6 +244,15 @@ class Queries:
                 "A commit position is the integer a 202 answered in Commit-Position.",
                 parameter=POSITION_PARAMETER,
             ) from None
+        reached = self.reads.position()
+        if reached is not None and reached >= wanted:
+            return
+        if wanted > self._head():
+            raise Problem(
+                "invalid-query",
+                f"No write has reached commit position {wanted}: it is not one a 202 gave.",
+                parameter=POSITION_PARAMETER,
+            )
         deadline = time.monotonic() + self._wait
         while True:
             reached = self.reads.position()

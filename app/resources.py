@@ -419,6 +419,7 @@ class Search(Described):
         summary="Find active resources of both contexts whose text contains `query`.",
         returns=SearchResults,
         parameters=("query", *PAGED),
+        required=("query",),
         problems=READS,
         conditional=True,
     )

@@ -378,16 +378,23 @@ def test_the_commit_position_can_be_a_query_parameter(api: falcon.testing.TestCl
 
 
 def test_a_position_the_projector_has_not_reached_is_503_with_retry_after(
-    esdb_uri: str, api_data: Path
+    api: falcon.testing.TestClient, esdb_uri: str, tmp_path: Path
 ) -> None:
-    impatient = falcon.testing.TestClient(
-        create_app(settings(esdb_uri, api_data, read_wait=0.05), clock=lambda: FIXED_NOW)
+    """A read store no projector feeds never reaches a real write's position."""
+    _, _, position = create_item(api, "Unprojected")
+    behind = falcon.testing.TestClient(
+        create_app(settings(esdb_uri, tmp_path, read_wait=0.05), clock=lambda: FIXED_NOW)
     )
-    result = impatient.simulate_get("/v1/inventory-items", headers={"Commit-Position": str(10**15)})
+    result = behind.simulate_get("/v1/inventory-items", headers={"Commit-Position": position})
     assert result.status_code == 503
     assert result.headers["retry-after"] == "1"
     assert result.json["errorCode"] == 1019
-    assert isinstance(result.json["reached"], int)
+    assert result.json["reached"] is None
+
+
+def test_a_position_no_write_has_reached_is_400(api: falcon.testing.TestClient) -> None:
+    result = api.simulate_get("/v1/inventory-items", headers={"Commit-Position": str(10**15)})
+    assert (result.status_code, result.json["errorCode"]) == (400, 1018)
 
 
 def test_readiness_reports_the_projector(api: falcon.testing.TestClient) -> None:

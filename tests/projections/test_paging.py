@@ -3,6 +3,7 @@ lists computed here from what was written (in creation order, as the API promise
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,15 +131,20 @@ def paged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paged]:
         yield write(server.uri, directory / "read")
 
 
-def offsets(total: int) -> list[int]:
+def offsets(ranks: list[int]) -> list[int]:
+    """Offsets into a state's list around where its rows cross into the next block of
+    ordinals (``ranks``: each row's ordinal), around BLOCK multiples, and at its ends."""
+    total = len(ranks)
+    crossings = [bisect_left(ranks, b * BLOCK) + d for b in (1, 2) for d in (-1, 0, 1)]
     near_blocks = [b * BLOCK + d for b in (1, 2) for d in (-1, 0, 1)]
-    return [0, 1, 499, *near_blocks, total - 1, total, total + 7]
+    return sorted({0, 1, 499, *crossings, *near_blocks, total - 1, total, total + 7})
 
 
 @pytest.mark.parametrize("state", STATES)
 def test_pages_of_a_state_are_slices_of_it_in_creation_order(paged: Paged, state: str) -> None:
     expected = paged.expected.rows("items", state)
-    for offset in offsets(len(expected)):
+    ranks = [n for n, row in enumerate(paged.expected.items) if row[2] in WANTED[state]]
+    for offset in offsets(ranks):
         for limit in (1, 50):
             page = paged.reads.page(INVENTORY, Filters(state=state), offset, limit)
             assert page.total == len(expected)
