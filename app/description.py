@@ -392,6 +392,8 @@ def _openapi_operation(
         responses[str(status)] = success
     if op.conditional:
         responses["304"] = {"description": "Not modified: If-None-Match names the current ETag."}
+    if any(PARAMETERS[p].location == "query" for p in op.parameters):
+        responses["414"] = {"description": "URI too long: gunicorn refuses lines over 4094 bytes."}
     for status, codes in problem_statuses(op.problems).items():
         titles = "; ".join(f"{code} {_kind(code).title}" for code in codes)
         entry: dict[str, Any] = {"description": f"errorCode {titles}"}

@@ -41,6 +41,7 @@ from projections.views import CARS, INVENTORY, View
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
+MAX_OFFSET = 2**53  # SQLite integers are 64-bit; no list is longer than this
 CACHE_CONTROL = "private, max-age=0"
 COMMIT_POSITION = "Commit-Position"
 POSITION_PARAMETER = "commitPosition"
@@ -132,7 +133,7 @@ def _integer(req: falcon.Request, name: str, default: int, minimum: int) -> int:
 
 def paging(req: falcon.Request) -> tuple[int, int]:
     """``offset`` (default 0) and ``limit`` (default 10, capped at 100)."""
-    offset = _integer(req, "offset", 0, 0)
+    offset = min(_integer(req, "offset", 0, 0), MAX_OFFSET)  # beyond: past the end anyway
     limit = min(_integer(req, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
     return offset, limit
 
