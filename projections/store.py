@@ -280,9 +280,9 @@ def _match(query: str) -> tuple[str, str]:
     """SQL matching ``query`` anywhere in the text, case-insensitively, and its parameter.
 
     Three characters or more use the trigram index (a quoted FTS5 phrase is a substring
-    match there); shorter ones have no trigram, so they scan.
+    match there); shorter ones have no trigram, so they scan (as does text with a NUL).
     """
-    if len(query) >= 3:
+    if len(query) >= 3 and "\x00" not in query:  # FTS5 strings end at a NUL
         return "search MATCH ?", '"' + query.replace('"', '""') + '"'
     return "instr(lower(text), ?) > 0", query.lower()
 

@@ -415,3 +415,12 @@ def test_readiness_without_a_projector_is_503(esdb_uri: str, tmp_path: Path) -> 
     assert result.status_code == 503
     assert result.json["projector"]["started"] is False
     assert alone.simulate_get("/v1/inventory-items").json["total"] == 0
+
+
+@pytest.mark.parametrize("query", ["a\x00bc", 'quote"d', "%_", "ü", "x" * 300])
+def test_odd_search_text_is_searched_not_crashed_on(
+    api: falcon.testing.TestClient, query: str
+) -> None:
+    result = api.simulate_get("/v1/search", params={"query": query})
+    assert result.status_code == 200
+    assert result.json["query"] == query.strip()

@@ -1,0 +1,89 @@
+"""The real stack for end-to-end tests: esdblocal, the projector and gunicorn processes."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """esdblocal, the projector and gunicorn (2 workers) as `make run` starts them.
+
+    Yields (port, esdb uri).
+    """
+    data = tmp_path_factory.mktemp("e2e")
+    esdb = subprocess.Popen(
+        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert esdb.stdout is not None
+    uri = esdb.stdout.readline().strip()
+    port = free_port()
+    env = {
+        **os.environ,
+        "ESDB_URI": uri,
+        "DATA_DIR": str(data),
+        "PORT": str(port),
+        "WEB_WORKERS": "2",
+        "READ_WAIT": "0.5",
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    web = subprocess.Popen(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"], cwd=ROOT, env=env
+    )
+    projector = subprocess.Popen([sys.executable, "-m", "projections"], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or web.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield port, uri
+    finally:
+        for process in (web, projector, esdb):
+            process.terminate()
+        for process in (web, projector, esdb):
+            assert process.wait(timeout=20) == 0
+
+
+def call(
+    port: int, method: str, path: str, body: Any = None, **headers: str
+) -> tuple[int, dict[str, str], Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    data = json.dumps(body).encode() if body is not None else None
+    connection.request(
+        method, path, body=data, headers={k.replace("_", "-"): v for k, v in headers.items()}
+    )
+    response = connection.getresponse()
+    raw = response.read()
+    connection.close()
+    return (
+        response.status,
+        {k.lower(): v for k, v in response.getheaders()},
+        json.loads(raw) if raw else None,
+    )
