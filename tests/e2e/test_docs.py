@@ -92,4 +92,4 @@ def test_schemathesis_finds_no_5xx_and_nothing_the_document_does_not_say(
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-4000:]
-    assert "No issues found" in done.stdout
+    assert "generated" in done.stdout and "Failures:" not in done.stdout
