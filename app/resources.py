@@ -49,7 +49,7 @@ CARS: Aggregate[Any, Any] = Aggregate(
 )
 
 
-Responder = TypeVar("Responder", bound=Callable[..., None])
+R = TypeVar("R", bound=Callable[..., None])
 
 # What every command may answer besides 202, and what a command on an existing resource adds.
 COMMAND = ("malformed-body", "unsupported-media-type", "unavailable")
@@ -60,12 +60,32 @@ WRITE_ITEM = ("If-Match",)
 CREATE = ("If-None-Match", "Idempotency-Key")
 
 
-def accepting(
-    summary: str, *models: type[msgspec.Struct], **details: Any
-) -> Callable[[Responder], Responder]:
+def accepting(summary: str, *models: type[msgspec.Struct], **details: Any) -> Callable[[R], R]:
     """A command: 202 with CommandAccepted."""
     return operation(
         summary=summary, accepts=models, returns=CommandAccepted, success=202, **details
+    )
+
+
+def listing(summary: str, model: type[msgspec.Struct], *filters: str) -> Callable[[R], R]:
+    """A collection GET: pages, filters, 304s, read-your-writes."""
+    return operation(
+        summary=summary,
+        returns=model,
+        parameters=(*PAGED, "state", "query", *filters),
+        problems=READS,
+        conditional=True,
+    )
+
+
+def reading(summary: str, model: type[msgspec.Struct]) -> Callable[[R], R]:
+    """An item GET: 404 unknown, 410 retired, 304s, read-your-writes."""
+    return operation(
+        summary=summary,
+        returns=model,
+        parameters=READ,
+        problems=(*READS, "not-found", "gone"),
+        conditional=True,
     )
 
 
@@ -117,23 +137,11 @@ class InventoryItems(Described):
         self._commands = commands
         self._queries = queries
 
-    @operation(
-        summary="List inventory items, a page at a time.",
-        returns=InventoryItemList,
-        parameters=(*PAGED, "state", "query"),
-        problems=READS,
-        conditional=True,
-    )
+    @listing("List inventory items, a page at a time.", InventoryItemList)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._queries.collection(req, resp, INVENTORY_ITEMS)
 
-    @operation(
-        summary="Read an inventory item.",
-        returns=InventoryItemDetails,
-        parameters=READ,
-        problems=(*READS, "not-found", "gone"),
-        conditional=True,
-    )
+    @reading("Read an inventory item.", InventoryItemDetails)
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._queries.item(req, resp, INVENTORY_ITEMS, item_id)
 
@@ -230,23 +238,11 @@ class Cars(Described):
         self._queries = queries
         self._clock = clock
 
-    @operation(
-        summary="List cars, a page at a time.",
-        returns=CarList,
-        parameters=(*PAGED, "state", "query", "make", "color", "owner"),
-        problems=READS,
-        conditional=True,
-    )
+    @listing("List cars, a page at a time.", CarList, "make", "color", "owner")
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._queries.collection(req, resp, CAR_ITEMS)
 
-    @operation(
-        summary="Read a car: exactly the representation a PUT sends back.",
-        returns=cars.CarRepresentation,
-        parameters=READ,
-        problems=(*READS, "not-found", "gone"),
-        conditional=True,
-    )
+    @reading("Read a car: exactly the representation a PUT sends back.", cars.CarRepresentation)
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         self._queries.item(req, resp, CAR_ITEMS, item_id)
 
