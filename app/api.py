@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import falcon
 import falcon.media
 import msgspec
 
+from app.auth import Authentication
 from app.commands import CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
@@ -27,6 +29,8 @@ from app.queries import Queries
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search
 from app.settings import Settings
 from projections.store import ReadModels
+
+log = logging.getLogger("app")
 
 
 class MsgspecJSON(falcon.media.BaseHandler):
@@ -68,7 +72,18 @@ def create_app(
     reads = ReadModels(settings.read_directory)
     queries = Queries(reads, etags, settings.read_wait, store.head)
 
-    app = falcon.App(middleware=[RequestContext()])
+    authentication = Authentication(settings.api_keys)
+    if authentication.open:
+        if settings.require_auth:
+            raise RuntimeError(
+                "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
+            )
+        log.warning(
+            "THE API IS OPEN: no API keys are configured, anyone can read and write."
+            " Set API_KEYS or API_KEYS_FILE (and REQUIRE_AUTH=true in production)."
+        )
+    middleware: list[Any] = [RequestContext(), authentication]
+    app = falcon.App(middleware=middleware)
     handler = MsgspecJSON()
     for media_type in (falcon.MEDIA_JSON, PROBLEM_JSON):
         app.req_options.media_handlers[media_type] = handler

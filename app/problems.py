@@ -66,6 +66,10 @@ KINDS: tuple[Kind, ...] = (
          "A query parameter is unknown or out of range (offset >= 0, 1 <= limit, state ...)."),
     Kind(1019, 503, "read-model-behind", "Read model behind",
          "The read models have not reached the commit position presented; retry shortly."),
+    Kind(1020, 401, "unauthorized", "Unauthorized",
+         "No API key, or not one of ours: send Authorization: Bearer <key>."),
+    Kind(1021, 403, "forbidden", "Forbidden",
+         "The API key is valid; its scopes do not allow this (read: GET/HEAD; write: the rest)."),
 )  # fmt: skip
 BY_SLUG = {kind.slug: kind for kind in KINDS}
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}

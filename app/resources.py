@@ -52,9 +52,10 @@ CARS: Aggregate[Any, Any] = Aggregate(
 R = TypeVar("R", bound=Callable[..., None])
 
 # What every command may answer besides 202, and what a command on an existing resource adds.
-COMMAND = ("malformed-body", "unsupported-media-type", "unavailable")
+GUARDED = ("unauthorized", "forbidden")  # when API keys are configured
+COMMAND = ("malformed-body", "unsupported-media-type", "unavailable", *GUARDED)
 ON_ITEM = (*COMMAND, "not-found", "precondition-failed", "precondition-required", "conflict")
-READS = ("invalid-query", "read-model-behind")
+READS = ("invalid-query", "read-model-behind", *GUARDED)
 CHANGES = (*ON_ITEM, "immutable-field", "mileage-decrease", "gone")
 WRITE_ITEM = ("If-Match",)
 CREATE = ("If-None-Match", "Idempotency-Key")
@@ -386,7 +387,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class Root(Described):
     """``GET /v1``: the entry point, with a link to every collection."""
 
-    @operation(summary="The entry point: links to everything else.", returns=EntryPoint)
+    @operation(
+        summary="The entry point: links to everything else.", returns=EntryPoint, problems=GUARDED
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = content_type("EntryPoint")
         base = f"{req.prefix}/v1"

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.auth import Key, keys_from_env
 from app.etags import load_or_create_key, parse_key
 from projections import config
 
@@ -21,6 +22,8 @@ class Settings:
     etag_key: bytes
     require_if_match: bool = False
     read_wait: float = 2.0
+    api_keys: tuple[Key, ...] = ()
+    require_auth: bool = False
 
     @property
     def read_directory(self) -> Path:
@@ -37,4 +40,6 @@ class Settings:
             etag_key=parse_key(key_text) if key_text else load_or_create_key(data_dir),
             require_if_match=env.get("REQUIRE_IF_MATCH", "").lower() in TRUE,
             read_wait=float(env.get("READ_WAIT", "2")),
+            api_keys=keys_from_env(env),
+            require_auth=env.get("REQUIRE_AUTH", "").lower() in TRUE,
         )

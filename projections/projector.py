@@ -89,14 +89,15 @@ class Projector:
         counters = Counters(started=self._clock(), last_report=self._clock())
         report("following $all", after=position, head=head)
         items: queue.Queue[Item | _End] = queue.Queue(maxsize=4 * self._batch)
+        done = threading.Event()  # set when this follow ends, for whatever reason
         reader = threading.Thread(
-            target=self._read, args=(position, items, stop), name="feed", daemon=True
+            target=self._read, args=(position, items, done), name="feed", daemon=True
         )
         reader.start()
         try:
             while not stop.is_set():
                 try:
-                    first = items.get(timeout=0.25)
+                    first = items.get(timeout=0.1)
                 except queue.Empty:
                     self._maybe_report_lag(counters, position)
                     continue
@@ -116,26 +117,33 @@ class Projector:
                     return True
             return False
         finally:
+            done.set()
             self._feed.stop()
             reader.join(timeout=5)
 
     def _read(
-        self, after: int | None, items: queue.Queue[Item | _End], stop: threading.Event
+        self, after: int | None, items: queue.Queue[Item | _End], done: threading.Event
     ) -> None:
+        """Feed the queue until the subscription ends or ``done`` is set (never blocks on a
+        full queue nobody will drain again)."""
+
+        def put(item: Item | _End) -> bool:
+            while not done.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         end = _End()
         try:
             for item in self._feed.follow(after):
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.25)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    break
+                if not put(item):
+                    return
         except FeedInterrupted as error:
             end = _End(error)
-        items.put(end)
+        put(end)
 
     def _commit(
         self, taken: list[Item | _End], position: int | None, counters: Counters, head: int | None
@@ -147,6 +155,7 @@ class Projector:
                 reached = item.position if reached is None else max(reached, item.position)
             elif isinstance(item, Live) and not counters.live:
                 counters.live = True
+                counters.last_lag = self._clock()  # the first lag line comes lag_every later
         if reached is not None and reached != position:
             self._writer.commit(events, reached)
         counters.events += len(events)

@@ -214,7 +214,7 @@ class Writer:
                 (row_id,),
             ).fetchone()
             state = view.state_of(None if row is None else row[2:])
-            row_text = None if row is None else view.search_text(state)
+            row_text = None if row is None else view.search_text(state).lower()
             version = -1 if row is None else row[1]
             for event in recorded:
                 if event.version <= version:
@@ -251,7 +251,7 @@ class Writer:
                 if active != row[2]:
                     blocks[(view.table, row[2], ordinal // BLOCK)] -= 1
                     blocks[(view.table, active, ordinal // BLOCK)] += 1
-            text = view.search_text(state)
+            text = view.search_text(state).lower()  # SQLite's lower() knows only ASCII
             if row is not None and (text, active) == (row_text, row[2]):
                 continue  # a stock change: what search matches is unchanged
             rowid = _search_rowid(view, ordinal)
@@ -284,7 +284,7 @@ def _match(query: str) -> tuple[str, str]:
     """
     if len(query) >= 3 and "\x00" not in query:  # FTS5 strings end at a NUL
         return "search MATCH ?", '"' + query.replace('"', '""') + '"'
-    return "instr(lower(text), ?) > 0", query.lower()
+    return "instr(text, ?) > 0", query.lower()  # the text is stored lower-cased by Python
 
 
 class ReadModels:

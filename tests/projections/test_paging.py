@@ -11,11 +11,12 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from msgspec.json import encode
 
 from domain import cars, inventory
 from esdblocal import EmbeddedServer
 from projections import store
-from projections.store import BLOCK, Filters
+from projections.store import BLOCK, Filters, Recorded
 from projections.views import CARS, INVENTORY, VIEWS, View
 
 from .support import Append, append_rounds, new_event, projecting
@@ -163,7 +164,10 @@ def test_the_store_spans_blocks_in_both_states(paged: Paged) -> None:
     assert ITEMS // 6 < deactivated < ITEMS // 2
 
 
-QUERIES = ["sprocket", "SPROCKET 01", "sp", "t 2", "0", "1FMCU0GX00000004", "%", "_", '"', "red"]
+QUERIES = [
+    *("sprocket", "SPROCKET 01", "sp", "t 2", "0", "1FMCU0GX00000004", "red"),
+    *("%", "_", '"', 'x" OR "Widget', "Wid*", "NEAR(a b)"),  # nothing but text
+]
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -231,3 +235,27 @@ def test_search_finds_active_resources_of_every_view(
     assert {view.table for view, _ in expected} == kinds
     for offset in (0, 7):
         assert paged.reads.search(query, offset, 20) == (len(expected), expected[offset:][:20])
+
+
+def one_item_named(directory: Path, name: str) -> tuple[store.ReadModels, str]:
+    item = str(uuid4())
+    writer = store.Writer(store.open_current(directory))
+    created = inventory.InventoryItemCreated(name=name)
+    writer.commit(
+        [Recorded(f"inventoryItem-{item}", "InventoryItemCreated", encode(created), 0, 1)], 1
+    )
+    writer.close()
+    return store.ReadModels(directory), item
+
+
+@pytest.mark.parametrize("query", ["ÉMILE", "émi", "ØRSTED", "le ø"])
+def test_long_queries_fold_the_case_of_any_letter(tmp_path: Path, query: str) -> None:
+    reads, item = one_item_named(tmp_path, "Émile Ørsted")
+    assert [row[0] for row in reads.page(INVENTORY, Filters(query=query), 0, 10).rows] == [item]
+    assert reads.search(query, 0, 10)[0] == 1
+
+
+@pytest.mark.parametrize("query", ["Ém", "ém", "ØR", "ø"])
+def test_short_queries_fold_the_case_of_any_letter(tmp_path: Path, query: str) -> None:
+    reads, item = one_item_named(tmp_path, "Émile Ørsted")
+    assert [row[0] for row in reads.page(INVENTORY, Filters(query=query), 0, 10).rows] == [item]

@@ -4,6 +4,7 @@ store, and a rebuild that swaps a new generation in under a reader."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -212,3 +213,67 @@ def test_one_projector_per_store_and_a_rebuild_swaps_in_an_identical_store(
         "read-2.sqlite3",
     ]
     assert reads.page(CARS, Filters(state="all"), 0, 100).total == 40
+
+
+def checkpoint_of(path: Path) -> int:
+    """A generation's checkpoint, read the way the web reads (0 before its first batch)."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (store.POSITION,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def test_an_interrupted_rebuild_leaves_the_current_store_alone(
+    isolated_uri: str, tmp_path: Path
+) -> None:
+    head = write_mixed(isolated_uri)
+    data = tmp_path / "data"
+    directory = data / "read"
+    first = ThreadedProjector(isolated_uri, directory).start()
+    try:
+        first.wait_for(head)
+    finally:
+        first.stop()
+    old = current(directory)
+    projected = snapshot(old)
+
+    with ProjectorProcess(isolated_uri, data, "--rebuild", "--batch", "1") as rebuild:
+        fresh = Path(rebuild.wait_for("rebuilding")["into"])
+        wait_until(lambda: checkpoint_of(fresh) > 0, 15, "the rebuild to start", every=0.002)
+        assert rebuild.terminate() == 0
+    interrupted = rebuild.wait_for("rebuild interrupted; the current store is unchanged")
+    assert interrupted["left"] == str(fresh)
+    assert 0 < checkpoint_of(fresh) < head, "stopped halfway"
+    assert not [m for m in rebuild.messages() if m["message"] == "rebuilt store swapped in"]
+    assert current(directory) == old
+    assert snapshot(old) == projected
+
+    with ProjectorProcess(isolated_uri, data, "--rebuild") as again:
+        swapped = Path(again.wait_for("rebuilt store swapped in")["store"])
+        assert again.terminate() == 0
+    assert (old.name, fresh.name, swapped.name) == (
+        "read-1.sqlite3",
+        "read-2.sqlite3",
+        "read-3.sqlite3",
+    )
+    assert current(directory) == swapped
+    assert snapshot(swapped) == projected
+    names = sorted(p.name for p in directory.glob("read-*"))
+    assert [name for name in names if name.endswith(".sqlite3")] == [old.name, swapped.name]
+    assert not [name for name in names if name.startswith(fresh.name)], (
+        f"the half-built generation is dropped at the next swap: {names}"
+    )
+
+
+def test_sigterm_while_catching_up_stops_promptly(isolated_uri: str, tmp_path: Path) -> None:
+    head = write_mixed(isolated_uri)
+    data = tmp_path / "data"
+    with ProjectorProcess(isolated_uri, data, "--batch", "1") as process:
+        process.wait_for("following $all")
+        path = data / "read" / "read-1.sqlite3"
+        wait_until(lambda: checkpoint_of(path) > 0, 15, "the first batch", every=0.002)
+        started = time.monotonic()
+        assert process.terminate() == 0
+        stopping = time.monotonic() - started
+    assert checkpoint_of(path) < head, "it was still catching up"
+    assert process.wait_for("stopped")
+    assert stopping < 2.5, f"took {stopping:.1f} s to stop"

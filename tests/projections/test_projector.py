@@ -46,7 +46,8 @@ def created_car(**changes: Any) -> cars.CarCreated:
 
 
 def stream_version(client: EventStoreDBClient, stream: str) -> int:
-    return client.get_stream(stream)[-1].stream_position
+    version: int = client.get_stream(stream)[-1].stream_position
+    return version
 
 
 def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:
@@ -66,9 +67,10 @@ def test_events_land_in_rows_with_state_and_version(
     ignored = [str(uuid4()) for _ in range(3)]
 
     def append(stream: str, *events: inventory.InventoryEvent | cars.CarEvent) -> int:
-        return client.append_to_stream(
+        position: int = client.append_to_stream(
             stream, current_version=StreamState.ANY, events=[new_event(e) for e in events]
         )
+        return position
 
     # Streams the projector must not turn into rows, even when the server's filter lets
     # them through (it searches the pattern anywhere in the name).
@@ -114,18 +116,8 @@ def test_events_land_in_rows_with_state_and_version(
             "average", str(NEW_OWNER),
         )  # fmt: skip
         assert reads.item(CARS, m3) == (
-            m3,
-            1,
-            0,
-            2020,
-            "BMW",
-            "M3",
-            "red",
-            1000,
-            "WBSBL93400PN00002",
-            "good",
-            str(OWNER),
-        )
+            m3, 1, 0, 2020, "BMW", "M3", "red", 1000, "WBSBL93400PN00002", "good", str(OWNER),
+        )  # fmt: skip
         assert reads.item(INVENTORY, str(uuid4())) is None
         for other in ignored:
             assert reads.item(INVENTORY, other) is None
@@ -167,58 +159,47 @@ def test_resumes_after_its_checkpoint_without_counting_twice(
 ) -> None:
     caplog.set_level(logging.INFO, logger="projections")
     directory = tmp_path / "read"
-    first, second = f"inventoryItem-{uuid4()}", f"inventoryItem-{uuid4()}"
-    checked_in = [3, 4]
+    first, second = str(uuid4()), str(uuid4())
 
-    def check_in(stream: str, *counts: int) -> int:
-        return client.append_to_stream(
-            stream,
+    def append(item: str, *events: inventory.InventoryEvent) -> int:
+        position: int = client.append_to_stream(
+            f"inventoryItem-{item}",
             current_version=StreamState.ANY,
-            events=[new_event(inventory.ItemsCheckedInToInventory(count=n)) for n in counts],
+            events=[new_event(e) for e in events],
         )
+        return position
 
-    client.append_to_stream(
-        first,
-        current_version=StreamState.NO_STREAM,
-        events=new_event(inventory.InventoryItemCreated(name="Resumed")),
-    )
-    last = check_in(first, *checked_in)
+    def check_in(item: str, *counts: int) -> int:
+        return append(item, *(inventory.ItemsCheckedInToInventory(count=n) for n in counts))
+
+    append(first, inventory.InventoryItemCreated(name="Resumed"))
+    last = check_in(first, 3, 4)
     with projecting(esdb_uri, directory) as projector:
         projector.wait_for(last)
     stopped_at = store.ReadModels(directory).position()
     assert stopped_at is not None and stopped_at >= last
 
-    more = [5, 6, 1]
-    check_in(first, *more[:2])
-    client.append_to_stream(
-        second,
-        current_version=StreamState.NO_STREAM,
-        events=new_event(inventory.InventoryItemCreated(name="Second")),
-    )
+    check_in(first, 5, 6)
+    append(second, inventory.InventoryItemCreated(name="Second"))
     check_in(second, 10)
-    last = check_in(first, more[2])
+    last = check_in(first, 1)
     with projecting(esdb_uri, directory) as projector:
         projector.wait_for(last)
         reads = projector.read_models
-        assert reads.item(INVENTORY, first.partition("-")[2]) == (
-            first.partition("-")[2], stream_version(client, first), 1, "Resumed",
-            sum(checked_in + more),
-        )  # fmt: skip
-        assert reads.item(INVENTORY, second.partition("-")[2]) == (
-            second.partition("-")[2],
-            stream_version(client, second),
-            1,
-            "Second",
-            10,
-        )
-    followed = logged(caplog, "following $all")
-    assert [line["after"] for line in followed] == [None, stopped_at]
+        first_version = stream_version(client, f"inventoryItem-{first}")
+        second_version = stream_version(client, f"inventoryItem-{second}")
+        assert (first_version, second_version) == (5, 1)
+        assert reads.item(INVENTORY, first) == (first, 5, 1, "Resumed", 3 + 4 + 5 + 6 + 1)
+        assert reads.item(INVENTORY, second) == (second, 1, 1, "Second", 10)
+    stopped_again = reads.position()
 
-    # A third start with nothing new changes nothing.
+    # A third start with nothing new resumes where the second stopped and changes nothing.
     before = snapshot(current(directory))
     with projecting(esdb_uri, directory) as projector:
         projector.wait_for(last)
     assert snapshot(current(directory)) == before
+    followed = [line["after"] for line in logged(caplog, "following $all")]
+    assert followed == [None, stopped_at, stopped_again]
 
 
 # ---------------------------------------------------------------- 3. replay safety
@@ -363,7 +344,7 @@ def test_follows_the_event_store_through_a_crash_and_restart(
 
     def created(uri: str) -> int:
         with EventStoreDBClient(uri) as writer:
-            return writer.append_to_stream(
+            position: int = writer.append_to_stream(
                 stream,
                 current_version=StreamState.NO_STREAM,
                 events=[
@@ -371,6 +352,7 @@ def test_follows_the_event_store_through_a_crash_and_restart(
                     new_event(inventory.ItemsCheckedInToInventory(count=1)),
                 ],
             )
+        return position
 
     with esdblocal(data) as (server, uri), projecting(uri, tmp_path / "read") as projector:
         port = int(uri.split(":")[2].split("?")[0])
@@ -402,4 +384,6 @@ def test_follows_the_event_store_through_a_crash_and_restart(
             assert reads.item(INVENTORY, other) == (other, 0, 1, "Newcomer", 0)
     waits = [line["inSeconds"] for line in logged(caplog, "event store unreachable; retrying")]
     assert waits[:3] == [0.1, 0.2, 0.4], "the projector backs off, doubling"
-    assert len(logged(caplog, "following $all")) >= 2
+    followed = [line["after"] for line in logged(caplog, "following $all")]
+    assert followed[0] is None and len(followed) >= 2
+    assert all(after >= before for after in followed[1:]), "resumed from its checkpoint"
