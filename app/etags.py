@@ -48,12 +48,21 @@ def load_or_create_key(data_dir: Path) -> bytes:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
     key = AESSIV.generate_key(KEY_BITS)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its key
-        return path.read_bytes()
+    # Written whole to a private temporary file, then linked into place: a process that
+    # loses the race (gunicorn workers boot together) reads the winner's complete key,
+    # never a half-written one.
+    temporary = data_dir / f".{KEY_FILE}.{os.getpid()}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
         file.write(key)
+        file.flush()
+        os.fsync(file.fileno())
+    try:
+        os.link(temporary, path)
+    except FileExistsError:  # another process won the race: use its key
+        return path.read_bytes()
+    finally:
+        temporary.unlink()
     return key
 
 

@@ -56,3 +56,14 @@ def test_configured_keys(tmp_path: Path) -> None:
     assert parse_key(base64.b64encode(KEY).decode()) == KEY
     with pytest.raises(ValueError):
         parse_key("abcd")
+
+
+def test_processes_racing_to_create_the_key_all_get_the_same_whole_key(tmp_path: Path) -> None:
+    """gunicorn workers boot together on a fresh DATA_DIR: none may read a half-written key."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        keys = pool.map(load_or_create_key, [tmp_path] * 32)
+    assert len(set(keys)) == 1
+    assert len(keys[0]) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["etag.key"]
