@@ -38,6 +38,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/esdblocal_bench.py
 	$(PY) bench/long_stream_bench.py
+	$(PY) bench/paging_bench.py
+	$(PY) bench/read_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
