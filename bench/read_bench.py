@@ -14,7 +14,9 @@
    item with the matching ``If-None-Match`` (304), list pages at offset 0 and 100,000.
    The load generator is ``wrk`` when present (as root it is installed with apt-get when
    missing), else processes of http.client in this file. gunicorn's sync workers answer
-   ``Connection: close``, so every request pays a TCP connect, in both apps alike.
+   ``Connection: close``, so every request pays a TCP connect, in both apps alike. As in
+   production the app has an API key and REQUIRE_AUTH=true, and every request carries
+   the key (``--no-auth``: the API runs open); LOG_LEVEL=info keeps its access log on.
 3. Read-your-writes. Paced writes (create, or check-in to the item just created), each
    followed at once by a GET of its Location with the 202's ``Commit-Position``: how long
    from the 202 to the GET's 200, against a plain GET of a seeded item in the same loop.
@@ -25,7 +27,7 @@
 Everything runs on this machine: servers, projector and load generator share its cores (the
 report says how many, and the CPU the web workers used per request).
 
-Run: ``python bench/read_bench.py [--items 101000] [--seconds 8] [--rounds 3] [--quick]``.
+Run: ``python bench/read_bench.py [--items 101000] [--seconds 8] [--rounds 5] [--quick]``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import multiprocessing as mp
 import os
 import platform
 import pstats
+import secrets
 import shutil
 import signal
 import socket
@@ -569,6 +572,7 @@ def ryw_worker(
     start_at: float,
     client: int,
     seeded: int,
+    auth: dict[str, str],
     results: Queue[RywResult],
 ) -> None:
     """Paced writes, each followed by a GET with its Commit-Position; then a plain GET."""
@@ -587,12 +591,12 @@ def ryw_worker(
         if create:
             body = json.dumps({"name": f"ryw {client}-{tick}"}).encode()
             status, headers, _, sent, answered = _request(
-                port, "POST", "/v1/inventory-items", {"Content-Type": CREATE}, body
+                port, "POST", "/v1/inventory-items", {**auth, "Content-Type": CREATE}, body
             )
         else:
             body = b'{"count": 1}'
             status, headers, _, sent, answered = _request(
-                port, "POST", location, {"Content-Type": CHECK_IN}, body
+                port, "POST", location, {**auth, "Content-Type": CHECK_IN}, body
             )
         if status != 202:
             out.write_errors += 1
@@ -603,7 +607,9 @@ def ryw_worker(
         else:
             checked_in += 1
         position = headers["Commit-Position"]
-        status, _, data, sent, read = _request(port, "GET", location, {"Commit-Position": position})
+        status, _, data, sent, read = _request(
+            port, "GET", location, {**auth, "Commit-Position": position}
+        )
         out.statuses[status] = out.statuses.get(status, 0) + 1
         if status == 200:
             out.visible.append(read - answered)
@@ -611,14 +617,14 @@ def ryw_worker(
             if json.loads(data).get("currentCount") != checked_in:
                 out.stale += 1
         plain = f"/v1/inventory-items/{item_id((client * 7919 + tick) % seeded)}"
-        status, _, _, sent, read = _request(port, "GET", plain, {})
+        status, _, _, sent, read = _request(port, "GET", plain, auth)
         if status == 200:
             out.plain.append(read - sent)
     out.seconds = time.perf_counter() - began
     results.put(out)
 
 
-def read_your_writes(port: int, args: Any) -> RywResult:
+def read_your_writes(port: int, args: Any, auth: dict[str, str]) -> RywResult:
     ctx = mp.get_context("spawn")
     results: Queue[RywResult] = ctx.Queue()
     start_at = time.time() + 1.0
@@ -626,7 +632,7 @@ def read_your_writes(port: int, args: Any) -> RywResult:
     workers = [
         ctx.Process(
             target=ryw_worker,
-            args=(port, rate, args.ryw_seconds, start_at, client, args.items, results),
+            args=(port, rate, args.ryw_seconds, start_at, client, args.items, auth, results),
         )
         for client in range(args.ryw_clients)
     ]
@@ -652,13 +658,13 @@ def read_your_writes(port: int, args: Any) -> RywResult:
 # ---------------------------------------------------------------------------- in-process
 
 
-def wsgi_apps(env: dict[str, str], tmp: Path) -> dict[str, Any]:
+def wsgi_apps(env: dict[str, str], tmp: Path, args: Any) -> dict[str, Any]:
     """Both WSGI callables in this process: the app as a worker builds it, and hello-world."""
     handler = logging.FileHandler(tmp / "in-process-access.log")
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]  # the access log line per request stays in the measurement
-    root.setLevel(logging.INFO)
+    root.setLevel(args.log_level.upper())
     from app.api import create_app
     from app.settings import Settings
 
@@ -741,7 +747,29 @@ def ms(values: list[float], p: float) -> float:
     return percentile(sorted(values), p) * 1000
 
 
-def machine_lines(args: Any, loadgen: str) -> list[str]:
+def revision() -> str:
+    """The commit measured, and whether the work tree differed from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{commit}{' with uncommitted changes' if dirty else ''}"
+
+
+def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> list[str]:
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -754,10 +782,23 @@ def machine_lines(args: Any, loadgen: str) -> list[str]:
     return [
         f"CPU cores: {os.cpu_count()} ({model or platform.machine()}); web servers, projector,"
         " esdblocal and the load generator all share them",
+        f"load average before the run: {' / '.join(f'{x:.2f}' for x in load_before)}"
+        " (1 / 5 / 15 min; well above 0 means something else was using the cores)",
         f"Python {platform.python_version()}, {versions}, {platform.system()}",
         f"gunicorn: -c deploy/gunicorn.conf.py (sync workers, Connection: close),"
-        f" WEB_WORKERS={args.workers}, READ_WAIT={args.read_wait:g}, LOG_LEVEL=info (one"
-        " access line per request, as in production)",
+        f" WEB_WORKERS={args.workers}, READ_WAIT={args.read_wait:g}, LOG_LEVEL={args.log_level}"
+        + (
+            " (one access line per request, as in production), "
+            if args.log_level.lower() in ("info", "debug")
+            else " (no access log lines: NOT as production runs), "
+        )
+        + (
+            "API_KEYS with one key and REQUIRE_AUTH=true: every request carries"
+            " `Authorization: Bearer <key>` (hello-world gets it too and ignores it)"
+            if args.auth
+            else "no API keys (the API is open)"
+        ),
+        f"code: {revision()}",
         f"load: {loadgen}",
     ]
 
@@ -769,9 +810,10 @@ class Report:
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
 
-    def table(self, header: list[str], rows: list[list[str]], right_from: int = 1) -> None:
+    def table(self, header: list[str], rows: list[list[str]], text: tuple[int, ...] = ()) -> None:
+        """A markdown table: figures right-aligned, the first column and ``text`` ones left."""
         self.add("| " + " | ".join(header) + " |")
-        aligns = ["---" if i < right_from else "---:" for i in range(len(header))]
+        aligns = ["---" if i == 0 or i in text else "---:" for i in range(len(header))]
         self.add("|" + "|".join(aligns) + "|")
         self.add(*("| " + " | ".join(row) + " |" for row in rows))
         self.add("")
@@ -794,7 +836,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed-processes", type=int, default=2, help="seeding processes")
     parser.add_argument("--seconds", type=float, default=8.0, help="per load run")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured run first")
-    parser.add_argument("--rounds", type=int, default=3, help="hello/app pairs per scenario")
+    parser.add_argument("--rounds", type=int, default=5, help="hello/app pairs per scenario")
     parser.add_argument("--workers", type=int, default=2 * cores, help="WEB_WORKERS (both)")
     parser.add_argument("--connections", type=int, default=0, help="default 2 x workers")
     parser.add_argument("--wrk-threads", type=int, default=1)
@@ -804,6 +846,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ryw-seconds", type=float, default=10.0)
     parser.add_argument("--ryw-clients", type=int, default=2, help="paced client processes")
     parser.add_argument("--read-wait", type=float, default=2.0, help="READ_WAIT of the app")
+    parser.add_argument(
+        "--log-level", default="info", help="LOG_LEVEL of both web servers (info: access log on)"
+    )
+    parser.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="an API key, REQUIRE_AUTH=true, and the key on every request (both apps)",
+    )
     parser.add_argument("--calls", type=int, default=5000, help="in-process WSGI calls")
     parser.add_argument("--profile", action="store_true", help="cProfile the app's GET item")
     parser.add_argument("--quick", action="store_true", help="tiny numbers: a smoke run")
@@ -836,8 +887,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Report) -> None:
+    load_before = os.getloadavg()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("ETAG_KEY", None)
+    for name in ("ETAG_KEY", "API_KEYS", "API_KEYS_FILE", "REQUIRE_AUTH"):
+        env.pop(name, None)
+    auth: dict[str, str] = {}
+    if args.auth:  # as production runs: REQUIRE_AUTH with a key (read+write for the writes)
+        key = secrets.token_hex(16)
+        env.update(API_KEYS=f"bench:{key}:read+write", REQUIRE_AUTH="true")
+        auth = {"Authorization": f"Bearer {key}"}
     esdb = Service(
         "esdblocal",
         [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
@@ -866,6 +924,7 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
         "ESDB_URI": uri,
         "DATA_DIR": str(data),
         "READ_WAIT": f"{args.read_wait:g}",
+        "LOG_LEVEL": args.log_level,
         "WEB_WORKERS": str(args.workers),
         "HOST": HOST,
     }
@@ -907,19 +966,23 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
 
     item = item_id(args.items // 2)
     item_path = f"/v1/inventory-items/{item}"
-    status, headers, _ = http_get(app_port, item_path)
+    status, headers, _ = http_get(app_port, item_path, auth)
     if status != 200:
         raise RuntimeError(f"GET {item_path} answered {status}")
     etag = headers["ETag"]
     list_path = "/v1/inventory-items?offset={}&limit=" + str(LIST_LIMIT)
     scenarios = [
-        Scenario("get-item", "GET item (200)", item_path, {}, 200),
+        Scenario("get-item", "GET item (200)", item_path, auth, 200),
         Scenario(
-            "get-304", "GET item, If-None-Match (304)", item_path, {"If-None-Match": etag}, 304
+            "get-304",
+            "GET item, If-None-Match (304)",
+            item_path,
+            {**auth, "If-None-Match": etag},
+            304,
         ),
-        Scenario("list-0", "list offset 0", list_path.format(0), {}, 200),
+        Scenario("list-0", "list offset 0", list_path.format(0), auth, 200),
         Scenario(
-            "list-deep", f"list offset {args.offset:,}", list_path.format(args.offset), {}, 200
+            "list-deep", f"list offset {args.offset:,}", list_path.format(args.offset), auth, 200
         ),
     ]
     for scenario in scenarios:
@@ -954,12 +1017,12 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
 
     # ------------------------------------------------ 3. read-your-writes
     log(f"read-your-writes: {args.ryw_rate:g} writes/s for {args.ryw_seconds:g} s")
-    ryw = read_your_writes(app_port, args)
+    ryw = read_your_writes(app_port, args, auth)
     app_service.check_alive()
 
     # ------------------------------------------------ 4. in-process
     log("in-process WSGI calls")
-    apps = wsgi_apps({**base_env, "PORT": str(app_port)}, tmp)
+    apps = wsgi_apps({**base_env, "PORT": str(app_port)}, tmp, args)
     costs = in_process_costs(apps, scenarios, args.calls, app_port)
     profile = (
         profile_item(apps["app"], scenarios[0], args.calls * 2, app_port) if args.profile else ""
@@ -967,7 +1030,7 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
 
     # ------------------------------------------------ report
     report.add("", "## Read side vs baselines measured in the same run", "")
-    report.add(*(f"- {line}" for line in machine_lines(args, generator.describe())))
+    report.add(*(f"- {line}" for line in machine_lines(args, generator.describe(), load_before)))
     report.add(
         f"- seeded: {seeded['items']:,} items (one InventoryItemCreated per stream) in"
         f" {seeded['seconds']:.1f} s = {seeded['rate']:,.0f} streams/s ({seeded['how']},"
@@ -1010,7 +1073,7 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
             f"projector CPU {projector_cpu:.1f} s",
         ],
     ]
-    report.table(["reader", "events", "seconds", "events/s", "ratio", "note"], rows)
+    report.table(["reader", "events", "seconds", "events/s", "ratio", "note"], rows, text=(5,))
 
     report.add(
         f"### HTTP reads: median of {args.rounds} round(s) of {args.seconds:g} s each,"
@@ -1059,6 +1122,7 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
             "ratio per round",
         ],
         rows,
+        text=(4, 11),
     )
     report.add(
         "ratio = app req/s ÷ hello-world req/s (hello-world answers every scenario with its"
@@ -1108,7 +1172,9 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
             ]
         )
     report.table(
-        ["measure", "n", "p50 ms", "p99 ms", "max ms", "p50 ÷ plain", "p99 ÷ plain", "note"], rows
+        ["measure", "n", "p50 ms", "p99 ms", "max ms", "p50 ÷ plain", "p99 ÷ plain", "note"],
+        rows,
+        text=(7,),
     )
     report.add(
         f"GET statuses after a write: {statuses or 'none'}; 503 (read model behind after"
