@@ -17,7 +17,7 @@ import falcon
 import msgspec
 
 from app.mediatypes import JSON, VERSION, content_type
-from app.problems import BY_SLUG, ERRORS_PATH, PROBLEM_JSON
+from app.problems import BY_NUMBER, BY_SLUG, ERRORS_PATH, PROBLEM_JSON
 from app.representations import ProblemDetails
 
 RESOURCE_DESCRIPTION = "ResourceDescription"
@@ -395,17 +395,13 @@ def _openapi_operation(
     if any(PARAMETERS[p].location == "query" for p in op.parameters):
         responses["414"] = {"description": "URI too long: gunicorn refuses lines over 4094 bytes."}
     for status, codes in problem_statuses(op.problems).items():
-        titles = "; ".join(f"{code} {_kind(code).title}" for code in codes)
+        titles = "; ".join(f"{code} {BY_NUMBER[code].title}" for code in codes)
         entry: dict[str, Any] = {"description": f"errorCode {titles}"}
         if method != "HEAD":
             entry["content"] = {PROBLEM_JSON: {"schema": refs["ProblemDetails"]}}
         responses[str(status)] = entry
     result["responses"] = responses
     return result
-
-
-def _kind(number: int) -> Any:
-    return next(kind for kind in BY_SLUG.values() if kind.number == number)
 
 
 # ---------------------------------------------------------------- the OPTIONS responder

@@ -73,6 +73,7 @@ KINDS: tuple[Kind, ...] = (
 )  # fmt: skip
 BY_SLUG = {kind.slug: kind for kind in KINDS}
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}
+BY_NUMBER = {kind.number: kind for kind in KINDS}
 
 
 class Problem(Exception):

@@ -203,16 +203,17 @@ def _fresh(req: falcon.Request, etag: str) -> bool:
 
 
 def represent(
-    req: falcon.Request, resp: falcon.Response, model: str, etag: str, body: bytes
+    req: falcon.Request, resp: falcon.Response, model: str, etag: str, body: Callable[[], bytes]
 ) -> None:
-    """200 with the body, or 304 when the client holds this version already."""
+    """200 with the body, or 304 when the client holds this version already (the body is
+    then never encoded)."""
     resp.etag = etag
     resp.cache_control = [CACHE_CONTROL]
     if _fresh(req, etag):
         resp.status = falcon.HTTP_304
         return
     resp.content_type = content_type(model)
-    resp.data = body
+    resp.data = body()
 
 
 def content_etag(body: bytes) -> str:
@@ -303,9 +304,9 @@ class Queries:
         links = presentation.links(req.prefix, row[0])
         for link in links:
             resp.append_link(link.href, link.rel)
-        body = _encode(presentation.details(row, links))
         model = presentation.item_type.__name__
-        represent(req, resp, model, self.etag(presentation, row), body)
+        details = presentation.details(row, links)
+        represent(req, resp, model, self.etag(presentation, row), lambda: _encode(details))
 
     def search(self, req: falcon.Request, resp: falcon.Response) -> None:
         refuse_unknown(req, ("query",))
@@ -339,4 +340,4 @@ class Queries:
         for link in links:
             if link.rel != "self":
                 resp.append_link(link.href, link.rel)
-        represent(req, resp, model, content_etag(body), body)
+        represent(req, resp, model, content_etag(body), lambda: body)

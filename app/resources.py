@@ -18,7 +18,7 @@ import msgspec
 from app.commands import Aggregate, CommandHandler, CommandRequest, Outcome
 from app.description import PAGED, READ, Described, RouteTable, openapi, operation
 from app.media import Accepts, content_type, field_errors
-from app.problems import ERRORS_PATH, KINDS, Kind, Problem
+from app.problems import BY_NUMBER, ERRORS_PATH, KINDS, Kind, Problem
 from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
 from app.representations import (
     CarList,
@@ -441,12 +441,11 @@ class ErrorPages(Described):
 
     @operation(summary="One error code.", returns=ErrorPage, problems=("not-found",))
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, number: int) -> None:
-        for kind in KINDS:
-            if kind.number == number:
-                resp.content_type = content_type("ErrorPage")
-                resp.media = self._page(kind, req.prefix)
-                return
-        raise Problem("not-found", f"There is no error code {number}.")
+        kind = BY_NUMBER.get(number)
+        if kind is None:
+            raise Problem("not-found", f"There is no error code {number}.")
+        resp.content_type = content_type("ErrorPage")
+        resp.media = self._page(kind, req.prefix)
 
     on_head = on_get  # same headers, no body: Falcon sends none for HEAD
     on_head_one = on_get_one

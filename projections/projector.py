@@ -150,17 +150,19 @@ class Projector:
     ) -> int | None:
         events = [item for item in taken if isinstance(item, Recorded)]
         reached = position
+        went_live = False
         for item in taken:
             if isinstance(item, Recorded | Progress):
                 reached = item.position if reached is None else max(reached, item.position)
-            elif isinstance(item, Live) and not counters.live:
-                counters.live = True
-                counters.last_lag = self._clock()  # the first lag line comes lag_every later
+            elif isinstance(item, Live):
+                went_live = True
         if reached is not None and reached != position:
             self._writer.commit(events, reached)
         counters.events += len(events)
         now = self._clock()
-        if any(isinstance(item, Live) for item in taken):
+        if went_live and not counters.live:
+            counters.live = True
+            counters.last_lag = now  # the first lag line comes lag_every later
             elapsed = now - counters.started
             report(
                 "caught up; live",

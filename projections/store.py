@@ -292,13 +292,14 @@ class ReadModels:
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
+        self._pointer = directory / CURRENT  # stat-ed on every read: built once
         self._local = threading.local()
 
     def _db(self) -> sqlite3.Connection | None:
         """The connection to the current generation; reopened when a rebuild swapped it."""
         local = self._local
         try:
-            marker = os.stat(self._directory / CURRENT).st_ino
+            marker = os.stat(self._pointer).st_ino
         except FileNotFoundError:
             return None  # the projector has not started yet: nothing to read
         if getattr(local, "marker", None) != marker:

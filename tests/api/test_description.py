@@ -3,8 +3,6 @@ app's own routing table and the msgspec types that decode the bodies (no hand li
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import falcon.testing
 import msgspec
 import pytest
@@ -26,7 +24,7 @@ def described(
 ) -> tuple[falcon.testing.TestClient, RouteTable]:
     routes = RouteTable()
     app = create_app(
-        settings(esdb_uri, tmp_path_factory.mktemp("described")), FIXED_NOW.now, routes
+        settings(esdb_uri, tmp_path_factory.mktemp("described")), lambda: FIXED_NOW, routes
     )
     return falcon.testing.TestClient(app), routes
 
@@ -123,7 +121,7 @@ def test_error_pages_come_from_the_registry(
 
 
 def test_a_plain_accept_keeps_the_default_array(
-    described: tuple[falcon.testing.TestClient, RouteTable], tmp_path: Path
+    described: tuple[falcon.testing.TestClient, RouteTable],
 ) -> None:
     api, _ = described
     for accept in ("application/json", "application/json; domain-model=Other", "*/*"):
