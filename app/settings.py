@@ -13,6 +13,25 @@ from projections import config
 
 TRUE = {"1", "true", "yes", "on"}
 
+# Every environment variable the web and the projector read, with its default ("" = unset).
+# The README's configuration table and the deploy files are checked against this list.
+VARIABLES: dict[str, str] = {
+    "ESDB_URI": "",
+    "DATA_DIR": "var",
+    "ESDB_PORT": "2113",
+    "PORT": "8000",
+    "HOST": "127.0.0.1",
+    "WEB_WORKERS": "",
+    "WEB_THREADS": "",
+    "ETAG_KEY": "",
+    "REQUIRE_IF_MATCH": "false",
+    "API_KEYS": "",
+    "API_KEYS_FILE": "",
+    "REQUIRE_AUTH": "false",
+    "READ_WAIT": "2",
+    "LOG_LEVEL": "info",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:

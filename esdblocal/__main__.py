@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from pathlib import Path
 
-from esdblocal.server import serve
+from esdblocal import certificates
+from esdblocal.certificates import TlsFiles
+from esdblocal.security import DEFAULT_PASSWORD, Users, parse_user
+from esdblocal.server import Security, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m esdblocal",
-        description="An embedded server speaking EventStoreDB's gRPC protocol (insecure).",
+        description="An embedded server speaking EventStoreDB's gRPC protocol. Insecure by"
+        " default (like a node run with --insecure); --tls makes it a secure node: TLS and"
+        " users, anonymous stream access refused.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=2113, help="port (0 picks a free one)")
@@ -25,12 +32,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
     where.add_argument("--memory", action="store_true", help="keep nothing on disk")
-    return parser.parse_args(argv)
+    secure = parser.add_argument_group("secure node")
+    secure.add_argument("--tls", action="store_true", help="serve TLS and require users")
+    secure.add_argument(
+        "--certs",
+        type=Path,
+        help="where a CA and node certificate are generated on first run"
+        " (default: <data>/certs; clients trust <certs>/ca/ca.crt)",
+    )
+    secure.add_argument("--certificate-file", type=Path, help="use this node certificate (PEM)")
+    secure.add_argument("--certificate-private-key-file", type=Path, help="and its key (PEM)")
+    secure.add_argument("--ca-file", type=Path, help="the CA clients should trust (printed)")
+    secure.add_argument(
+        "--admin-password",
+        default=os.environ.get("EVENTSTORE_DEFAULT_ADMIN_PASSWORD", DEFAULT_PASSWORD),
+        help="password of the admin user (env EVENTSTORE_DEFAULT_ADMIN_PASSWORD; changeit)",
+    )
+    secure.add_argument(
+        "--ops-password",
+        default=os.environ.get("EVENTSTORE_DEFAULT_OPS_PASSWORD", DEFAULT_PASSWORD),
+        help="password of the ops user (env EVENTSTORE_DEFAULT_OPS_PASSWORD; changeit)",
+    )
+    secure.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        metavar="NAME:PASSWORD[:GROUP,...]",
+        help="another user (repeatable); group $admins may read $all and system streams",
+    )
+    args = parser.parse_args(argv)
+    given = (args.certificate_file, args.certificate_private_key_file)
+    if any(given) and not all(given):
+        parser.error("--certificate-file and --certificate-private-key-file go together")
+    if (any(given) or args.certs) and not args.tls:
+        parser.error("certificates need --tls")
+    if args.tls and args.memory and not (args.certs or any(given)):
+        parser.error("--tls with --memory needs --certs DIR (or a certificate) to keep them")
+    try:
+        args.users = [parse_user(text) for text in args.user]
+    except ValueError as error:
+        parser.error(f"--user: {error}")
+    return args
+
+
+def security(args: argparse.Namespace) -> Security | None:
+    if not args.tls:
+        return None
+    if args.certificate_file:
+        files = TlsFiles(args.certificate_file, args.certificate_private_key_file, args.ca_file)
+    else:
+        files = certificates.ensure(args.certs or args.data / "certs", (args.host,))
+    users = Users.defaults(args.admin_password, args.ops_password, args.users)
+    return Security(files, users)
 
 
 async def main(args: argparse.Namespace) -> None:
+    secure = security(args)
+    if secure is not None:
+        print(
+            f"esdblocal: TLS on, users admin and ops; clients trust {secure.tls.ca}",
+            file=sys.stderr,
+            flush=True,
+        )
     task = asyncio.ensure_future(
-        serve(args.host, args.port, None if args.memory else args.data, args.advertise_host)
+        serve(
+            args.host,
+            args.port,
+            None if args.memory else args.data,
+            args.advertise_host,
+            security=secure,
+        )
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

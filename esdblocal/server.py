@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,7 +20,10 @@ from typing import Any
 import grpc
 from esdbclient.protos.Grpc import gossip_pb2_grpc, persistent_pb2_grpc, streams_pb2_grpc
 
+from esdblocal import certificates
+from esdblocal.certificates import TlsFiles
 from esdblocal.hub import Hub
+from esdblocal.security import Authenticate, Users
 from esdblocal.service import Gossip, PersistentSubscriptions, Streams
 from esdblocal.store import Outcome, Recorded, Store
 
@@ -28,14 +33,28 @@ READER_THREADS = 4
 MAX_MESSAGE = 17 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Security:
+    """A secure node: TLS with these files, and these users (the real node has both or neither)."""
+
+    tls: TlsFiles
+    users: Users = field(default_factory=Users.defaults)
+
+
 class Node:
     """The running parts of one server, built inside the loop that serves them."""
 
     def __init__(
-        self, host: str, port: int, data_dir: Path | None, advertise_host: str | None = None
+        self,
+        host: str,
+        port: int,
+        data_dir: Path | None,
+        advertise_host: str | None = None,
+        security: Security | None = None,
     ) -> None:
         self.host = host
         self.advertise_host = advertise_host or default_advertise_host(host)
+        self.security = security
         self._requested_port = port
         self._data_dir = data_dir
         self.port = 0
@@ -45,15 +64,17 @@ class Node:
         path = data_dir / DB_FILE if data_dir is not None else None
         self.store = Store(path, on_commit=self._committed)
         self._hub = Hub(self.store.head_position())
+        users = security.users if security is not None else None
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
+            interceptors=[Authenticate(users)] if users is not None else None,
         )
         streams_pb2_grpc.add_StreamsServicer_to_server(
-            Streams(self.store, self._hub, self._readers), self._server
+            Streams(self.store, self._hub, self._readers, users), self._server
         )
         gossip_pb2_grpc.add_GossipServicer_to_server(
             Gossip(self.advertise_host, lambda: self.port), self._server
@@ -79,10 +100,22 @@ class Node:
 
     @property
     def uri(self) -> str:
-        return f"esdb://{self.host}:{self.port}?tls=false"
+        """The connection string, without credentials (add ``user:password@`` for a secure node)."""
+        if self.security is None:
+            return f"esdb://{self.host}:{self.port}?tls=false"
+        ca = self.security.tls.ca
+        trust = f"&tlsCAFile={ca.resolve()}" if ca is not None else ""
+        return f"esdb://{self.host}:{self.port}?tls=true{trust}"
 
     async def start(self) -> None:
-        self.port = self._server.add_insecure_port(f"{self.host}:{self._requested_port}")
+        address = f"{self.host}:{self._requested_port}"
+        if self.security is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [self.security.tls.server_credentials_material()]
+            )
+            self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host}:{self._requested_port}")
         await self._server.start()
@@ -102,15 +135,22 @@ def default_advertise_host(host: str) -> str:
     return host
 
 
+def with_credentials(uri: str, user: str, password: str) -> str:
+    """``esdb://host…`` → ``esdb://user:password@host…`` (esdbclient's form)."""
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme}://{user}:{password}@{rest}"
+
+
 async def serve(
     host: str,
     port: int,
     data_dir: Path | None,
     advertise_host: str | None = None,
     ready: asyncio.Event | None = None,
+    security: Security | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
-    node = Node(host, port, data_dir, advertise_host)
+    node = Node(host, port, data_dir, advertise_host, security)
     await node.start()
     print(node.uri, flush=True)
     try:
@@ -124,15 +164,32 @@ async def serve(
 class EmbeddedServer:
     """An esdblocal server on a background thread: ``with EmbeddedServer() as s: s.uri``.
 
-    ``port=0`` picks a free port; ``data_dir=None`` keeps the log in memory.
+    ``port=0`` picks a free port; ``data_dir=None`` keeps the log in memory. ``tls=True``
+    makes a secure node: certificates generated under ``<data_dir>/certs`` (or a temporary
+    directory), and ``users`` (default: admin and ops, password ``changeit``).
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, data_dir: Path | str | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_dir: Path | str | None = None,
+        tls: bool = False,
+        users: Users | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
+        self.security: Security | None = None
+        if tls:
+            if self.data_dir is not None:
+                certs = self.data_dir / "certs"
+            else:
+                self._temporary = tempfile.TemporaryDirectory(prefix="esdblocal-certs-")
+                certs = Path(self._temporary.name)
+            files = certificates.ensure(certs, (host,))
+            self.security = Security(files, users or Users.defaults())
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._node: Node | None = None
@@ -144,6 +201,10 @@ class EmbeddedServer:
     def uri(self) -> str:
         assert self._node is not None, "the server is not running"
         return self._node.uri
+
+    def uri_as(self, user: str = "admin", password: str = "changeit") -> str:
+        """The connection string with credentials (a secure node's default admin by default)."""
+        return with_credentials(self.uri, user, password)
 
     def start(self) -> EmbeddedServer:
         self._thread = threading.Thread(target=self._run, name="esdblocal", daemon=True)
@@ -160,7 +221,7 @@ class EmbeddedServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         try:
-            self._node = Node(self.host, self.port, self.data_dir)
+            self._node = Node(self.host, self.port, self.data_dir, security=self.security)
             await self._node.start()
         except BaseException as error:
             self._error = error
@@ -176,6 +237,9 @@ class EmbeddedServer:
             self._loop.call_soon_threadsafe(self._stopping.set)
             self._thread.join()
             self._thread = None
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

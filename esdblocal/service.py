@@ -29,6 +29,7 @@ from esdbclient.protos.Grpc import (
 from google.protobuf import any_pb2
 
 from esdblocal.hub import Hub
+from esdblocal.security import ACCESS_DENIED, Users, deny, may_access
 from esdblocal.store import (
     ANY,
     DELETED_STREAM,
@@ -61,10 +62,20 @@ BINARY = "application/octet-stream"
 
 
 class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
-    def __init__(self, store: Store, hub: Hub, readers: Executor) -> None:
+    def __init__(
+        self, store: Store, hub: Hub, readers: Executor, users: Users | None = None
+    ) -> None:
         self._store = store
         self._hub = hub
         self._readers = readers
+        self._users = users  # None: an insecure node, where every call may do anything
+
+    def _allowed(self, context: grpc.aio.ServicerContext, stream: str) -> bool:
+        """The caller may use ``stream`` (checked before anything is read or written)."""
+        if self._users is None:
+            return True
+        # Bad credentials never get here: the Authenticate interceptor refused the call.
+        return may_access(self._users.principal(context.invocation_metadata() or ()), stream)
 
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._readers, function, *args)
@@ -91,6 +102,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             raise AssertionError("abort raises")
         options = first.options
         stream = options.stream_identifier.stream_name.decode()
+        if not self._allowed(context, stream):
+            await deny(context)
         expected = _expected(options, "expected_stream_revision", "revision")
         events: list[Proposed] = []
         try:
@@ -128,7 +141,11 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         pending: set[asyncio.Task[None]] = set()
 
         async def answer(request: streams_pb2.BatchAppendReq, messages: list[Any]) -> None:
-            await responses.put(await self._batch(request, messages))
+            stream = request.options.stream_identifier.stream_name.decode()
+            if self._allowed(context, stream):
+                await responses.put(await self._batch(request, messages))
+            else:  # refused in-band, as each batch's other errors
+                await responses.put(_batch_denied(request))
 
         async def read_requests() -> None:
             batches: dict[str, tuple[streams_pb2.BatchAppendReq, list[Any]]] = {}
@@ -210,6 +227,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
     ) -> _DeleteResponse:
         """Soft delete or tombstone; both answer the written record's position."""
         stream = options.stream_identifier.stream_name.decode()
+        if not self._allowed(context, stream):
+            await deny(context)
         expected = _expected(options, "expected_stream_revision", "revision")
         try:
             result = await self._write(kind, stream, expected, ())
@@ -240,6 +259,11 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
         self, request: streams_pb2.ReadReq, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[streams_pb2.ReadResp]:
         options = request.options
+        target = "$all"
+        if options.WhichOneof("stream_option") == "stream":
+            target = options.stream.stream_identifier.stream_name.decode()
+        if not self._allowed(context, target):
+            await deny(context)
         try:
             reader = _Reader(self, options, context)
         except re.error as error:
@@ -774,6 +798,17 @@ def _batch_wev(error: WrongExpectedVersion) -> shared_pb2.WrongExpectedVersion:
     else:
         getattr(wev, "expected_" + _STATE_FIELD[error.expected]).SetInParent()
     return wev
+
+
+def _batch_denied(request: streams_pb2.BatchAppendReq) -> streams_pb2.BatchAppendResp:
+    response = streams_pb2.BatchAppendResp(
+        correlation_id=request.correlation_id,
+        stream_identifier=request.options.stream_identifier,
+    )
+    response.error.CopyFrom(
+        _status(grpc.StatusCode.PERMISSION_DENIED, ACCESS_DENIED, shared_pb2.AccessDenied())
+    )
+    return response
 
 
 def _status(code: grpc.StatusCode, message: str, detail: Any) -> status_pb2.Status:
