@@ -27,7 +27,7 @@ from app.problems import (
 )
 from app.queries import Queries
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search
-from app.settings import Settings
+from app.settings import ConfigurationError, Settings
 from projections.store import ReadModels
 
 log = logging.getLogger("app")
@@ -64,9 +64,11 @@ def create_app(
     settings: Settings,
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     routes: RouteTable | None = None,
+    store: EventStore | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
-    """The app; ``routes``, when given, is filled with its routing table."""
-    store = EventStore(settings.esdb_uri)
+    """The app; ``routes``, when given, is filled with its routing table; ``store``, when
+    given, is the event store adapter to use (else one for ``settings.esdb_uri``)."""
+    store = store if store is not None else EventStore(settings.esdb_uri)
     etags = ETagCodec(settings.etag_key)
     commands = CommandHandler(store, etags, settings.require_if_match)
     reads = ReadModels(settings.read_directory)
@@ -75,7 +77,7 @@ def create_app(
     authentication = Authentication(settings.api_keys)
     if authentication.open:
         if settings.require_auth:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
             )
         log.warning(

@@ -44,14 +44,17 @@ def _digest(key: str) -> bytes:
 def parse_keys(entries: Iterable[str]) -> tuple[Key, ...]:
     """``principal:key:read+write`` entries (blank lines and ``#`` comments skipped)."""
     keys = []
-    for entry in entries:
+    for number, entry in enumerate(entries, 1):
         entry = entry.strip()
         if not entry or entry.startswith("#"):
             continue
         try:
             principal, key, scopes = entry.split(":")
         except ValueError:
-            raise ValueError(f"an API key entry is principal:key:scopes, not {entry!r}") from None
+            # The entry is not echoed: it may hold a key.
+            raise ValueError(
+                f"API key entry {number} is not principal:key:scopes ({entry.count(':')} colons)"
+            ) from None
         wanted = frozenset(scopes.split("+"))
         if not principal or len(key) < 16 or not wanted or not wanted <= set(SCOPES):
             raise ValueError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
+from esdbclient.connection_spec import ConnectionSpec
 from esdbclient.exceptions import (
     DeadlineExceeded,
     DiscoveryFailed,
@@ -22,6 +23,8 @@ from esdbclient.exceptions import (
     StreamIsDeleted,
     WrongCurrentVersion,
 )
+
+from projections.connection import invalid_uri, redact, refusal
 
 NO_STREAM = -1  # the version of a stream with no events
 
@@ -36,6 +39,25 @@ class StreamGone(Exception):
 
 class StoreUnavailable(Exception):
     """The event store cannot be reached (or answered too late)."""
+
+
+class StoreRefused(StoreUnavailable):
+    """The store refuses this configuration (credentials, access, certificate, URI).
+
+    Still a 503 to HTTP clients (it is the server's fault, not theirs), but at start-up it
+    stops the web with one clear line: no retry will mend it.
+    """
+
+
+FAILURES = (DiscoveryFailed, ServiceUnavailable, DeadlineExceeded, GrpcError)
+
+
+def unavailable(error: Exception) -> StoreUnavailable:
+    """esdbclient's failure as the app's: refused for good, or unavailable for now."""
+    reason = refusal(error)
+    if reason is not None:
+        return StoreRefused(reason)
+    return StoreUnavailable(redact(str(error)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,23 +78,45 @@ class PendingEvent:
 
 
 class EventStore:
+    """``uri`` is any esdbclient connection string; its ``defaultDeadline`` (when given)
+    bounds every call, else ``timeout`` seconds do."""
+
     def __init__(self, uri: str, timeout: float = 10.0) -> None:
         self._uri = uri
-        self._timeout = timeout
+        try:
+            deadline = ConnectionSpec(uri).options.DefaultDeadline
+        except ValueError as error:
+            raise StoreRefused(invalid_uri(error)) from error
+        self._timeout: float | None = None if deadline is not None else timeout
         self._client: EventStoreDBClient | None = None
         self._lock = threading.Lock()
 
     @property
     def client(self) -> EventStoreDBClient:
-        """Connected on first use: in a gunicorn worker, that is after the fork."""
+        """Connected on first use: in a gunicorn worker, that is after the fork.
+
+        esdbclient reconnects by itself when a call finds the node gone or no longer the
+        leader (rediscovering the cluster from the URI's hosts), so a node failure costs the
+        calls in flight a 503, not the worker.
+        """
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     try:
                         self._client = EventStoreDBClient(self._uri)
-                    except (DiscoveryFailed, ServiceUnavailable, GrpcError) as error:
-                        raise StoreUnavailable(str(error)) from error
+                    except ValueError as error:
+                        raise StoreRefused(invalid_uri(error)) from error
+                    except FAILURES as error:
+                        raise unavailable(error) from error
         return self._client
+
+    def check(self) -> None:
+        """Connect now and read the head once (a worker does this as it boots).
+
+        Raises StoreRefused when the store refuses this configuration; StoreUnavailable when
+        it cannot be reached now (the worker starts anyway and answers 503 until it can).
+        """
+        self.head(timeout=self._timeout or 10.0)
 
     def read(self, stream: str, after: int = NO_STREAM) -> list[StoredEvent]:
         """The stream's events after version ``after`` (all of them by default)."""
@@ -84,8 +128,8 @@ class EventStore:
             return []
         except StreamIsDeleted as error:
             raise StreamGone(stream) from error
-        except (ServiceUnavailable, DeadlineExceeded, GrpcError) as error:
-            raise StoreUnavailable(str(error)) from error
+        except FAILURES as error:
+            raise unavailable(error) from error
         return [
             StoredEvent(e.type, e.data, e.metadata, e.stream_position, e.commit_position or 0)
             for e in recorded
@@ -113,16 +157,16 @@ class EventStore:
             raise ConcurrencyConflict(str(error)) from error
         except StreamIsDeleted as error:
             raise StreamGone(stream) from error
-        except (ServiceUnavailable, DeadlineExceeded, GrpcError) as error:
-            raise StoreUnavailable(str(error)) from error
+        except FAILURES as error:
+            raise unavailable(error) from error
         return position
 
     def head(self, timeout: float = 1.0) -> int:
         """The commit position of the newest event outside system streams (0: none yet)."""
         try:
             position: int = self.client.get_commit_position(timeout=timeout)
-        except (ServiceUnavailable, DeadlineExceeded, GrpcError) as error:
-            raise StoreUnavailable(str(error)) from error
+        except FAILURES as error:
+            raise unavailable(error) from error
         return position
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from app.auth import Key, keys_from_env
 from app.etags import load_or_create_key, parse_key
 from projections import config
+from projections.connection import check_uri
 
 TRUE = {"1", "true", "yes", "on"}
 
@@ -33,6 +34,21 @@ VARIABLES: dict[str, str] = {
 }
 
 
+class ConfigurationError(Exception):
+    """A setting no process can start with; the message names the variable."""
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> int | float:
+    text = env.get(name) or VARIABLES[name]
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {text!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"{name} must not be negative")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     esdb_uri: str
@@ -50,15 +66,39 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """The settings, or ConfigurationError naming what is wrong (nothing is echoed that
+        could be a secret)."""
         data_dir = config.data_dir(env)
+        uri = config.esdb_uri(env)
+        try:
+            check_uri(uri)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
         key_text = env.get("ETAG_KEY")
+        try:
+            etag_key = parse_key(key_text) if key_text else load_or_create_key(data_dir)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        except OSError as error:
+            raise ConfigurationError(f"cannot keep the ETag key under DATA_DIR: {error}") from None
+        try:
+            api_keys = keys_from_env(env)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        except OSError as error:
+            raise ConfigurationError(f"API_KEYS_FILE cannot be read: {error}") from None
+        require_auth = env.get("REQUIRE_AUTH", "").lower() in TRUE
+        if require_auth and not api_keys:
+            raise ConfigurationError(
+                "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
+            )
         return cls(
-            esdb_uri=config.esdb_uri(env),
+            esdb_uri=uri,
             data_dir=data_dir,
-            port=int(env.get("PORT", "8000")),
-            etag_key=parse_key(key_text) if key_text else load_or_create_key(data_dir),
+            port=int(_number(env, "PORT", int)),
+            etag_key=etag_key,
             require_if_match=env.get("REQUIRE_IF_MATCH", "").lower() in TRUE,
-            read_wait=float(env.get("READ_WAIT", "2")),
-            api_keys=keys_from_env(env),
-            require_auth=env.get("REQUIRE_AUTH", "").lower() in TRUE,
+            read_wait=float(_number(env, "READ_WAIT", float)),
+            api_keys=api_keys,
+            require_auth=require_auth,
         )

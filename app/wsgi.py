@@ -1,10 +1,18 @@
-"""The server-facing app: ``gunicorn app.wsgi:app``. Settings come from the environment."""
+"""The server-facing app: ``gunicorn app.wsgi:app``. Settings come from the environment.
 
-import logging
+Imported in each gunicorn worker after the fork (``preload_app`` is off), so ``store`` and
+its gRPC channel belong to the worker; ``deploy/gunicorn.conf.py`` checks the settings in
+the master before any worker starts and calls ``store.check()`` as each worker boots.
+"""
+
 import os
 
+from app import logs
 from app.api import create_app
+from app.eventstore import EventStore
 from app.settings import Settings
 
-logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(message)s")
-app = create_app(Settings.from_env())
+logs.configure(os.environ.get("LOG_LEVEL", "info"))
+settings = Settings.from_env()
+store = EventStore(settings.esdb_uri)
+app = create_app(settings, store=store)

@@ -1,19 +1,80 @@
 """gunicorn settings for the web process (``gunicorn -c deploy/gunicorn.conf.py app.wsgi:app``).
 
-The app creates its esdbclient client lazily, on a worker's first request, so every worker
-gets its own gRPC channel after the fork (channels do not survive ``fork``).
+- Workers and threads from the core count (``WEB_WORKERS``, ``WEB_THREADS`` override).
+- The app is imported in each worker after the fork (``preload_app`` off), so every worker
+  creates its own esdbclient client and gRPC channel; ``post_worker_init`` connects it and
+  reads the store's head once, so a worker is warm before its first request.
+- Configuration errors stop the web at start-up with one line and exit status 3, no
+  traceback: settings are checked in the master before any worker starts (``on_starting``),
+  and a store that refuses the credentials or certificate fails the first worker's boot,
+  which halts gunicorn. A store that is merely down does not: workers start, answer 503
+  with Retry-After, and ``/readyz`` says why, until it is back.
+- SIGTERM: gunicorn stops accepting, lets requests in progress finish for up to
+  ``graceful_timeout`` seconds, then exits; no request is cut half-way under that bound.
+- Logs: one JSON object per line on stderr, gunicorn's and the app's; the app writes the
+  access line itself (with the request id), so gunicorn's access log stays off.
 """
+
+from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+from typing import Any
+
+CORES = multiprocessing.cpu_count()
+WORKER_CONFIG_ERROR = 3  # gunicorn halts when a worker exits with this during boot
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_WORKERS", multiprocessing.cpu_count() * 2))
-worker_class = "sync"
-threads = 1
+workers = int(os.environ.get("WEB_WORKERS") or 2 * CORES)
+threads = int(os.environ.get("WEB_THREADS") or 1)
+# sync serves one request per worker and closes each connection; gthread (threads > 1)
+# keeps connections alive and lets a worker serve others while one waits for the projector.
+worker_class = "gthread" if threads > 1 else "sync"
 timeout = 30
-graceful_timeout = 10
+graceful_timeout = 20
+keepalive = 5
 accesslog = None  # the app logs one structured line per request itself
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+logconfig_dict: dict[str, Any] = {}  # filled below from app.logs (JSON lines)
 preload_app = False  # import the app in each worker, after the fork
+proc_name = "restful-cqrs-web"
+control_socket_disable = True  # gunicorn 27's control socket: one shared path per user; unused
+
+
+def _logging() -> dict[str, Any]:
+    sys.path.insert(0, os.getcwd())
+    from app.logs import GUNICORN_LOGGING
+
+    return GUNICORN_LOGGING
+
+
+logconfig_dict = _logging()
+
+
+def on_starting(server: Any) -> None:
+    """Master, before any worker: the settings must load (no gRPC here: it would not fork)."""
+    from app.settings import ConfigurationError, Settings
+
+    try:
+        Settings.from_env()
+    except ConfigurationError as error:
+        server.log.error("configuration error: %s", error)
+        sys.exit(WORKER_CONFIG_ERROR)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Worker, after the fork and the app's import: connect its client and read the head."""
+    wsgi = sys.modules.get("app.wsgi")
+    if wsgi is None:  # another app under this config (the benchmarks' hello-world)
+        return
+    from app.eventstore import StoreRefused, StoreUnavailable
+
+    try:
+        wsgi.store.check()
+    except StoreRefused as error:
+        worker.log.error("the event store refuses this configuration: %s", error)
+        sys.exit(WORKER_CONFIG_ERROR)
+    except StoreUnavailable as error:
+        worker.log.warning("the event store is unreachable for now (503 until it is): %s", error)

@@ -4,6 +4,10 @@ Reads ``ESDB_URI``/``ESDB_PORT`` and ``DATA_DIR`` like the web does; flags overr
 One projector runs per read store (a lock file enforces it). ``--rebuild`` replays every
 event into a new generation while the web keeps answering from the current one, swaps it
 in once caught up, and then carries on following ``$all`` as the projector.
+
+Exit status: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 2 when another
+projector holds the store, 3 when the event store refuses the configuration (credentials,
+access to ``$all``, an untrusted certificate, a malformed ``ESDB_URI``): retrying cannot help.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from projections import config, store
-from projections.feed import Feed
+from projections.feed import Feed, FeedRefused
 from projections.projector import Projector, report
 from projections.views import VIEWS
 
@@ -58,15 +62,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     feed = Feed(args.esdb_uri, [view.category for view in VIEWS])
+    try:
+        return project(args, feed, directory, stop)
+    except FeedRefused as error:
+        report("the event store refuses this configuration", logging.ERROR, error=str(error))
+        return 3
+    finally:
+        feed.reset()
+
+
+def project(args: argparse.Namespace, feed: Feed, directory: Path, stop: threading.Event) -> int:
 
     if args.rebuild:
         fresh = store.new_generation(directory)
         report("rebuilding", into=str(fresh))
         writer = store.Writer(fresh)
-        done = Projector(feed, writer, args.batch, lag_every=args.lag_every).run(
-            stop, until_live=True
-        )
-        writer.close()
+        try:
+            done = Projector(feed, writer, args.batch, lag_every=args.lag_every).run(
+                stop, until_live=True
+            )
+        finally:
+            writer.close()
         if not done:
             report("rebuild interrupted; the current store is unchanged", left=str(fresh))
             return 0
@@ -75,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
     writer = store.Writer(store.open_current(directory))
     report("projecting", store=str(writer.path), position=writer.position())
-    Projector(feed, writer, args.batch, lag_every=args.lag_every).run(stop)
-    writer.close()
-    feed.reset()
+    try:
+        Projector(feed, writer, args.batch, lag_every=args.lag_every).run(stop)
+    finally:
+        writer.close()
     report("stopped")
     return 0
 

@@ -3,7 +3,9 @@
 The only module of the projector that knows esdbclient. It narrows ``$all`` to the
 project's categories on the server (a stream-name filter, so the server also reports its
 progress through the events it skipped), and turns esdbclient's failures into one
-``FeedInterrupted`` that the projector answers by reconnecting.
+``FeedInterrupted`` that the projector answers by reconnecting, or ``FeedRefused`` when
+the store refuses this configuration (credentials, access, certificate, connection string),
+which no reconnection can mend.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from esdbclient import EventStoreDBClient
 from esdbclient.events import CaughtUp, Checkpoint
 from esdbclient.exceptions import EventStoreDBClientException
 
+from projections.connection import invalid_uri, refusal
 from projections.store import Recorded
 
 
@@ -38,6 +41,17 @@ class FeedInterrupted(Exception):
     """The subscription broke (server gone, leader change, deadline): reconnect."""
 
 
+class FeedRefused(FeedInterrupted):
+    """The store refuses this configuration: reconnecting would be refused the same way."""
+
+
+def _interrupted(error: EventStoreDBClientException) -> FeedInterrupted:
+    reason = refusal(error)
+    if reason is not None:
+        return FeedRefused(reason)
+    return FeedInterrupted(f"{type(error).__name__}: {error}")
+
+
 class Feed:
     def __init__(self, uri: str, categories: Iterable[str]) -> None:
         self._uri = uri
@@ -50,8 +64,10 @@ class Feed:
         if self._client is None:
             try:
                 self._client = EventStoreDBClient(self._uri)
+            except ValueError as error:
+                raise FeedRefused(invalid_uri(error)) from error
             except EventStoreDBClientException as error:
-                raise FeedInterrupted(f"cannot connect: {error}") from error
+                raise _interrupted(error) from error
         return self._client
 
     def follow(self, after: int | None) -> Iterator[Item]:
@@ -81,7 +97,7 @@ class Feed:
                     )
         except EventStoreDBClientException as error:
             self.reset()
-            raise FeedInterrupted(f"{type(error).__name__}: {error}") from error
+            raise _interrupted(error) from error
 
     def head(self) -> int | None:
         """The commit position of the newest matching event (None: there is none)."""
@@ -90,7 +106,7 @@ class Feed:
                 filter_include=[self._pattern], filter_by_stream_name=True, timeout=5
             )
         except EventStoreDBClientException as error:
-            raise FeedInterrupted(f"{type(error).__name__}: {error}") from error
+            raise _interrupted(error) from error
         return position or None
 
     def stop(self) -> None:

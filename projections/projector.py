@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from projections.feed import Feed, FeedInterrupted, Item, Live, Progress
+from projections.feed import Feed, FeedInterrupted, FeedRefused, Item, Live, Progress
 from projections.store import Recorded, Writer
 
 log = logging.getLogger("projections")
@@ -27,9 +27,10 @@ _encode = msgspec.json.Encoder().encode
 MAX_BACKOFF = 5.0
 
 
-def report(message: str, **fields: object) -> None:
+def report(message: str, level: int = logging.INFO, **fields: object) -> None:
     """One structured log line."""
-    log.info(_encode({"message": message, **fields}).decode())
+    name = logging.getLevelName(level).lower()
+    log.log(level, _encode({"level": name, "message": message, **fields}).decode())
 
 
 class _End:
@@ -76,6 +77,8 @@ class Projector:
                 if self._follow(stop, until_live):
                     return True
                 backoff = 0.1
+            except FeedRefused:
+                raise
             except FeedInterrupted as error:
                 report("event store unreachable; retrying", error=str(error), inSeconds=backoff)
                 self._feed.reset()

@@ -12,6 +12,7 @@ from esdbclient import EventStoreDBClient
 
 from app.api import create_app
 from app.auth import keys_from_env, parse_keys
+from app.settings import ConfigurationError
 from tests.api.conftest import FIXED_NOW, command, settings
 
 READER = "reader-key-0123456789"
@@ -102,7 +103,7 @@ def test_an_open_api_puts_no_principal(
 
 
 def test_require_auth_refuses_to_start_open(esdb_uri: str, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="REQUIRE_AUTH"):
+    with pytest.raises(ConfigurationError, match="REQUIRE_AUTH"):
         create_app(settings(esdb_uri, tmp_path, require_auth=True))
 
 
