@@ -69,10 +69,14 @@ def load_or_create_key(data_dir: Path) -> bytes:
 def parse_key(text: str) -> bytes:
     """A key given in configuration: 64 bytes, hex or base64."""
     text = text.strip()
+    wrong = f"ETAG_KEY must be {KEY_BITS // 8} bytes, in hex or base64"
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        key = base64.b64decode(text, validate=True)
+        try:
+            key = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise ValueError(wrong) from None
     if len(key) != KEY_BITS // 8:
-        raise ValueError(f"ETAG_KEY must be {KEY_BITS // 8} bytes (hex or base64)")
+        raise ValueError(wrong)
     return key

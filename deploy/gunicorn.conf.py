@@ -5,10 +5,10 @@
   creates its own esdbclient client and gRPC channel; ``post_worker_init`` connects it and
   reads the store's head once, so a worker is warm before its first request.
 - Configuration errors stop the web at start-up with one line and exit status 3, no
-  traceback: settings are checked in the master before any worker starts (``on_starting``),
-  and a store that refuses the credentials or certificate fails the first worker's boot,
-  which halts gunicorn. A store that is merely down does not: workers start, answer 503
-  with Retry-After, and ``/readyz`` says why, until it is back.
+  traceback: ``on_starting`` runs ``python -m app.preflight`` before any worker starts
+  (bad settings, credentials refused, no access to ``$all``, an untrusted certificate). A
+  store that is merely down does not stop it: workers start, answer 503 with Retry-After,
+  and ``/readyz`` says why, until it is back.
 - SIGTERM: gunicorn stops accepting, lets requests in progress finish for up to
   ``graceful_timeout`` seconds, then exits; no request is cut half-way under that bound.
 - Logs: one JSON object per line on stderr, gunicorn's and the app's; the app writes the
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
 import sys
 from typing import Any
 
 CORES = multiprocessing.cpu_count()
-WORKER_CONFIG_ERROR = 3  # gunicorn halts when a worker exits with this during boot
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_WORKERS") or 2 * CORES)
@@ -54,27 +54,23 @@ logconfig_dict = _logging()
 
 
 def on_starting(server: Any) -> None:
-    """Master, before any worker: the settings must load (no gRPC here: it would not fork)."""
-    from app.settings import ConfigurationError, Settings
-
-    try:
-        Settings.from_env()
-    except ConfigurationError as error:
-        server.log.error("configuration error: %s", error)
-        sys.exit(WORKER_CONFIG_ERROR)
+    """Master, before any worker: ``python -m app.preflight`` in a process of its own (the
+    master must not open a gRPC channel it would carry over the fork) loads the settings and
+    asks the store for its head; a configuration error stops gunicorn here, exit status 3."""
+    done = subprocess.run([sys.executable, "-m", "app.preflight"], check=False)
+    if done.returncode != 0:
+        sys.exit(done.returncode)
 
 
 def post_worker_init(worker: Any) -> None:
-    """Worker, after the fork and the app's import: connect its client and read the head."""
+    """Worker, after the fork and the app's import: connect its own client and read the
+    head once, so the first request does not pay for the connection."""
     wsgi = sys.modules.get("app.wsgi")
     if wsgi is None:  # another app under this config (the benchmarks' hello-world)
         return
-    from app.eventstore import StoreRefused, StoreUnavailable
+    from app.eventstore import StoreUnavailable
 
     try:
         wsgi.store.check()
-    except StoreRefused as error:
-        worker.log.error("the event store refuses this configuration: %s", error)
-        sys.exit(WORKER_CONFIG_ERROR)
     except StoreUnavailable as error:
         worker.log.warning("the event store is unreachable for now (503 until it is): %s", error)

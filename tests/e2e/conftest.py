@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -25,6 +26,65 @@ def free_port() -> int:
         return port
 
 
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def stack_env(data: Path, uri: str, port: int, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ESDB_URI": uri,
+        "DATA_DIR": str(data),
+        "PORT": str(port),
+        "WEB_WORKERS": "2",
+        "READ_WAIT": "0.5",
+        **extra,
+    }
+
+
+def start_web(env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    """gunicorn as the Procfile starts it."""
+    return subprocess.Popen(
+        [GUNICORN, "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        **kwargs,
+    )
+
+
+def start_projector(env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "projections"], cwd=ROOT, env=env, text=True, **kwargs
+    )
+
+
+def wait_for_port(port: int, web: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or web.poll() is not None:
+                raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], subprocess.Popen[str]]]:
+    """The web and the projector for ``env``; both must exit 0 on SIGTERM afterwards."""
+    web = start_web(env)
+    projector = start_projector(env)
+    try:
+        wait_for_port(int(env["PORT"]), web)
+        yield web, projector
+    finally:
+        for process in (web, projector):
+            process.terminate()
+        for process in (web, projector):
+            assert process.wait(timeout=30) == 0
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
     """esdblocal, the projector and gunicorn (2 workers) as `make run` starts them.
@@ -40,35 +100,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]
     assert esdb.stdout is not None
     uri = esdb.stdout.readline().strip()
     port = free_port()
-    env = {
-        **os.environ,
-        "ESDB_URI": uri,
-        "DATA_DIR": str(data),
-        "PORT": str(port),
-        "WEB_WORKERS": "2",
-        "READ_WAIT": "0.5",
-    }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    web = subprocess.Popen(
-        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"], cwd=ROOT, env=env
-    )
-    projector = subprocess.Popen([sys.executable, "-m", "projections"], cwd=ROOT, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or web.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield port, uri
+        with running(stack_env(data, uri, port)):
+            yield port, uri
     finally:
-        for process in (web, projector, esdb):
-            process.terminate()
-        for process in (web, projector, esdb):
-            assert process.wait(timeout=20) == 0
+        esdb.terminate()
+        assert esdb.wait(timeout=20) == 0
 
 
 def call(
