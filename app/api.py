@@ -72,7 +72,7 @@ def create_app(
     etags = ETagCodec(settings.etag_key)
     commands = CommandHandler(store, etags, settings.require_if_match)
     reads = ReadModels(settings.read_directory)
-    queries = Queries(reads, etags, settings.read_wait, store.head)
+    queries = Queries(reads, etags, settings.read_wait, store.head, store.head_is_current)
 
     authentication = Authentication(settings.api_keys)
     if authentication.open:

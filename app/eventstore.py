@@ -84,10 +84,13 @@ class EventStore:
     def __init__(self, uri: str, timeout: float = 10.0) -> None:
         self._uri = uri
         try:
-            deadline = ConnectionSpec(uri).options.DefaultDeadline
+            options = ConnectionSpec(uri).options
         except ValueError as error:
             raise StoreRefused(invalid_uri(error)) from error
-        self._timeout: float | None = None if deadline is not None else timeout
+        self._timeout: float | None = None if options.DefaultDeadline is not None else timeout
+        # Read from the leader (the default), the head includes every acknowledged write;
+        # from a follower or replica it may trail the leader's by a moment.
+        self.head_is_current: bool = options.NodePreference == "leader"
         self._client: EventStoreDBClient | None = None
         self._lock = threading.Lock()
 

@@ -226,12 +226,19 @@ class Queries:
     """GET/HEAD for collections, items and search, over the read models."""
 
     def __init__(
-        self, reads: ReadModels, etags: ETagCodec, wait: float, head: Callable[[], int]
+        self,
+        reads: ReadModels,
+        etags: ETagCodec,
+        wait: float,
+        head: Callable[[], int],
+        head_is_current: bool = True,
     ) -> None:
         self.reads = reads
         self._etags = etags
         self._wait = wait
         self._head = head  # the event store's newest commit position
+        # False when the head is read from a follower, which may not have every write yet.
+        self._head_is_current = head_is_current
 
     def catch_up(self, req: falcon.Request) -> None:
         """Read-your-writes: wait (bounded) until the read models reach the given position."""
@@ -249,18 +256,16 @@ class Queries:
         reached = self.reads.position()
         if reached is not None and reached >= wanted:
             return
-        if wanted > self._head():
-            raise Problem(
-                "invalid-query",
-                f"No write has reached commit position {wanted}: it is not one a 202 gave.",
-                parameter=POSITION_PARAMETER,
-            )
+        if self._head_is_current and wanted > self._head():
+            raise self._never_written(wanted)
         deadline = time.monotonic() + self._wait
         while True:
             reached = self.reads.position()
             if reached is not None and reached >= wanted:
                 return
             if time.monotonic() >= deadline:
+                if not self._head_is_current and wanted > self._head():
+                    raise self._never_written(wanted)  # a follower had the whole wait
                 raise Problem(
                     "read-model-behind",
                     f"The read models have not reached position {wanted} yet.",
@@ -268,6 +273,14 @@ class Queries:
                     reached=reached,
                 )
             time.sleep(POLL_SECONDS)
+
+    @staticmethod
+    def _never_written(wanted: int) -> Problem:
+        return Problem(
+            "invalid-query",
+            f"No write has reached commit position {wanted}: it is not one a 202 gave.",
+            parameter=POSITION_PARAMETER,
+        )
 
     def etag(self, presentation: Presentation, row: Row) -> str:
         return self._etags.encode(f"{presentation.view.category}-{row[0]}", row[1])

@@ -17,6 +17,7 @@ import falcon.testing
 import pytest
 
 from app.api import create_app
+from app.eventstore import EventStore
 from tests.api.conftest import FIXED_NOW, command, path_of, settings
 
 VIN_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
@@ -394,6 +395,50 @@ def test_a_position_the_projector_has_not_reached_is_503_with_retry_after(
 
 def test_a_position_no_write_has_reached_is_400(api: falcon.testing.TestClient) -> None:
     result = api.simulate_get("/v1/inventory-items", headers={"Commit-Position": str(10**15)})
+    assert (result.status_code, result.json["errorCode"]) == (400, 1018)
+
+
+class FollowerStore(EventStore):
+    """The store as a web reading from a follower sees it: its head stops at ``seen`` (the
+    follower has not replicated later writes yet) and is not taken as the truth."""
+
+    def __init__(self, uri: str, seen: int) -> None:
+        super().__init__(uri)
+        self.head_is_current = False
+        self._seen = seen
+
+    def head(self, timeout: float = 1.0) -> int:
+        return min(self._seen, super().head(timeout))
+
+
+def test_a_follower_that_trails_the_write_waits_rather_than_refusing(
+    api: falcon.testing.TestClient, esdb_uri: str, api_data: Path
+) -> None:
+    seen = EventStore(esdb_uri).head()
+    path, etag, position = create_item(api, "Replicated later")
+    assert int(position) > seen
+    follower = falcon.testing.TestClient(
+        create_app(
+            settings(esdb_uri, api_data, read_wait=5),
+            clock=lambda: FIXED_NOW,
+            store=FollowerStore(esdb_uri, seen),
+        )
+    )
+    result = follower.simulate_get(path, headers={"Commit-Position": position})
+    assert (result.status_code, result.headers["etag"]) == (200, etag)
+
+
+def test_from_a_follower_a_position_never_written_is_400_after_the_wait(
+    esdb_uri: str, api_data: Path
+) -> None:
+    follower = falcon.testing.TestClient(
+        create_app(
+            settings(esdb_uri, api_data, read_wait=0.2),
+            clock=lambda: FIXED_NOW,
+            store=FollowerStore(esdb_uri, 0),
+        )
+    )
+    result = follower.simulate_get("/v1/inventory-items", headers={"Commit-Position": str(10**15)})
     assert (result.status_code, result.json["errorCode"]) == (400, 1018)
 
 
