@@ -68,7 +68,7 @@ def create_app(
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """The app; ``routes``, when given, is filled with its routing table; ``store``, when
     given, is the event store adapter to use (else one for ``settings.esdb_uri``)."""
-    store = store if store is not None else EventStore(settings.esdb_uri)
+    store = store if store is not None else settings.event_store()
     etags = ETagCodec(settings.etag_key)
     commands = CommandHandler(store, etags, settings.require_if_match)
     reads = ReadModels(settings.read_directory)

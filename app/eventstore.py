@@ -79,10 +79,14 @@ class PendingEvent:
 
 class EventStore:
     """``uri`` is any esdbclient connection string; its ``defaultDeadline`` (when given)
-    bounds every call, else ``timeout`` seconds do."""
+    bounds every call, else ``timeout`` seconds do. ``root_certificates`` (PEM) are the CAs
+    to trust when the URI names no ``tlsCAFile``."""
 
-    def __init__(self, uri: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, uri: str, timeout: float = 10.0, root_certificates: str | None = None
+    ) -> None:
         self._uri = uri
+        self._root_certificates = root_certificates
         try:
             options = ConnectionSpec(uri).options
         except ValueError as error:
@@ -106,7 +110,9 @@ class EventStore:
             with self._lock:
                 if self._client is None:
                     try:
-                        self._client = EventStoreDBClient(self._uri)
+                        self._client = EventStoreDBClient(
+                            self._uri, root_certificates=self._root_certificates
+                        )
                     except ValueError as error:
                         raise StoreRefused(invalid_uri(error)) from error
                     except FAILURES as error:

@@ -16,7 +16,7 @@ import os
 import sys
 
 from app import logs
-from app.eventstore import EventStore, StoreRefused, StoreUnavailable
+from app.eventstore import StoreRefused, StoreUnavailable
 from app.settings import ConfigurationError, Settings
 
 CONFIGURATION_ERROR = 3
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         log.error({"message": f"configuration error: {error}"})
         return CONFIGURATION_ERROR
-    store = EventStore(settings.esdb_uri)
+    store = settings.event_store()
     try:
         store.check()
     except StoreRefused as error:

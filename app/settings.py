@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.auth import Key, keys_from_env
 from app.etags import load_or_create_key, parse_key
+from app.eventstore import EventStore
 from projections import config
 from projections.connection import check_uri
 
@@ -18,6 +19,7 @@ TRUE = {"1", "true", "yes", "on"}
 # The README's configuration table and the deploy files are checked against this list.
 VARIABLES: dict[str, str] = {
     "ESDB_URI": "",
+    "ESDB_ROOT_CERTIFICATES": "",
     "DATA_DIR": "var",
     "ESDB_PORT": "2113",
     "PORT": "8000",
@@ -59,6 +61,11 @@ class Settings:
     read_wait: float = 2.0
     api_keys: tuple[Key, ...] = ()
     require_auth: bool = False
+    esdb_root_certificates: str | None = None
+
+    def event_store(self) -> EventStore:
+        """The event store adapter these settings describe (not connected yet)."""
+        return EventStore(self.esdb_uri, root_certificates=self.esdb_root_certificates)
 
     @property
     def read_directory(self) -> Path:
@@ -101,4 +108,5 @@ class Settings:
             read_wait=float(_number(env, "READ_WAIT", float)),
             api_keys=api_keys,
             require_auth=require_auth,
+            esdb_root_certificates=config.root_certificates(env),
         )

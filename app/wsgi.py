@@ -9,10 +9,9 @@ import os
 
 from app import logs
 from app.api import create_app
-from app.eventstore import EventStore
 from app.settings import Settings
 
 logs.configure(os.environ.get("LOG_LEVEL", "info"))
 settings = Settings.from_env()
-store = EventStore(settings.esdb_uri)
+store = settings.event_store()
 app = create_app(settings, store=store)

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    feed = Feed(args.esdb_uri, [view.category for view in VIEWS])
+    feed = Feed(args.esdb_uri, [view.category for view in VIEWS], config.root_certificates())
     try:
         return project(args, feed, directory, stop)
     except FeedRefused as error:

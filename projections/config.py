@@ -12,6 +12,12 @@ def esdb_uri(env: Mapping[str, str] = os.environ) -> str:
     return env.get("ESDB_URI") or f"esdb://127.0.0.1:{int(env.get('ESDB_PORT', '2113'))}?tls=false"
 
 
+def root_certificates(env: Mapping[str, str] = os.environ) -> str | None:
+    """``ESDB_ROOT_CERTIFICATES``: PEM text of the CA(s) to trust, for platforms that hand
+    secrets over as variables rather than files (``tlsCAFile=`` in the URI is the file form)."""
+    return env.get("ESDB_ROOT_CERTIFICATES") or None
+
+
 def data_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get("DATA_DIR", "var"))
 

@@ -53,8 +53,11 @@ def _interrupted(error: EventStoreDBClientException) -> FeedInterrupted:
 
 
 class Feed:
-    def __init__(self, uri: str, categories: Iterable[str]) -> None:
+    def __init__(
+        self, uri: str, categories: Iterable[str], root_certificates: str | None = None
+    ) -> None:
         self._uri = uri
+        self._root_certificates = root_certificates
         self._pattern = "(" + "|".join(categories) + ")-.*"
         self._client: EventStoreDBClient | None = None
         self._subscription: object | None = None
@@ -63,7 +66,9 @@ class Feed:
     def _connected(self) -> EventStoreDBClient:
         if self._client is None:
             try:
-                self._client = EventStoreDBClient(self._uri)
+                self._client = EventStoreDBClient(
+                    self._uri, root_certificates=self._root_certificates
+                )
             except ValueError as error:
                 raise FeedRefused(invalid_uri(error)) from error
             except EventStoreDBClientException as error:

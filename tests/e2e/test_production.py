@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from esdbclient import EventStoreDBClient
 
 from esdblocal import certificates
+from projections.feed import Feed
 from tests.conftest import SecureNode, start_secure_node
 from tests.e2e.conftest import (
     call,
@@ -220,6 +222,34 @@ def test_bad_settings_stop_the_web_before_any_worker(
     assert "Traceback" not in log
     assert "Booting worker" not in log
     assert "secret-key-that-is-long" not in log
+
+
+def test_the_ca_can_come_inline_instead_of_as_a_file(
+    secure_node: SecureNode, tmp_path: Path
+) -> None:
+    """ESDB_ROOT_CERTIFICATES (PEM text) for a URI without tlsCAFile: the preflight the web
+    runs and the projector's feed both connect."""
+    uri = secure_node.uri_as().split("&tlsCAFile=")[0]
+    pem = secure_node.ca.read_text()
+    env = stack_env(tmp_path, uri, free_port(), ESDB_ROOT_CERTIFICATES=pem)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.preflight"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "accepts this configuration" in done.stderr
+    feed = Feed(uri, ["inventoryItem"], root_certificates=pem)
+    try:
+        feed.head()
+    finally:
+        feed.reset()
+    without = subprocess.run(
+        [sys.executable, "-m", "app.preflight"],
+        env={**env, "ESDB_ROOT_CERTIFICATES": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert without.returncode == 3  # the system's CAs do not know esdblocal's
+    assert "not trusted" in without.stderr
 
 
 # ---------------------------------------------------------- failures and recovery
