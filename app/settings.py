@@ -25,7 +25,7 @@ VARIABLES: dict[str, str] = {
     "PORT": "8000",
     "HOST": "127.0.0.1",
     "WEB_WORKERS": "",
-    "WEB_THREADS": "",
+    "WEB_THREADS": "1",
     "ETAG_KEY": "",
     "REQUIRE_IF_MATCH": "false",
     "API_KEYS": "",
