@@ -56,6 +56,8 @@ GUNICORN_LOGGING: dict[str, Any] = {
     "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {
         "gunicorn.error": {"handlers": ["stderr"], "propagate": False, "level": "INFO"},
-        "gunicorn.access": {"handlers": ["stderr"], "propagate": False, "level": "INFO"},
+        # Off: the app writes the access line itself, with the request id (gunicorn would
+        # otherwise log a second one per request, since a logconfig_dict is set).
+        "gunicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
     },
 }

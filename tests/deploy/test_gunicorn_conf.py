@@ -93,6 +93,8 @@ def test_the_logging_config_is_valid_and_writes_json(
         logging.config.dictConfig(config.logconfig_dict)
         logging.getLogger("gunicorn.error").warning("hello %s", "there")
         line = capsys.readouterr().err.strip().splitlines()[-1]
+        # the app writes the access line; gunicorn's would be a second one per request
+        assert not logging.getLogger("gunicorn.access").isEnabledFor(logging.CRITICAL - 1)
     finally:
         for name, (handlers, level, propagate) in saved.items():
             logger = logging.getLogger(name)
