@@ -15,7 +15,7 @@ from app.auth import Authentication
 from app.commands import CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
-from app.eventstore import EventStore, StoreUnavailable
+from app.eventstore import EventStore, StoreRefused, StoreUnavailable
 from app.health import HealthCheck, ReadinessCheck
 from app.middleware import RequestContext
 from app.problems import (
@@ -52,6 +52,8 @@ class MsgspecJSON(falcon.media.BaseHandler):
 def handle_unavailable(
     req: falcon.Request, resp: falcon.Response, error: StoreUnavailable, params: Any
 ) -> None:
+    if isinstance(error, StoreRefused):  # configuration, not weather: say it loudly
+        log.error({"requestId": getattr(req.context, "request_id", ""), "message": str(error)})
     handle_problem(
         req,
         resp,
