@@ -333,7 +333,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--ryw-rate", type=float, default=30.0, help="writes/s of the client")
-    parser.add_argument("--ryw-seconds", type=float, default=10.0, help="per configuration")
+    parser.add_argument("--ryw-seconds", type=float, default=15.0, help="per configuration")
     parser.add_argument("--no-ryw", dest="ryw", action="store_false", help="skip it")
     parser.add_argument("--read-wait", type=float, default=2.0, help="READ_WAIT of the app")
     parser.add_argument("--log-level", default="info", help="LOG_LEVEL of the servers")
@@ -528,9 +528,8 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
                 fmt(statistics.median(r.load.cpu_ms_per_request for r in mine), 3),
                 fmt(statistics.median(r.busiest_share for r in mine) * 100),
                 str(sum(r.load.errors for r in mine + hello)),
-                " ".join(
-                    f"{a.load.rate / h.load.rate:.2f}" for a, h in zip(mine, hello, strict=True)
-                ),
+                " ".join(f"{r.load.rate:,.0f} ({100 * r.busiest_share:.0f}%)" for r in mine),
+                " ".join(f"{r.load.rate:,.0f} ({100 * r.busiest_share:.0f}%)" for r in hello),
             ]
         )
     report.table(
@@ -547,17 +546,19 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
             "app CPU ms/req",
             "busiest worker % of CPU",
             "errors",
-            "app ÷ hello per round",
+            "app req/s per round (busiest worker %)",
+            "hello req/s per round (busiest worker %)",
         ],
         rows,
-        text=(1, 12),
+        text=(1, 12, 13),
     )
     report.add(
         f"baseline: {base.label} with `Connection: close` (app {fmt(base_app)} req/s, hello"
         f" {fmt(base_hello)} req/s). keep-alive = wrk's default (HTTP/1.1, no Connection"
         " header); sync workers close every connection anyway, so wrk reconnects there too."
         " app ÷ hello: the same configuration and mode. CPU ms/req: gunicorn master and"
-        " workers ÷ requests. busiest worker: its share of the workers' CPU in the run.",
+        " workers ÷ requests. busiest worker: its share of the workers' CPU in the run (even:"
+        " 25% of 4, 50% of 2; 100%: one worker served every connection).",
         "",
     )
     if ryw:
@@ -583,6 +584,7 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
                     fmt(ms(result.plain, 50), 2),
                     fmt(ms(result.plain, 99), 2),
                     fmt(load.load.rate),
+                    fmt(100 * load.busiest_share),
                     ", ".join(f"{s}: {n}" for s, n in sorted(others.items())) or "none",
                     str(result.write_errors),
                     str(result.reconnects),
@@ -600,12 +602,13 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
                 "plain GET p50 ms",
                 "p99",
                 "wrk GET req/s meanwhile",
+                "busiest worker %",
                 "GET after write not 200",
                 "failed writes",
                 "reconnects",
             ],
             rows,
-            text=(10,),
+            text=(11,),
         )
         report.add(
             "202→GET 200: from reading the 202 to reading the 200 of the GET that carried its"
