@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/long_stream_bench.py
 	$(PY) bench/paging_bench.py
 	$(PY) bench/read_bench.py
+	$(PY) bench/worker_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
