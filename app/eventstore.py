@@ -113,8 +113,6 @@ class EventStore:
                         self._client = EventStoreDBClient(
                             self._uri, root_certificates=self._root_certificates
                         )
-                    except ValueError as error:
-                        raise StoreRefused(invalid_uri(error)) from error
                     except FAILURES as error:
                         raise unavailable(error) from error
         return self._client

@@ -769,7 +769,8 @@ def revision() -> str:
     return f"{commit}{' with uncommitted changes' if dirty else ''}"
 
 
-def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> list[str]:
+def machine(load_before: tuple[float, ...]) -> list[str]:
+    """The lines every benchmark report opens with: cores, load, versions."""
     model = ""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -785,6 +786,39 @@ def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> li
         f"load average before the run: {' / '.join(f'{x:.2f}' for x in load_before)}"
         " (1 / 5 / 15 min; well above 0 means something else was using the cores)",
         f"Python {platform.python_version()}, {versions}, {platform.system()}",
+    ]
+
+
+def bench_env(auth: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """The processes' environment (none of the caller's settings leak in) and the request
+    headers: with ``auth``, as production runs, REQUIRE_AUTH and one read+write key."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in ("ETAG_KEY", "API_KEYS", "API_KEYS_FILE", "REQUIRE_AUTH", "ESDB_URI"):
+        env.pop(name, None)
+    if not auth:
+        return env, {}
+    key = secrets.token_hex(16)
+    env.update(API_KEYS=f"bench:{key}:read+write", REQUIRE_AUTH="true")
+    return env, {"Authorization": f"Bearer {key}"}
+
+
+def start_esdblocal(data: Path, tmp: Path, env: dict[str, str], services: list[Service]) -> str:
+    """esdblocal (durable, under ``data/esdb``) as a service; its connection string."""
+    esdb = Service(
+        "esdblocal",
+        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
+        tmp,
+        env,
+    )
+    services.append(esdb)
+    uri = esdb.wait_for_line(esdb.stdout_path, lambda line: line.startswith("esdb"), 60)
+    log(f"esdblocal at {uri}")
+    return uri
+
+
+def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> list[str]:
+    return [
+        *machine(load_before),
         f"gunicorn: -c deploy/gunicorn.conf.py (sync workers, Connection: close),"
         f" WEB_WORKERS={args.workers}, READ_WAIT={args.read_wait:g}, LOG_LEVEL={args.log_level}"
         + (
@@ -888,23 +922,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Report) -> None:
     load_before = os.getloadavg()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("ETAG_KEY", "API_KEYS", "API_KEYS_FILE", "REQUIRE_AUTH"):
-        env.pop(name, None)
-    auth: dict[str, str] = {}
-    if args.auth:  # as production runs: REQUIRE_AUTH with a key (read+write for the writes)
-        key = secrets.token_hex(16)
-        env.update(API_KEYS=f"bench:{key}:read+write", REQUIRE_AUTH="true")
-        auth = {"Authorization": f"Bearer {key}"}
-    esdb = Service(
-        "esdblocal",
-        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
-        tmp,
-        env,
-    )
-    services.append(esdb)
-    uri = esdb.wait_for_line(esdb.stdout_path, lambda line: line.startswith("esdb"), 60)
-    log(f"esdblocal at {uri}")
+    env, auth = bench_env(args.auth)
+    uri = start_esdblocal(data, tmp, env, services)
 
     # ------------------------------------------------ 1. seed, then catch up three ways
     log(f"seeding {args.items:,} items with {args.seed_processes} process(es)")

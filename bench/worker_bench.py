@@ -28,13 +28,10 @@ Run: ``python bench/worker_bench.py [--seconds 5] [--rounds 3] [--quick]``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import math
 import os
-import platform
-import secrets
 import signal
 import statistics
 import subprocess
@@ -43,7 +40,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -57,15 +53,18 @@ from read_bench import (
     Load,
     Report,
     Service,
+    bench_env,
     cpu_seconds,
     ensure_wrk,
     fmt,
     free_port,
     http_get,
     log,
-    percentile,
+    machine,
+    ms,
     revision,
     run_wrk,
+    start_esdblocal,
     wait_http,
 )
 
@@ -269,32 +268,15 @@ def read_your_writes(
 # ---------------------------------------------------------------------------- report
 
 
-def ms(values: list[float], p: float) -> float:
-    return percentile(sorted(values), p) * 1000
-
-
 def median_rate(runs: list[Run]) -> float:
     return statistics.median(run.load.rate for run in runs)
 
 
 def machine_lines(args: Any, wrk: str, load_before: tuple[float, ...]) -> list[str]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("falcon", "gunicorn", "esdbclient")
-    )
     version = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
     wrk_name = (version.stdout.splitlines() or ["wrk"])[0].split("Copyright")[0].strip()
     return [
-        f"CPU cores: {os.cpu_count()} ({model or platform.machine()}); every server, the"
-        " projector, esdblocal, wrk and this script share them",
-        f"load average before the run: {' / '.join(f'{x:.2f}' for x in load_before)}"
-        " (1 / 5 / 15 min)",
-        f"Python {platform.python_version()}, {versions}, {platform.system()}",
+        *machine(load_before),
         f"code: {revision()}",
         f"load: {wrk_name}, {args.wrk_threads} thread(s), {args.connections} connections, the"
         " same for every configuration; its latency excludes the TCP connect",
@@ -372,22 +354,8 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
     script = tmp / "summary.lua"
     script.write_text(WRK_SCRIPT)
     data = tmp / "data"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("ETAG_KEY", "API_KEYS", "API_KEYS_FILE", "REQUIRE_AUTH", "ESDB_URI"):
-        env.pop(name, None)
-    key = secrets.token_hex(16)
-    env.update(API_KEYS=f"bench:{key}:read+write", REQUIRE_AUTH="true")
-    auth = {"Authorization": f"Bearer {key}"}
-
-    esdb = Service(
-        "esdblocal",
-        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
-        tmp,
-        env,
-    )
-    services.append(esdb)
-    uri = esdb.wait_for_line(esdb.stdout_path, lambda line: line.startswith("esdb"), 60)
-    log(f"esdblocal at {uri}")
+    env, auth = bench_env(auth=True)
+    uri = start_esdblocal(data, tmp, env, services)
     base_env = {
         **env,
         "ESDB_URI": uri,
