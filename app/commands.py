@@ -10,6 +10,7 @@ makes this safe: a stale view loses the race at the store, is dropped, and is re
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -23,7 +24,10 @@ import msgspec
 from app.etags import ETagCodec
 from app.eventstore import NO_STREAM, ConcurrencyConflict, EventStore, PendingEvent, StreamGone
 from app.problems import Problem
-from domain.errors import DomainError, ErrorCode
+from domain.errors import DomainError, ErrorCode, ImpossibleEvent
+from domain.history import event_type, evolve
+
+log = logging.getLogger("app.commands")
 
 # Event ids derived from an Idempotency-Key live in this namespace.
 IDEMPOTENCY_NAMESPACE = UUID("8f0c6b5e-2d4a-4f1e-9a57-3c2b1d0e9f8a")
@@ -106,6 +110,7 @@ PROBLEM_OF_DOMAIN_ERROR: dict[ErrorCode, str] = {
     ErrorCode.IMMUTABLE_FIELD: "immutable-field",
     ErrorCode.MILEAGE_DECREASE: "mileage-decrease",
     ErrorCode.CAR_DELETED: "gone",
+    ErrorCode.STOCK_LIMIT: "stock-limit",
 }
 
 
@@ -136,7 +141,21 @@ class Repository:
         if new:
             state, replays = loaded.state, dict(loaded.replays)
             for stored in new:
-                state = aggregate.apply(state, aggregate.events.decode(stored.data))
+                try:
+                    state = evolve(
+                        aggregate.events, aggregate.apply, state, stored.type, stored.data
+                    )
+                except ImpossibleEvent as error:
+                    # The same meaning as on the read side (which quarantines it): no effect.
+                    log.warning(
+                        {
+                            "message": "event ignored: the model cannot accept it",
+                            "stream": stream,
+                            "revision": stored.version,
+                            "type": stored.type,
+                            "reason": str(error),
+                        }
+                    )
                 _remember(replays, stored.metadata, stored.version, stored.position)
             loaded = Loaded(state, new[-1].version, new[-1].position, replays)
         self.keep(stream, loaded)
@@ -276,7 +295,7 @@ class CommandHandler:
         return [
             PendingEvent(
                 id=uuid5(IDEMPOTENCY_NAMESPACE, f"{stream}/{key}/{index}") if key else uuid4(),
-                type=type(event).__struct_config__.tag,  # type: ignore[arg-type]
+                type=event_type(event),
                 data=_ENCODER.encode(event),
                 metadata=encoded,
             )

@@ -13,18 +13,25 @@ from uuid import UUID
 
 import msgspec
 
-from domain.errors import DomainError, ErrorCode, FieldError
+from domain.errors import DomainError, ErrorCode, FieldError, ImpossibleEvent
 
 CATEGORY = "car"
 FIRST_YEAR = 1886  # the Benz Patent-Motorwagen
+LAST_YEAR = 9999  # what an event may record at all; requests are held to next year
+MAX_MILEAGE = 9_999_999  # seven digits, as odometers have
 MODELS: dict[str, tuple[str, ...]] = {"Ford": ("Escape", "F150"), "BMW": ("M3", "M5")}
 
 Make = Literal["Ford", "BMW"]
 Model = Literal["Escape", "F150", "M3", "M5"]
 Color = Literal["red", "white", "blue"]
 Condition = Literal["excellent", "good", "average", "poor"]
-Year = Annotated[int, msgspec.Meta(ge=FIRST_YEAR, description="model year, up to next year")]
-Mileage = Annotated[int, msgspec.Meta(ge=0, description="odometer reading; never goes down")]
+Year = Annotated[
+    int, msgspec.Meta(ge=FIRST_YEAR, le=LAST_YEAR, description="model year, up to next year")
+]
+Mileage = Annotated[
+    int,
+    msgspec.Meta(ge=0, le=MAX_MILEAGE, description="odometer reading; never goes down"),
+]
 Vin = Annotated[
     str,
     msgspec.Meta(
@@ -107,26 +114,26 @@ class CarEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", rena
 
 
 class CarCreated(CarEvent, frozen=True, tag="CarCreated"):
-    year: int
-    make: str
-    model: str
-    color: str
-    mileage: int
-    vin: str
-    condition: str
+    year: Year
+    make: Make
+    model: Model
+    color: Color
+    mileage: Mileage
+    vin: Vin
+    condition: Condition
     owner: UUID
 
 
 class ColorChanged(CarEvent, frozen=True, tag="ColorChanged"):
-    color: str
+    color: Color
 
 
 class MileageChanged(CarEvent, frozen=True, tag="MileageChanged"):
-    mileage: int
+    mileage: Mileage
 
 
 class ConditionChanged(CarEvent, frozen=True, tag="ConditionChanged"):
-    condition: str
+    condition: Condition
 
 
 class OwnerChanged(CarEvent, frozen=True, tag="OwnerChanged"):
@@ -167,10 +174,21 @@ def zero() -> Car:
 
 
 def apply(state: Car, event: CarEvent) -> Car:
+    """Fold one event; ``ImpossibleEvent`` for one ``fire`` could not have decided here."""
     replace = msgspec.structs.replace
+    if isinstance(event, CarCreated):
+        if state.exists:
+            raise ImpossibleEvent("the car was created already")
+        if event.model not in MODELS[event.make] or event.owner.int == 0:
+            raise ImpossibleEvent("the car breaks a rule (make and model, or a nil owner)")
+        return Car(exists=True, **msgspec.structs.asdict(event))
+    if not state.exists:
+        raise ImpossibleEvent("the car has not been created")
+    if state.deleted:
+        raise ImpossibleEvent("the car is retired")
     match event:
-        case CarCreated():
-            return Car(exists=True, **msgspec.structs.asdict(event))
+        case MileageChanged(mileage=mileage) if mileage < state.mileage:
+            raise ImpossibleEvent(f"the mileage would go down from {state.mileage}")
         case ColorChanged(color=color):
             return replace(state, color=color)
         case MileageChanged(mileage=mileage):
@@ -178,6 +196,8 @@ def apply(state: Car, event: CarEvent) -> Car:
         case ConditionChanged(condition=condition):
             return replace(state, condition=condition)
         case OwnerChanged(owner=owner):
+            if owner.int == 0:
+                raise ImpossibleEvent("the owner would be the nil UUID")
             return replace(state, owner=owner)
         case CarDeleted():
             return replace(state, deleted=True)

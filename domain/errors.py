@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     IMMUTABLE_FIELD = "immutable-field"
     MILEAGE_DECREASE = "mileage-decrease"
     CAR_DELETED = "car-deleted"
+    STOCK_LIMIT = "stock-limit"
 
 
 class FieldError(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,3 +35,14 @@ class DomainError(msgspec.Struct, frozen=True, kw_only=True):
     code: ErrorCode
     message: str
     fields: tuple[FieldError, ...] = ()
+
+
+class ImpossibleEvent(Exception):
+    """A recorded event the model cannot accept: unreadable, or one that ``fire`` could never
+    have decided from the state before it (an event before the creation event, stock below
+    zero or beyond ``MAX_SAFE_INTEGER``, a change after retirement).
+
+    Both sides give it one meaning: the event has no effect on the state, and it still counts
+    toward the stream's version (the version is the stream's, not the model's). The read side
+    also quarantines it; see ``domain.history``.
+    """

@@ -8,20 +8,14 @@ Stream: ``inventoryItem-<uuid>``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
 
 import msgspec
 
-from domain.errors import DomainError, ErrorCode, FieldError
+from domain.errors import DomainError, ErrorCode, FieldError, ImpossibleEvent
+from domain.limits import MAX_SAFE_INTEGER, NAME_MAX, Count, Name
 
 CATEGORY = "inventoryItem"
-NAME_MAX = 200
-
-Name = Annotated[
-    str,
-    msgspec.Meta(min_length=1, max_length=NAME_MAX, description="non-empty after trimming"),
-]
-Count = Annotated[int, msgspec.Meta(gt=0, description="how many items")]
+MAX_STOCK = MAX_SAFE_INTEGER
 
 
 # ---------------------------------------------------------------- commands
@@ -70,19 +64,19 @@ class InventoryEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"
 
 
 class InventoryItemCreated(InventoryEvent, frozen=True, tag="InventoryItemCreated"):
-    name: str
+    name: Name
 
 
 class InventoryItemRenamed(InventoryEvent, frozen=True, tag="InventoryItemRenamed"):
-    new_name: str
+    new_name: Name
 
 
 class ItemsCheckedInToInventory(InventoryEvent, frozen=True, tag="ItemsCheckedInToInventory"):
-    count: int
+    count: Count
 
 
 class ItemsRemovedFromInventory(InventoryEvent, frozen=True, tag="ItemsRemovedFromInventory"):
-    count: int
+    count: Count
 
 
 class InventoryItemDeactivated(InventoryEvent, frozen=True, tag="InventoryItemDeactivated"):
@@ -113,14 +107,25 @@ def zero() -> InventoryItem:
 
 
 def apply(state: InventoryItem, event: InventoryEvent) -> InventoryItem:
+    """Fold one event; ``ImpossibleEvent`` for one ``fire`` could not have decided here."""
+    if isinstance(event, InventoryItemCreated):
+        if state.exists:
+            raise ImpossibleEvent("the item was created already")
+        return InventoryItem(exists=True, name=event.name, active=True)
+    if not state.exists:
+        raise ImpossibleEvent("the item has not been created")
+    if not state.active:
+        raise ImpossibleEvent("the item is deactivated")
     match event:
-        case InventoryItemCreated(name=name):
-            return InventoryItem(exists=True, name=name, active=True)
         case InventoryItemRenamed(new_name=name):
             return msgspec.structs.replace(state, name=name)
         case ItemsCheckedInToInventory(count=count):
+            if count > MAX_STOCK - state.count:
+                raise ImpossibleEvent(f"the stock would exceed {MAX_STOCK}")
             return msgspec.structs.replace(state, count=state.count + count)
         case ItemsRemovedFromInventory(count=count):
+            if count > state.count:
+                raise ImpossibleEvent(f"the stock would go below zero ({state.count} in stock)")
             return msgspec.structs.replace(state, count=state.count - count)
         case InventoryItemDeactivated():
             return msgspec.structs.replace(state, active=False)
@@ -142,6 +147,15 @@ def fire(state: InventoryItem, command: InventoryCommand) -> list[InventoryEvent
         case RenameInventoryItemCommand(new_name=new_name):
             return _named(new_name, "newName", lambda name: InventoryItemRenamed(new_name=name))
         case CheckInItemsToInventoryCommand(count=count):
+            if count > MAX_STOCK - state.count:
+                return DomainError(
+                    code=ErrorCode.STOCK_LIMIT,
+                    message=f"Cannot check in {count} items: {state.count} in stock, and stock"
+                    f" stays at most {MAX_STOCK}.",
+                    fields=(
+                        FieldError(field="count", message=f"at most {MAX_STOCK - state.count}"),
+                    ),
+                )
             return [ItemsCheckedInToInventory(count=count)]
         case RemoveItemsFromInventoryCommand(count=count):
             if count > state.count:

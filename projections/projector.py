@@ -17,20 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
-
 from projections.feed import Feed, FeedInterrupted, FeedRefused, Item, Live, Progress
-from projections.store import Recorded, Writer
+from projections.reporting import report
+from projections.store import STORE_FAULTS, Recorded, Writer
 
-log = logging.getLogger("projections")
-_encode = msgspec.json.Encoder().encode
+__all__ = ["MAX_BACKOFF", "Projector", "report"]
 MAX_BACKOFF = 5.0
-
-
-def report(message: str, level: int = logging.INFO, **fields: object) -> None:
-    """One structured log line."""
-    name = logging.getLevelName(level).lower()
-    log.log(level, _encode({"level": name, "message": message, **fields}).decode())
 
 
 class _End:
@@ -82,8 +74,19 @@ class Projector:
             except FeedInterrupted as error:
                 report("event store unreachable; retrying", error=str(error), inSeconds=backoff)
                 self._feed.reset()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+            except STORE_FAULTS as error:
+                # The read store's fault, not an event's (locked, full, unwritable): the batch
+                # was rolled back; wait and resume from the checkpoint, never skip.
+                report(
+                    "read store failed; retrying",
+                    logging.ERROR,
+                    error=f"{type(error).__name__}: {error}",
+                    inSeconds=backoff,
+                )
+            else:
+                continue
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
         return False
 
     def _follow(self, stop: threading.Event, until_live: bool) -> bool:

@@ -29,20 +29,29 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from domain.errors import ImpossibleEvent
+from domain.history import evolve
+from domain.limits import MAX_SAFE_INTEGER
+from projections.reporting import report
 from projections.views import VIEWS, View, view_of
 
 log = logging.getLogger("projections")
+# Faults of the read store itself (locked, full, unwritable): retried, never blamed on events.
+STORE_FAULTS: tuple[type[BaseException], ...] = (sqlite3.DatabaseError, OSError)
+# What binding one event's values can raise if a value does not fit SQLite: blamed on the
+# event once it alone reproduces it (see ``Writer.commit``).
+_VALUE_FAULTS = (OverflowError, ValueError, TypeError, sqlite3.InterfaceError, sqlite3.DataError)
+REASON_MAX = 500
 CURRENT = "CURRENT"
 BLOCK = 1024
 TOTAL = -1  # the block number under which a state's total is kept
 POSITION = "position"
 UPDATED = "updated"
+QUARANTINED = "quarantined"
 
 Row = tuple[Any, ...]  # id, version, active, then the view's columns
 
@@ -56,6 +65,17 @@ class Recorded:
     data: bytes
     version: int
     position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An event the read side set aside: where it is, and why the model could not use it."""
+
+    position: int
+    stream: str
+    revision: int
+    type: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +113,13 @@ def _schema(view: View) -> str:
     """
 
 
+QUARANTINE = (
+    "CREATE TABLE IF NOT EXISTS quarantine (position INTEGER NOT NULL, stream TEXT NOT NULL,"
+    " revision INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL,"
+    " PRIMARY KEY (stream, revision));"
+)
 SCHEMA = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    QUARANTINE + "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE blocks (tbl TEXT, active INTEGER, block INTEGER, n INTEGER NOT NULL,"
     " PRIMARY KEY (tbl, active, block)) WITHOUT ROWID;"
     # rowid = ordinal * len(VIEWS) + the view's index: one search row per resource.
@@ -172,6 +197,8 @@ class Writer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = _connect(path)
+        self._db.execute(QUARANTINE)  # generations made before the quarantine existed
+        self._quarantined: list[Quarantined] = []
 
     def position(self) -> int | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (POSITION,)).fetchone()
@@ -181,12 +208,42 @@ class Writer:
         """Fold ``events`` into their rows and record ``position``: all or nothing.
 
         Returns how many events changed a row (an event at or below a row's version was
-        applied before and is skipped, so replaying a batch is harmless).
+        applied before and is skipped, so replaying a batch is harmless). An event the model
+        cannot use goes into the quarantine table in the same transaction. Should binding a
+        row still fail on a value (a safety net behind ``_fits``), the batch is rolled back
+        and committed again one event per transaction, so the event that alone fails is
+        quarantined and the others are kept.
         """
+        try:
+            applied = self._transaction(events, position)
+        except _VALUE_FAULTS:
+            applied = 0
+            for event in events:
+                try:
+                    applied += self._transaction([event], event.position)
+                except _VALUE_FAULTS as error:
+                    reason = f"the read store cannot keep it: {error!r}"
+                    self._transaction([], event.position, set_aside=[(event, reason)])
+            applied += self._transaction([], position)
+        return applied
+
+    def _transaction(
+        self,
+        events: Sequence[Recorded],
+        position: int,
+        set_aside: Sequence[tuple[Recorded, str]] = (),
+    ) -> int:
         db = self._db
+        self._quarantined.clear()
+        for event, reason in set_aside:
+            self._quarantine(event, reason)
         db.execute("BEGIN IMMEDIATE")
         try:
             applied = self._fold(events)
+            db.executemany(
+                "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)",
+                ((*astuple(q), time.time()) for q in self._quarantined),
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 ((POSITION, position), (UPDATED, time.time())),
@@ -194,8 +251,38 @@ class Writer:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            self._quarantined.clear()
             raise
+        for q in self._quarantined:  # logged once, after the commit that records it
+            report(
+                "event quarantined",
+                logging.WARNING,
+                position=q.position,
+                stream=q.stream,
+                revision=q.revision,
+                type=q.type,
+                reason=q.reason,
+            )
+        self._quarantined.clear()
         return applied
+
+    def _quarantine(self, event: Recorded, reason: str) -> None:
+        self._quarantined.append(
+            Quarantined(
+                event.position,
+                _text(event.stream),
+                event.version,
+                _text(event.type),
+                _text(reason)[:REASON_MAX],
+            )
+        )
+
+    def quarantine(self) -> list[Quarantined]:
+        """Every quarantined event, in the order of the store."""
+        rows = self._db.execute(
+            "SELECT position, stream, revision, type, reason FROM quarantine ORDER BY position"
+        ).fetchall()
+        return [Quarantined(*row) for row in rows]
 
     def _fold(self, events: Iterable[Recorded]) -> int:
         db = self._db
@@ -221,14 +308,15 @@ class Writer:
                     continue
                 version = event.version
                 try:
-                    state = view.apply(state, view.events.decode(event.data))
-                except (msgspec.DecodeError, TypeError) as error:
-                    # An event this version of the model cannot read (written by hand, or
-                    # by a newer model) must not wedge the projector: log it, move on.
-                    log.warning(
-                        "skipped %s at %s@%d: %s", event.type, event.stream, event.version, error
-                    )
+                    after = evolve(view.events, view.apply, state, event.type, event.data)
+                    _fits(view.to_row(after))
+                except ImpossibleEvent as error:
+                    self._quarantine(event, str(error))
                     continue
+                except Exception as error:  # the model's own failure on this one event
+                    self._quarantine(event, f"the model failed on it: {error!r}")
+                    continue
+                state = after
                 applied += 1
             if not state.exists or (row is not None and version == row[1]):
                 continue
@@ -271,6 +359,20 @@ class Writer:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _fits(values: Iterable[Any]) -> None:
+    """Every column value within what the read store and JSON clients keep exactly."""
+    for value in values:
+        if isinstance(value, int) and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise ImpossibleEvent(f"{value} is beyond what JSON clients hold exactly")
+        if isinstance(value, str):
+            value.encode()  # UnicodeEncodeError (lone surrogates): not UTF-8 text
+
+
+def _text(value: str) -> str:
+    """Any string as valid UTF-8 text (lone surrogates escaped)."""
+    return value.encode("utf-8", "backslashreplace").decode()
 
 
 # ---------------------------------------------------------------- the readers
@@ -323,10 +425,16 @@ class ReadModels:
         return None if row is None else int(row[0])
 
     def status(self) -> dict[str, Any]:
+        """The projector's bookkeeping (position, last commit), and how many it quarantined."""
         db = self._db()
         if db is None:
             return {}
-        return dict(db.execute("SELECT key, value FROM meta").fetchall())
+        status = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        try:
+            (status[QUARANTINED],) = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+        except sqlite3.OperationalError:  # a generation the projector has not opened since
+            status[QUARANTINED] = 0
+        return status
 
     def item(self, view: View, row_id: str) -> Row | None:
         db = self._db()

@@ -286,7 +286,7 @@ def test_a_failing_batch_leaves_rows_and_checkpoint_as_they_were(tmp_path: Path)
     writer.close()
 
 
-def test_an_unreadable_event_is_skipped_and_the_stream_carries_on(
+def test_an_unreadable_event_is_quarantined_and_the_stream_carries_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="projections")
@@ -304,8 +304,15 @@ def test_an_unreadable_event_is_skipped_and_the_stream_carries_on(
         writer.commit([event], 100 + n)
     assert store.ReadModels(tmp_path).item(INVENTORY, item) == (item, 4, 1, "Tolerant", 7)
     assert writer.position() == 104
-    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(skipped) == 2 and "ItemsShipped" in skipped[0], skipped
+    quarantined = writer.quarantine()
+    assert [(q.revision, q.type) for q in quarantined] == [
+        (2, "ItemsShipped"),
+        (3, "ItemsCheckedInToInventory"),
+    ]
+    assert "cannot be read" in quarantined[1].reason
+    logged = [r.getMessage() for r in caplog.records if "event quarantined" in r.getMessage()]
+    assert len(logged) == 2 and "ItemsShipped" in logged[0], logged
+    assert store.ReadModels(tmp_path).status()[store.QUARANTINED] == 2
     writer.close()
 
 
