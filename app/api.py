@@ -12,6 +12,7 @@ import falcon.media
 import msgspec
 
 from app.auth import Authentication
+from app.bodies import BodyLimit, check_json
 from app.commands import CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
@@ -43,10 +44,9 @@ class MsgspecJSON(falcon.media.BaseHandler):
         return self._encoder.encode(media)
 
     def deserialize(self, stream: Any, content_type: str | None, content_length: int | None) -> Any:
-        try:
-            return self._decoder.decode(stream.read())
-        except msgspec.DecodeError as error:
-            raise Problem("malformed-body", f"The body is not JSON: {error}.") from None
+        body = stream.read()
+        check_json(body)
+        return self._decoder.decode(body)
 
 
 def handle_unavailable(
@@ -86,7 +86,7 @@ def create_app(
             "THE API IS OPEN: no API keys are configured, anyone can read and write."
             " Set API_KEYS or API_KEYS_FILE (and REQUIRE_AUTH=true in production)."
         )
-    middleware: list[Any] = [RequestContext(), authentication]
+    middleware: list[Any] = [RequestContext(), BodyLimit(settings.max_body_bytes), authentication]
     app = falcon.App(middleware=middleware)
     handler = MsgspecJSON()
     for media_type in (falcon.MEDIA_JSON, PROBLEM_JSON):

@@ -11,7 +11,7 @@ from app.description import Described, operation
 from app.eventstore import EventStore, StoreUnavailable
 from app.mediatypes import content_type
 from app.representations import Health, Readiness
-from projections.store import POSITION, UPDATED, ReadModels
+from projections.store import POSITION, QUARANTINED, UPDATED, ReadModels
 
 
 class HealthCheck(Described):
@@ -50,7 +50,11 @@ class ReadinessCheck(Described):
             body["eventStore"] = {"reachable": False, "error": str(error)}
         status = self._reads.status()
         position = status.get(POSITION)
-        projector: dict[str, Any] = {"started": bool(status), "position": position}
+        projector: dict[str, Any] = {
+            "started": bool(status),
+            "position": position,
+            "quarantined": status.get(QUARANTINED, 0),
+        }
         if UPDATED in status:
             projector["secondsSinceLastCommit"] = round(time.time() - float(status[UPDATED]), 3)
         if head is not None:

@@ -16,6 +16,7 @@ from typing import Any
 import falcon
 import msgspec
 
+from app.bodies import check_json, read_body
 from app.mediatypes import JSON, content_type
 from app.problems import Problem
 
@@ -36,7 +37,7 @@ class Accepts:
 
     def read(self, req: falcon.Request) -> tuple[msgspec.Struct, bytes]:
         """The command in the request body (and the body), or a 415/400 problem."""
-        body = req.bounded_stream.read()
+        body = read_body(req)
         if req.content_type is None:
             if body:
                 self._unsupported("a body needs a Content-Type")
@@ -55,6 +56,7 @@ class Accepts:
         model = self._by_name[name]
         if not body and not _required_fields(model):
             body = b"{}"  # e.g. DELETE with no body at all
+        check_json(body)
         try:
             command: msgspec.Struct = self._decoders[name].decode(body)
         except msgspec.DecodeError:

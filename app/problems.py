@@ -70,6 +70,20 @@ KINDS: tuple[Kind, ...] = (
          "No API key, or not one of ours: send Authorization: Bearer <key>."),
     Kind(1021, 403, "forbidden", "Forbidden",
          "The API key is valid; its scopes do not allow this (read: GET/HEAD; write: the rest)."),
+    Kind(1022, 413, "body-too-large", "Content too large",
+         "The body is larger than this deployment accepts (MAX_BODY_BYTES); nothing was read."),
+    Kind(1023, 400, "malformed-request", "Malformed request",
+         "The HTTP request itself could not be parsed (request line, headers or chunking)."),
+    Kind(1024, 414, "uri-too-long", "URI too long",
+         "The request line is longer than the server reads (4094 bytes)."),
+    Kind(1025, 431, "header-fields-too-large", "Request header fields too large",
+         "Too many header fields (more than 100), or one longer than 8190 bytes."),
+    Kind(1026, 409, "stock-limit", "Stock limit",
+         "Checking in this many items would take the stock beyond 2^53 - 1."),
+    Kind(1027, 501, "not-implemented", "Not implemented",
+         "The request uses an HTTP feature the server does not implement (a transfer coding)."),
+    Kind(1028, 417, "expectation-failed", "Expectation failed",
+         "The Expect header asks for something other than 100-continue."),
 )  # fmt: skip
 BY_SLUG = {kind.slug: kind for kind in KINDS}
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}

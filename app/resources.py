@@ -15,6 +15,7 @@ from uuid import UUID, uuid4, uuid5
 import falcon
 import msgspec
 
+from app.bodies import check_json, read_body
 from app.commands import Aggregate, CommandHandler, CommandRequest, Outcome
 from app.description import PAGED, READ, Described, RouteTable, openapi, operation
 from app.media import Accepts, content_type, field_errors
@@ -292,7 +293,8 @@ class Cars(Described):
                 f"PATCH takes {MERGE_PATCH} (RFC 7396).",
                 accepted=[MERGE_PATCH],
             )
-        body = req.bounded_stream.read()
+        body = read_body(req)
+        check_json(body)
         try:
             patch = msgspec.to_builtins(PATCH_DECODER.decode(body))
         except msgspec.DecodeError:
@@ -322,7 +324,7 @@ class Cars(Described):
             req,
             resp,
             item_id,
-            req.bounded_stream.read(),
+            read_body(req),
             lambda state: cars.fire(state, cars.Delete()),
             domain_model="RetireCar",
         )

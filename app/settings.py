@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.auth import Key, keys_from_env
+from app.bodies import DEFAULT_MAX_BODY_BYTES
 from app.etags import load_or_create_key, parse_key
 from app.eventstore import EventStore
 from projections import config
@@ -33,6 +34,7 @@ VARIABLES: dict[str, str] = {
     "REQUIRE_AUTH": "false",
     "READ_WAIT": "2",
     "LOG_LEVEL": "info",
+    "MAX_BODY_BYTES": "65536",
 }
 
 
@@ -62,6 +64,7 @@ class Settings:
     api_keys: tuple[Key, ...] = ()
     require_auth: bool = False
     esdb_root_certificates: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def event_store(self) -> EventStore:
         """The event store adapter these settings describe (not connected yet)."""
@@ -109,4 +112,12 @@ class Settings:
             api_keys=api_keys,
             require_auth=require_auth,
             esdb_root_certificates=config.root_certificates(env),
+            max_body_bytes=_body_limit(env),
         )
+
+
+def _body_limit(env: Mapping[str, str]) -> int:
+    limit = int(_number(env, "MAX_BODY_BYTES", int))
+    if limit < 1024:  # the largest command is a car, about 300 bytes
+        raise ConfigurationError("MAX_BODY_BYTES must be at least 1024")
+    return limit

@@ -11,6 +11,7 @@
   and ``/readyz`` says why, until it is back.
 - SIGTERM: gunicorn stops accepting, lets requests in progress finish for up to
   ``graceful_timeout`` seconds, then exits; no request is cut half-way under that bound.
+- Requests gunicorn refuses before the app sees them answer problem+json (``post_fork``).
 - Logs: one JSON object per line on stderr, gunicorn's and the app's; the app writes the
   access line itself (with the request id), so gunicorn's access log stays off.
 """
@@ -60,6 +61,14 @@ def on_starting(server: Any) -> None:
     done = subprocess.run([sys.executable, "-m", "app.preflight"], check=False)
     if done.returncode != 0:
         sys.exit(done.returncode)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Worker, just after the fork: the requests gunicorn refuses itself (request line,
+    header fields, chunking) are answered in problem+json, as the app answers (app.refusals)."""
+    from app.refusals import install
+
+    install()
 
 
 def post_worker_init(worker: Any) -> None:

@@ -21,6 +21,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+import msgspec
+
 from projections import config, store
 from projections.feed import Feed, FeedRefused
 from projections.projector import Projector, report
@@ -39,6 +41,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=2000, help="most events per transaction")
     parser.add_argument("--lag-every", type=float, default=30.0, help="seconds between lag logs")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="list the events the read side set aside (one JSON object per line) and exit",
+    )
     return parser.parse_args(argv)
 
 
@@ -46,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
     directory = config.read_directory(args.data_dir)
+    if args.quarantine:
+        return list_quarantine(directory)
     directory.mkdir(parents=True, exist_ok=True)
     lock = (directory / "projector.lock").open("w")
     try:
@@ -69,6 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     finally:
         feed.reset()
+
+
+def list_quarantine(directory: Path) -> int:
+    """What ``--quarantine`` prints: each event on a line, then how many (on stderr)."""
+    found = store.quarantine_of(directory)
+    for entry in found:
+        print(msgspec.json.encode(entry).decode())
+    print(f"{len(found)} quarantined event(s) in {directory}", file=sys.stderr)
+    return 0
 
 
 def project(args: argparse.Namespace, feed: Feed, directory: Path, stop: threading.Event) -> int:

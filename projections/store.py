@@ -278,11 +278,7 @@ class Writer:
         )
 
     def quarantine(self) -> list[Quarantined]:
-        """Every quarantined event, in the order of the store."""
-        rows = self._db.execute(
-            "SELECT position, stream, revision, type, reason FROM quarantine ORDER BY position"
-        ).fetchall()
-        return [Quarantined(*row) for row in rows]
+        return quarantined(self._db)
 
     def _fold(self, events: Iterable[Recorded]) -> int:
         db = self._db
@@ -359,6 +355,29 @@ class Writer:
 
     def close(self) -> None:
         self._db.close()
+
+
+def quarantined(db: sqlite3.Connection) -> list[Quarantined]:
+    """Every quarantined event, in the order of the store."""
+    rows = db.execute(
+        "SELECT position, stream, revision, type, reason FROM quarantine"
+        " ORDER BY position, stream, revision"
+    ).fetchall()
+    return [Quarantined(*row) for row in rows]
+
+
+def quarantine_of(directory: Path) -> list[Quarantined]:
+    """The quarantine of the current generation, read-only (the projector may be running)."""
+    path = current_generation(directory)
+    if path is None or not path.exists():
+        return []
+    db = _connect(path, readonly=True)
+    try:
+        return quarantined(db)
+    except sqlite3.OperationalError:  # a generation from before the quarantine
+        return []
+    finally:
+        db.close()
 
 
 def _fits(values: Iterable[Any]) -> None:
