@@ -44,7 +44,15 @@ class BodyLimit:
 def read_body(req: falcon.Request) -> bytes:
     """The whole body, or 413 as soon as it grows past the limit (chunked bodies too)."""
     limit: int = getattr(req.context, _LIMIT, DEFAULT_MAX_BODY_BYTES)
-    body: bytes = req.bounded_stream.read(limit + 1)
+    # Without Content-Length (chunked), Falcon's bounded_stream reads nothing; the server's
+    # own stream ends where the chunked body does.
+    source = req.bounded_stream if req.content_length is not None else req.stream
+    try:
+        body: bytes = source.read(limit + 1)
+    except Exception as error:  # the server's body reader: broken chunking, a cut connection
+        raise Problem(
+            "malformed-request", f"The body could not be read: {type(error).__name__}: {error}."
+        ) from None
     if len(body) > limit:
         _too_large(limit, "the body sent")
     return body
