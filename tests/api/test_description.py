@@ -127,3 +127,23 @@ def test_a_plain_accept_keeps_the_default_array(
     for accept in ("application/json", "application/json; domain-model=Other", "*/*"):
         result = api.simulate_options("/v1/cars", headers={"Accept": accept})
         assert result.json == ["GET", "HEAD", "POST", "OPTIONS"]
+
+
+def test_the_bounds_of_every_value_are_in_the_description(
+    described: tuple[falcon.testing.TestClient, RouteTable],
+) -> None:
+    """OPTIONS and OpenAPI show the ranges the decoders enforce (issue 11)."""
+    client, _ = described
+    body = client.simulate_options(
+        "/v1/inventory-items/00000000-0000-0000-0000-000000000001", headers=DESCRIPTION
+    ).json
+    count = body["schemas"]["CheckInItemsToInventoryCommand"]["properties"]["count"]
+    assert (count["exclusiveMinimum"], count["maximum"]) == (0, 2**53 - 1)
+    document = client.simulate_get("/v1/openapi.json").json
+    schemas = document["components"]["schemas"]
+    name = schemas["CreateInventoryItemCommand"]["properties"]["name"]
+    assert (name["minLength"], name["maxLength"]) == (1, 200)
+    assert "\\x00-\\x1f" in name["pattern"]
+    car = schemas["CarRepresentation"]["properties"]
+    assert car["mileage"]["maximum"] == cars.MAX_MILEAGE
+    assert car["year"]["maximum"] == cars.LAST_YEAR
