@@ -1,1 +1,2 @@
-"""The HTTP edge and the command side (Falcon, esdbclient, cryptography)."""
+"""The HTTP edge (Falcon resources, media, problems, OPTIONS and OpenAPI) and the command
+side (which knows no HTTP)."""

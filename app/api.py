@@ -13,22 +13,24 @@ import msgspec
 
 from app.auth import Authentication
 from app.bodies import BodyLimit, check_json
-from app.commands import CommandHandler
+from app.commands import CommandFailed, CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
-from app.eventstore import EventStore, StoreRefused, StoreUnavailable
 from app.health import HealthCheck, ReadinessCheck
 from app.middleware import RequestContext
 from app.problems import (
     PROBLEM_JSON,
+    UNAVAILABLE,
     Problem,
+    handle_command_failed,
     handle_problem,
     handle_unexpected,
     serialize_http_error,
 )
 from app.queries import Queries
-from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search
+from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
 from app.settings import ConfigurationError, Settings
+from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
 from projections.store import ReadModels
 
 log = logging.getLogger("app")
@@ -57,7 +59,7 @@ def handle_unavailable(
     handle_problem(
         req,
         resp,
-        Problem("unavailable", "The event store cannot be reached.", headers={"Retry-After": "1"}),
+        Problem(UNAVAILABLE, "The event store cannot be reached.", headers={"Retry-After": "1"}),
         params,
     )
 
@@ -72,7 +74,7 @@ def create_app(
     given, is the event store adapter to use (else one for ``settings.esdb_uri``)."""
     store = store if store is not None else settings.event_store()
     etags = ETagCodec(settings.etag_key)
-    commands = CommandHandler(store, etags, settings.require_if_match)
+    commands = CommandHandler(store, settings.require_if_match)
     reads = ReadModels(settings.read_directory)
     queries = Queries(reads, etags, settings.read_wait, store.head, store.head_is_current)
 
@@ -95,27 +97,27 @@ def create_app(
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(StoreUnavailable, handle_unavailable)
     app.add_error_handler(Problem, handle_problem)
+    app.add_error_handler(CommandFailed, handle_command_failed)
     app.set_error_serializer(serialize_http_error)
 
     routes = RouteTable() if routes is None else routes
 
     def mount(template: str, resource: Described, suffix: str = "") -> None:
-        resource.routes = routes
         routes.routes.append(Route(template, resource, suffix))
         app.add_route(template, resource, **({"suffix": suffix} if suffix else {}))
 
-    mount("/v1", Root())
-    inventory_items = InventoryItems(commands, queries)
+    mount("/v1", Root(routes))
+    inventory_items = InventoryItems(routes, Writer(commands, etags, "inventory-items"), queries)
     mount("/v1/inventory-items", inventory_items)
     mount("/v1/inventory-items/{item_id:uuid}", inventory_items, "item")
-    car_resource = Cars(commands, queries, clock)
+    car_resource = Cars(routes, Writer(commands, etags, "cars"), queries, clock)
     mount("/v1/cars", car_resource)
     mount("/v1/cars/{item_id:uuid}", car_resource, "item")
-    mount("/v1/search", Search(queries))
-    errors = ErrorPages()
+    mount("/v1/search", Search(routes, queries))
+    errors = ErrorPages(routes)
     mount("/v1/errors", errors)
     mount("/v1/errors/{number:int}", errors, "one")
     mount("/v1/openapi.json", OpenAPIDocument(routes))
-    mount("/healthz", HealthCheck())
-    mount("/readyz", ReadinessCheck(store, reads))
+    mount("/healthz", HealthCheck(routes))
+    mount("/readyz", ReadinessCheck(routes, store, reads))
     return app

@@ -22,7 +22,7 @@ from typing import Any
 
 import falcon
 
-from app.problems import Problem
+from app.problems import FORBIDDEN, UNAUTHORIZED, Problem
 
 SCOPES = ("read", "write")
 READ_METHODS = ("GET", "HEAD")
@@ -92,7 +92,7 @@ class Authentication:
         scheme, _, presented = (req.auth or "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
             raise Problem(
-                "unauthorized",
+                UNAUTHORIZED,
                 "Send an API key: Authorization: Bearer <key>.",
                 headers={"WWW-Authenticate": CHALLENGE},
             )
@@ -100,14 +100,14 @@ class Authentication:
         key = next((k for k in self._keys if hmac.compare_digest(k.digest, digest)), None)
         if key is None:
             raise Problem(
-                "unauthorized",
+                UNAUTHORIZED,
                 "That API key is not one of ours.",
                 headers={"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'},
             )
         needed = "read" if req.method in READ_METHODS else "write"
         if needed not in key.scopes:
             raise Problem(
-                "forbidden",
+                FORBIDDEN,
                 f"This key may not {needed}: its scopes are {', '.join(sorted(key.scopes))}.",
             )
         req.context.principal = key.principal

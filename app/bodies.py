@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import falcon
 
-from app.problems import Problem
+from app.problems import BODY_TOO_LARGE, MALFORMED_BODY, MALFORMED_REQUEST, Problem
 
 DEFAULT_MAX_BODY_BYTES = 65_536
 MAX_JSON_DEPTH = 32  # the commands are flat objects; 32 leaves room and bounds the walk
@@ -51,7 +51,7 @@ def read_body(req: falcon.Request) -> bytes:
         body: bytes = source.read(limit + 1)
     except Exception as error:  # the server's body reader: broken chunking, a cut connection
         raise Problem(
-            "malformed-request", f"The body could not be read: {type(error).__name__}: {error}."
+            MALFORMED_REQUEST, f"The body could not be read: {type(error).__name__}: {error}."
         ) from None
     if len(body) > limit:
         _too_large(limit, "the body sent")
@@ -60,9 +60,9 @@ def read_body(req: falcon.Request) -> bytes:
 
 def _too_large(limit: int, what: str) -> NoReturn:
     raise Problem(
-        "body-too-large",
+        BODY_TOO_LARGE,
         f"{what} is larger than the {limit} bytes this API accepts.",
-        maxBodyBytes=limit,
+        max_body_bytes=limit,
     )
 
 
@@ -134,4 +134,4 @@ def _too_deep() -> NoReturn:
 
 
 def _malformed(detail: str) -> NoReturn:
-    raise Problem("malformed-body", detail, errors=[{"field": "", "message": detail}])
+    raise Problem(MALFORMED_BODY, detail, errors=[{"field": "", "message": detail}])

@@ -1,10 +1,14 @@
 """The command side: load an aggregate, check the request's preconditions, let the domain
 decide, and append what it decided with the expected version.
 
+It knows no HTTP: preconditions arrive as stream versions (the edge decodes ETags), and every
+refusal is one of the exceptions below, which the edge maps to problems once
+(``app.errors``).
+
 A worker keeps recently used aggregates in memory and reads only a stream's new events
-before each command (one short read, however long the stream), so a command on a
-10,000-event stream does not re-read 10,000 events. The append's expected version is what
-makes this safe: a stale view loses the race at the store, is dropped, and is reloaded.
+before each command (one short read, however long the stream). The append's expected
+version is what makes this safe: a stale view loses the race at the store, is dropped, and
+is reloaded.
 """
 
 from __future__ import annotations
@@ -15,22 +19,62 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from uuid import UUID, uuid4, uuid5
 
-import falcon
 import msgspec
 
-from app.etags import ETagCodec
-from app.eventstore import NO_STREAM, ConcurrencyConflict, EventStore, PendingEvent, StreamGone
-from app.problems import Problem
-from domain.errors import DomainError, ErrorCode, ImpossibleEvent
-from domain.history import event_type, evolve
+from domain.aggregates import Aggregate
+from domain.errors import DomainError, ImpossibleEvent
+from domain.history import event_type
+from eventstore.streams import NO_STREAM, ConcurrencyConflict, EventStore, PendingEvent, StreamGone
 
 log = logging.getLogger("app.commands")
 
 # Event ids derived from an Idempotency-Key live in this namespace.
 IDEMPOTENCY_NAMESPACE = UUID("8f0c6b5e-2d4a-4f1e-9a57-3c2b1d0e9f8a")
+
+
+# ---------------------------------------------------------------- refusals
+
+
+class CommandFailed(Exception):
+    """Why a command appended nothing."""
+
+
+class NotFound(CommandFailed):
+    pass
+
+
+class Gone(CommandFailed):
+    """The stream was tombstoned: the resource will not come back."""
+
+
+class PreconditionFailed(CommandFailed):
+    pass
+
+
+class PreconditionRequired(CommandFailed):
+    pass
+
+
+class Conflict(CommandFailed):
+    """Concurrent writers kept winning the race, retries included."""
+
+
+class IdempotencyKeyReused(CommandFailed):
+    pass
+
+
+class Refused(CommandFailed):
+    """The domain said no."""
+
+    def __init__(self, error: DomainError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# ---------------------------------------------------------------- requests and outcomes
 
 
 class State(Protocol):
@@ -40,16 +84,7 @@ class State(Protocol):
 
 S = TypeVar("S", bound=State)
 E = TypeVar("E", bound=msgspec.Struct)
-
-
-@dataclass(frozen=True, slots=True)
-class Aggregate(Generic[S, E]):
-    """A domain module as the command side uses it."""
-
-    category: str
-    zero: Callable[[], S]
-    apply: Callable[[S, E], S]
-    events: msgspec.json.Decoder[Any]
+ANY: Literal["*"] = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +107,16 @@ class Loaded(Generic[S]):
 
 @dataclass(frozen=True, slots=True)
 class CommandRequest:
-    """What the HTTP edge read from the request."""
+    """What the edge read from the request, in the command side's terms.
+
+    ``if_match``: None when absent, ``"*"``, or the stream versions the client's ETags stand
+    for (those that do not decode for this stream are left out, so an empty tuple never
+    matches). ``if_none_match_any``: ``If-None-Match: *``, create only once.
+    """
 
     domain_model: str
-    if_match: Sequence[str | falcon.ETag] | None = None
-    if_none_match: Sequence[str | falcon.ETag] | None = None
+    if_match: Literal["*"] | tuple[int, ...] | None = None
+    if_none_match_any: bool = False
     idempotency_key: str | None = None
     body: bytes = b""
     request_id: str = ""
@@ -87,38 +127,27 @@ class CommandRequest:
     def body_hash(self) -> str:
         return hashlib.sha256(self.domain_model.encode() + b"\0" + self.body).hexdigest()
 
+    @property
+    def has_precondition(self) -> bool:
+        return self.if_match is not None or self.if_none_match_any
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What a command did: the stream's version after it, the commit position of its last
+    event (None when nothing was ever appended), and how many events it appended."""
+
     stream: str
     version: int
     position: int | None
     appended: int
-    etag: str
 
 
 _ENCODER = msgspec.json.Encoder()
 _METADATA = msgspec.json.Decoder(dict[str, Any])
 
-PROBLEM_OF_DOMAIN_ERROR: dict[ErrorCode, str] = {
-    ErrorCode.ALREADY_EXISTS: "already-exists",
-    ErrorCode.NOT_FOUND: "not-found",
-    ErrorCode.INVALID_NAME: "invalid-name",
-    ErrorCode.ITEM_INACTIVE: "item-inactive",
-    ErrorCode.INSUFFICIENT_STOCK: "insufficient-stock",
-    ErrorCode.INVALID_CAR: "invalid-car",
-    ErrorCode.IMMUTABLE_FIELD: "immutable-field",
-    ErrorCode.MILEAGE_DECREASE: "mileage-decrease",
-    ErrorCode.CAR_DELETED: "gone",
-    ErrorCode.STOCK_LIMIT: "stock-limit",
-}
 
-
-def problem_of(error: DomainError) -> Problem:
-    slug = PROBLEM_OF_DOMAIN_ERROR[error.code]
-    if not error.fields:
-        return Problem(slug, error.message)
-    return Problem(slug, error.message, errors=[msgspec.to_builtins(f) for f in error.fields])
+# ---------------------------------------------------------------- the repository
 
 
 class Repository:
@@ -130,21 +159,19 @@ class Repository:
         self._cache: OrderedDict[str, Loaded[Any]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def load(self, aggregate: Aggregate[S, E], stream: str) -> Loaded[S]:
+    def load(self, aggregate: Aggregate[S], stream: str) -> Loaded[S]:
         with self._lock:
             cached: Loaded[S] | None = self._cache.get(stream)
         loaded = cached if cached is not None else Loaded(aggregate.zero())
         try:
             new = self._store.read(stream, after=loaded.version)
         except StreamGone:
-            raise Problem("gone", "This resource was retired for good.") from None
+            raise Gone("This resource was retired for good.") from None
         if new:
             state, replays = loaded.state, dict(loaded.replays)
             for stored in new:
                 try:
-                    state = evolve(
-                        aggregate.events, aggregate.apply, state, stored.type, stored.data
-                    )
+                    state = aggregate.evolve(state, stored.type, stored.data)
                 except ImpossibleEvent as error:
                     # The same meaning as on the read side (which quarantines it): no effect.
                     log.warning(
@@ -188,93 +215,85 @@ def _remember(replays: dict[str, Replay], metadata: bytes, version: int, positio
         replays[key] = Replay(version, position, appended, str(meta.get("requestHash", "")))
 
 
+# ---------------------------------------------------------------- the handler
+
+
 class CommandHandler:
     def __init__(
         self,
         store: EventStore,
-        etags: ETagCodec,
         require_if_match: bool = False,
         retries: int = 3,
     ) -> None:
         self._store = store
-        self._etags = etags
         self._require_if_match = require_if_match
         self._retries = retries
         self.repository = Repository(store)
 
     def execute(
         self,
-        aggregate: Aggregate[S, E],
+        aggregate: Aggregate[S],
         stream: str,
-        decide: Callable[[S], list[E] | DomainError],
+        decide: Callable[[S], Sequence[msgspec.Struct] | DomainError],
         request: CommandRequest,
         creates: bool = False,
     ) -> Outcome:
-        """Run one command: 404 before any precondition, then 428/412, then the domain.
+        """Run one command: NotFound before any precondition, then the preconditions, then
+        the domain.
 
         Without If-Match a conflict with a concurrent writer is reloaded and retried a few
-        times; with If-Match it is the client's precondition that failed (412).
+        times; with a precondition it is the client's precondition that failed.
         """
         for _ in range(self._retries + 1):
             loaded = self.repository.load(aggregate, stream)
             replay = self._replay(loaded, request)
             if replay is not None:
-                return self._outcome(stream, replay.version, replay.position, replay.appended)
+                return Outcome(stream, replay.version, replay.position, replay.appended)
             if not creates and not loaded.state.exists:
-                raise Problem("not-found", "There is nothing at this URL.")
-            expected = self._expected(stream, loaded, request, creates)
+                raise NotFound("There is nothing at this URL.")
+            expected = self._expected(loaded, request, creates)
             decided = decide(loaded.state)
             if isinstance(decided, DomainError):
-                raise problem_of(decided)
+                raise Refused(decided)
             if not decided:
-                return self._outcome(stream, loaded.version, loaded.position, 0)
+                return Outcome(stream, loaded.version, loaded.position, 0)
             pending = self._pending(stream, decided, request)
             try:
                 position = self._store.append(stream, expected, pending)
             except ConcurrencyConflict:
                 self.repository.forget(stream)
-                if request.if_match is not None or request.if_none_match is not None:
-                    raise Problem(
-                        "precondition-failed", "The resource changed since that ETag."
-                    ) from None
+                if request.has_precondition:
+                    raise PreconditionFailed("The resource changed since that ETag.") from None
                 continue
             except StreamGone:
-                raise Problem("gone", "This resource was retired for good.") from None
+                raise Gone("This resource was retired for good.") from None
             self._advance(aggregate, stream, loaded, decided, position, request)
-            return self._outcome(stream, expected + len(decided), position, len(decided))
-        raise Problem("conflict", "Concurrent writers kept changing the resource; retry.")
+            return Outcome(stream, expected + len(decided), position, len(decided))
+        raise Conflict("Concurrent writers kept changing the resource; retry.")
 
     def _replay(self, loaded: Loaded[Any], request: CommandRequest) -> Replay | None:
         if request.idempotency_key is None:
             return None
         replay: Replay | None = loaded.replays.get(request.idempotency_key)
         if replay is not None and replay.request_hash != request.body_hash:
-            raise Problem(
-                "idempotency-key-reused",
-                "This Idempotency-Key was used with a different request.",
-            )
+            raise IdempotencyKeyReused("This Idempotency-Key was used with a different request.")
         return replay
 
-    def _expected(
-        self, stream: str, loaded: Loaded[Any], request: CommandRequest, creates: bool
-    ) -> int:
+    def _expected(self, loaded: Loaded[Any], request: CommandRequest, creates: bool) -> int:
         exists = loaded.state.exists
-        if request.if_none_match is not None and "*" in request.if_none_match and exists:
-            raise Problem("precondition-failed", "The resource exists already (If-None-Match: *).")
+        if request.if_none_match_any and exists:
+            raise PreconditionFailed("The resource exists already (If-None-Match: *).")
         if request.if_match is None:
             if self._require_if_match and not creates:
-                raise Problem("precondition-required", "Send If-Match with the ETag you last saw.")
+                raise PreconditionRequired("Send If-Match with the ETag you last saw.")
             return loaded.version
-        if "*" in request.if_match:
+        if request.if_match == ANY:
             if not exists:
-                raise Problem("precondition-failed", "There is no resource to match (If-Match: *).")
+                raise PreconditionFailed("There is no resource to match (If-Match: *).")
             return loaded.version
-        for tag in request.if_match:
-            if isinstance(tag, falcon.ETag) and not tag.is_weak:
-                version = self._etags.decode(stream, tag)
-                if version is not None and version == loaded.version:
-                    return version
-        raise Problem("precondition-failed", "If-Match does not name the current version.")
+        if loaded.version in request.if_match:
+            return loaded.version
+        raise PreconditionFailed("If-Match does not name the current version.")
 
     def _pending(
         self, stream: str, events: Sequence[msgspec.Struct], request: CommandRequest
@@ -304,10 +323,10 @@ class CommandHandler:
 
     def _advance(
         self,
-        aggregate: Aggregate[S, E],
+        aggregate: Aggregate[S],
         stream: str,
         loaded: Loaded[S],
-        events: Sequence[E],
+        events: Sequence[msgspec.Struct],
         position: int,
         request: CommandRequest,
     ) -> None:
@@ -325,6 +344,3 @@ class CommandHandler:
             stream,
             replace(loaded, state=state, version=version, position=position, replays=replays),
         )
-
-    def _outcome(self, stream: str, version: int, position: int | None, appended: int) -> Outcome:
-        return Outcome(stream, version, position, appended, self._etags.encode(stream, version))

@@ -7,10 +7,10 @@ from typing import Any
 
 import falcon
 
-from app.description import Described, operation
-from app.eventstore import EventStore, StoreUnavailable
-from app.mediatypes import content_type
+from app.description import Described, RouteTable, operation
+from app.media import content_type
 from app.representations import Health, Readiness
+from eventstore.streams import EventStore, StoreUnavailable
 from projections.store import POSITION, QUARANTINED, UPDATED, ReadModels
 
 
@@ -31,7 +31,8 @@ class ReadinessCheck(Described):
     event's position minus the projector's checkpoint.
     """
 
-    def __init__(self, store: EventStore, reads: ReadModels) -> None:
+    def __init__(self, routes: RouteTable, store: EventStore, reads: ReadModels) -> None:
+        super().__init__(routes)
         self._store = store
         self._reads = reads
 

@@ -10,17 +10,28 @@ once per model; a body that does not fit gets a 400 listing every field error at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import falcon
 import msgspec
 
 from app.bodies import check_json, read_body
-from app.mediatypes import JSON, content_type
-from app.problems import Problem
+from app.problems import MALFORMED_BODY, UNSUPPORTED_MEDIA_TYPE, Problem
 
-__all__ = ["JSON", "Accepts", "content_type", "field_errors"]
+JSON = "application/json"
+VERSION = "1.0.0"
+
+
+def content_type(domain_model: str) -> str:
+    """The response media type with every level as a parameter."""
+    return (
+        f"{JSON}; charset=utf-8; domain-model={domain_model}; version={VERSION};"
+        f" format={JSON}; schema=application/schema+json; is-text=true"
+    )
+
+
+Rules = Callable[[dict[str, Any]], list[dict[str, str]]]
 
 
 class Accepts:
@@ -35,8 +46,13 @@ class Accepts:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    def read(self, req: falcon.Request) -> tuple[msgspec.Struct, bytes]:
-        """The command in the request body (and the body), or a 415/400 problem."""
+    def read(self, req: falcon.Request, rules: Rules | None = None) -> tuple[msgspec.Struct, bytes]:
+        """The command in the request body (and the body), or a 415/400 problem.
+
+        ``rules`` are the domain's rules over the raw fields: when a field's type is wrong,
+        the 400 lists them too (for the fields that did decode), so every error comes at
+        once.
+        """
         body = read_body(req)
         if req.content_type is None:
             if body:
@@ -60,17 +76,23 @@ class Accepts:
         try:
             command: msgspec.Struct = self._decoders[name].decode(body)
         except msgspec.DecodeError:
+            errors = field_errors(model, body)
+            if rules is not None:
+                raw = msgspec.json.decode(body)
+                flagged = {error["field"] for error in errors}
+                if isinstance(raw, dict):
+                    errors += [e for e in rules(raw) if e["field"] not in flagged]
             raise Problem(
-                "malformed-body",
+                MALFORMED_BODY,
                 f"The body does not fit {name}.",
-                domainModel=name,
-                errors=field_errors(model, body),
+                domain_model=name,
+                errors=errors,
             ) from None
         return command, body
 
     def _unsupported(self, why: str) -> None:
         raise Problem(
-            "unsupported-media-type",
+            UNSUPPORTED_MEDIA_TYPE,
             f"Unsupported media type: {why}. Accepted domain-models: {', '.join(self.names)}.",
             accepted=[f"{JSON}; domain-model={name}" for name in self.names],
         )

@@ -16,8 +16,8 @@ import os
 import sys
 
 from app import logs
-from app.eventstore import StoreRefused, StoreUnavailable
 from app.settings import ConfigurationError, Settings
+from eventstore.streams import StoreRefused, StoreUnavailable
 
 CONFIGURATION_ERROR = 3
 log = logging.getLogger("app.preflight")

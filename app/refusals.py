@@ -14,25 +14,36 @@ import socket
 import gunicorn.util
 import msgspec
 
-from app.problems import BY_SLUG, BY_STATUS, PROBLEM_JSON, body
+from app.problems import (
+    BY_STATUS,
+    EXPECTATION_FAILED,
+    FORBIDDEN,
+    HEADER_FIELDS_TOO_LARGE,
+    INTERNAL_ERROR,
+    MALFORMED_REQUEST,
+    NOT_IMPLEMENTED,
+    PROBLEM_JSON,
+    URI_TOO_LONG,
+    body,
+)
 
 # gunicorn's statuses and the kinds the API documents for them.
 KIND_OF_STATUS = {
-    400: BY_SLUG["malformed-request"],
-    403: BY_SLUG["forbidden"],
-    414: BY_SLUG["uri-too-long"],
-    417: BY_SLUG["expectation-failed"],
-    431: BY_SLUG["header-fields-too-large"],
-    501: BY_SLUG["not-implemented"],
+    400: MALFORMED_REQUEST,
+    403: FORBIDDEN,
+    414: URI_TOO_LONG,
+    417: EXPECTATION_FAILED,
+    431: HEADER_FIELDS_TOO_LARGE,
+    501: NOT_IMPLEMENTED,
 }
 _encode = msgspec.json.Encoder().encode
 
 
 def write_problem(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """``gunicorn.util.write_error``'s signature and behaviour, in problem+json."""
-    kind = KIND_OF_STATUS.get(status_int) or BY_STATUS.get(status_int) or BY_SLUG["internal-error"]
+    kind = KIND_OF_STATUS.get(status_int) or BY_STATUS.get(status_int) or INTERNAL_ERROR
     detail = f"{kind.description} ({mesg})" if mesg else kind.description
-    content = _encode(body(kind, detail, ""))
+    content = body(kind, detail, "")
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\n"
         "Connection: close\r\n"

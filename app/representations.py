@@ -102,6 +102,7 @@ class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     domain_model: str | msgspec.UnsetType = msgspec.UNSET
     parameter: str | msgspec.UnsetType = msgspec.UNSET
     reached: int | msgspec.UnsetType | None = msgspec.UNSET
+    max_body_bytes: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class ErrorPage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -10,9 +10,9 @@ from pathlib import Path
 from app.auth import Key, keys_from_env
 from app.bodies import DEFAULT_MAX_BODY_BYTES
 from app.etags import load_or_create_key, parse_key
-from app.eventstore import EventStore
+from eventstore.connection import check_uri, esdb_uri, root_certificates
+from eventstore.streams import EventStore
 from projections import config
-from projections.connection import check_uri
 
 TRUE = {"1", "true", "yes", "on"}
 
@@ -79,7 +79,7 @@ class Settings:
         """The settings, or ConfigurationError naming what is wrong (nothing is echoed that
         could be a secret)."""
         data_dir = config.data_dir(env)
-        uri = config.esdb_uri(env)
+        uri = esdb_uri(env)
         try:
             check_uri(uri)
         except ValueError as error:
@@ -111,7 +111,7 @@ class Settings:
             read_wait=float(_number(env, "READ_WAIT", float)),
             api_keys=api_keys,
             require_auth=require_auth,
-            esdb_root_certificates=config.root_certificates(env),
+            esdb_root_certificates=root_certificates(env),
             max_body_bytes=_body_limit(env),
         )
 

@@ -26,10 +26,9 @@ from esdbclient import EventStoreDBClient, NewEvent, StreamState
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.commands import CommandHandler, CommandRequest
-from app.etags import ETagCodec
-from app.eventstore import EventStore
-from app.resources import INVENTORY
 from domain import inventory
+from domain.aggregates import INVENTORY_ITEM
+from eventstore.streams import EventStore
 
 
 def fill(uri: str, stream: str, events: int) -> None:
@@ -60,17 +59,17 @@ def fill(uri: str, stream: str, events: int) -> None:
 
 def time_commands(uri: str, stream: str, commands: int, warm: bool) -> list[float]:
     store = EventStore(uri)
-    handler = CommandHandler(store, ETagCodec(os.urandom(64)))
+    handler = CommandHandler(store)
     command = inventory.CheckInItemsToInventoryCommand(count=1)
     timings = []
     for index in range(commands):
         if not warm:
-            handler = CommandHandler(store, ETagCodec(os.urandom(64)))  # a fresh worker's view
+            handler = CommandHandler(store)  # a fresh worker's view
         request = CommandRequest(
             domain_model="CheckInItemsToInventoryCommand", request_id=str(index)
         )
         started = time.perf_counter()
-        handler.execute(INVENTORY, stream, lambda s: inventory.fire(s, command), request)
+        handler.execute(INVENTORY_ITEM, stream, lambda s: inventory.fire(s, command), request)
         timings.append(time.perf_counter() - started)
     store.close()
     return timings

@@ -20,8 +20,9 @@ from uuid import uuid4
 import msgspec
 
 from domain import inventory
-from projections.store import Filters, ReadModels, Recorded, Writer, new_generation, swap
-from projections.views import INVENTORY
+from eventstore.feed import Recorded
+from projections.store import Filters, ReadModels, Writer, new_generation, swap
+from projections.views import INVENTORY_VIEW
 
 
 def fill(directory: Path, count: int) -> None:
@@ -81,10 +82,10 @@ def main() -> None:
         for state in ("active", "all"):
             base_blocks = base_plain = 0.0
             for offset in (0, args.items // 2, int(args.items * 6 / 7) - 10):
-                page = reads.page(INVENTORY, Filters(state=state), offset, 10)
-                assert [r[0] for r in page.rows] == [r[0] for r in plain(state, offset)]
+                page = reads.page(INVENTORY_VIEW, Filters(state=state), offset, 10)
+                assert [r.id for r in page.records] == [r[0] for r in plain(state, offset)]
                 ms_blocks = timed(
-                    lambda s=state, o=offset: reads.page(INVENTORY, Filters(state=s), o, 10),
+                    lambda s=state, o=offset: reads.page(INVENTORY_VIEW, Filters(state=s), o, 10),
                     args.repeat,
                 )
                 ms_plain = timed(lambda s=state, o=offset: plain(s, o), args.repeat)

@@ -33,7 +33,6 @@ Run: ``python bench/read_bench.py [--items 101000] [--seconds 8] [--rounds 5] [-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import http.client
 import importlib.util
@@ -43,39 +42,53 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import platform
 import pstats
-import secrets
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    CHECK_IN,
+    CREATE,
+    HOST,
+    PROJECT_ROOT,
+    STOP_TIMEOUT_S,
+    WRK_SCRIPT,
+    Load,
+    Report,
+    Service,
+    bench_env,
+    cpu_seconds,
+    ensure_wrk,
+    fmt,
+    free_port,
+    http_get,
+    log,
+    machine_lines,
+    ms,
+    percentile,
+    run_wrk,
+    start_esdblocal,
+    tree_cpu_seconds,
+    wait_http,
+)
+
 sys.path.insert(0, str(PROJECT_ROOT))
 
-HOST = "127.0.0.1"
-FILTER = ["(inventoryItem|car)-.*"]  # what projections.feed.Feed asks the server for
+FILTER = ["(inventoryItem|car)-.*"]  # what eventstore.feed.Feed asks the server for
 ITEM_NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-4e5b-9c8d-7a6b5c4d3e2f")
-CREATE = "application/json; domain-model=CreateInventoryItemCommand"
-CHECK_IN = "application/json; domain-model=CheckInItemsToInventoryCommand"
-STARTUP_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
 READ_PASSES = 2
 LIST_LIMIT = 10
-STDERR_TAIL_LINES = 30
 TARGETS = {
     "projector": ("≥ 0.50 of raw read_all", 0.50),
     "get-item": ("≥ 0.70 of hello-world", 0.70),
@@ -83,120 +96,13 @@ TARGETS = {
 }
 RYW_TARGET_P99_MS = 50.0
 
-WRK_SCRIPT = """
-done = function(summary, latency, requests)
-  io.write(string.format(
-    "WRKJSON {\\"requests\\": %d, \\"duration_us\\": %d, \\"connect\\": %d, \\"read\\": %d,"
-    .. " \\"write\\": %d, \\"status\\": %d, \\"timeout\\": %d, \\"p50_us\\": %d,"
-    .. " \\"p99_us\\": %d, \\"max_us\\": %d}\\n",
-    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
-    summary.errors.write, summary.errors.status, summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
-"""
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
 
 def item_id(index: int) -> uuid.UUID:
     """The id of the index-th seeded item (deterministic, so any process can name it)."""
     return uuid.uuid5(ITEM_NAMESPACE, f"item-{index}")
 
 
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list (nan when empty)."""
-    if not ordered:
-        return math.nan
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # ---------------------------------------------------------------------------- processes
-
-
-class Service:
-    """A subprocess with its output in files; stop() sends SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], tmp: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.stdout_path = tmp / f"{name}.stdout"
-        self.stderr_path = tmp / f"{name}.stderr"
-        log(f"starting {name}: {' '.join(argv[1:])}")
-        with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
-            self.proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=err)
-        self.started = time.perf_counter()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def check_alive(self) -> None:
-        if self.proc.poll() is not None:
-            raise RuntimeError(
-                f"{self.name} exited with status {self.proc.returncode}:\n{self.stderr_tail()}"
-            )
-
-    def wait_for_line(self, path: Path, accept: Callable[[str], bool], timeout: float) -> str:
-        """The first line of ``path`` that ``accept``s, written before ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in path.read_text(errors="replace").splitlines(keepends=True):
-                if line.endswith("\n") and accept(line):
-                    return line.strip()
-            self.check_alive()
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name}: no expected line after {timeout:.0f} s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it")
-                self.proc.kill()
-                self.proc.wait()
-        log(f"{self.name} stopped (exit status {self.proc.returncode})")
-
-    def stderr_tail(self) -> str:
-        try:
-            lines = self.stderr_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-STDERR_TAIL_LINES:])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc (0 when it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """CPU of a process and its direct children (a gunicorn master and its workers)."""
-    total = cpu_seconds(root)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == root:
-            total += cpu_seconds(int(entry.name))
-    return total
 
 
 # ---------------------------------------------------------------------------- seeding
@@ -316,99 +222,6 @@ def caught_up(line: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- HTTP
-
-
-def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_http(service: Service, port: int, path: str) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        service.check_alive()
-        with contextlib.suppress(OSError):
-            if http_get(port, path)[0] == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{service.name} does not answer {path} on port {port}")
-
-
-@dataclass
-class Load:
-    """One load run: rate, latency, and the CPU the server (master + workers) used."""
-
-    requests: int = 0
-    seconds: float = 0.0
-    p50_ms: float = math.nan
-    p99_ms: float = math.nan
-    errors: int = 0
-    server_cpu: float = 0.0
-    client_cpu: float = 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpu_ms_per_request(self) -> float:
-        return 1000 * self.server_cpu / self.requests if self.requests else math.nan
-
-
-def ensure_wrk(choice: str) -> str | None:
-    """The wrk binary, installing Debian's package as root when it is missing."""
-    if choice == "python":
-        return None
-    found = shutil.which("wrk")
-    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        log("wrk is missing: apt-get install -y wrk")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-qq", "wrk"]
-        if subprocess.run(install, env=env, capture_output=True, check=False).returncode:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
-            subprocess.run(install, env=env, capture_output=True, check=False)
-        found = shutil.which("wrk")
-    if found is None and choice == "wrk":
-        raise RuntimeError("--loadgen wrk, but wrk is not installed")
-    return found
-
-
-def run_wrk(
-    wrk: str, script: Path, url: str, headers: dict[str, str], seconds: float, args: Any
-) -> Load:
-    argv = [wrk, "-t", str(args.wrk_threads), "-c", str(args.connections)]
-    argv += ["-d", f"{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script)]
-    for name, value in headers.items():
-        argv += ["-H", f"{name}: {value}"]
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([*argv, url], stdout=subprocess.PIPE, stderr=err, text=True)
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)  # reaped here, to read its CPU
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        errors_text = err.read()
-    marker = next((line for line in out.splitlines() if line.startswith("WRKJSON ")), None)
-    if marker is None:
-        raise RuntimeError(
-            f"wrk printed no summary (exit {proc.returncode}):\n{out}\n{errors_text}"
-        )
-    summary = json.loads(marker[len("WRKJSON ") :])
-    errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
-    return Load(
-        requests=summary["requests"],
-        seconds=summary["duration_us"] / 1e6,
-        p50_ms=summary["p50_us"] / 1000,
-        p99_ms=summary["p99_us"] / 1000,
-        errors=errors,
-        client_cpu=usage.ru_utime + usage.ru_stime,
-    )
 
 
 def http_worker(
@@ -737,120 +550,6 @@ def profile_item(app: Any, scenario: Scenario, calls: int, port: int) -> str:
 
 
 # ---------------------------------------------------------------------------- report
-
-
-def fmt(value: float, digits: int = 0) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
-
-
-def ms(values: list[float], p: float) -> float:
-    return percentile(sorted(values), p) * 1000
-
-
-def revision() -> str:
-    """The commit measured, and whether the work tree differed from it."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git)"
-    return f"{commit}{' with uncommitted changes' if dirty else ''}"
-
-
-def machine(load_before: tuple[float, ...]) -> list[str]:
-    """The lines every benchmark report opens with: cores, load, versions."""
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("falcon", "gunicorn", "esdbclient")
-    )
-    return [
-        f"CPU cores: {os.cpu_count()} ({model or platform.machine()}); web servers, projector,"
-        " esdblocal and the load generator all share them",
-        f"load average before the run: {' / '.join(f'{x:.2f}' for x in load_before)}"
-        " (1 / 5 / 15 min; well above 0 means something else was using the cores)",
-        f"Python {platform.python_version()}, {versions}, {platform.system()}",
-    ]
-
-
-def bench_env(auth: bool) -> tuple[dict[str, str], dict[str, str]]:
-    """The processes' environment (none of the caller's settings leak in) and the request
-    headers: with ``auth``, as production runs, REQUIRE_AUTH and one read+write key."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for name in ("ETAG_KEY", "API_KEYS", "API_KEYS_FILE", "REQUIRE_AUTH", "ESDB_URI"):
-        env.pop(name, None)
-    if not auth:
-        return env, {}
-    key = secrets.token_hex(16)
-    env.update(API_KEYS=f"bench:{key}:read+write", REQUIRE_AUTH="true")
-    return env, {"Authorization": f"Bearer {key}"}
-
-
-def start_esdblocal(data: Path, tmp: Path, env: dict[str, str], services: list[Service]) -> str:
-    """esdblocal (durable, under ``data/esdb``) as a service; its connection string."""
-    esdb = Service(
-        "esdblocal",
-        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
-        tmp,
-        env,
-    )
-    services.append(esdb)
-    uri = esdb.wait_for_line(esdb.stdout_path, lambda line: line.startswith("esdb"), 60)
-    log(f"esdblocal at {uri}")
-    return uri
-
-
-def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> list[str]:
-    return [
-        *machine(load_before),
-        f"gunicorn: -c deploy/gunicorn.conf.py (sync workers, Connection: close),"
-        f" WEB_WORKERS={args.workers}, READ_WAIT={args.read_wait:g}, LOG_LEVEL={args.log_level}"
-        + (
-            " (one access line per request, as in production), "
-            if args.log_level.lower() in ("info", "debug")
-            else " (no access log lines: NOT as production runs), "
-        )
-        + (
-            "API_KEYS with one key and REQUIRE_AUTH=true: every request carries"
-            " `Authorization: Bearer <key>` (hello-world gets it too and ignores it)"
-            if args.auth
-            else "no API keys (the API is open)"
-        ),
-        f"code: {revision()}",
-        f"load: {loadgen}",
-    ]
-
-
-@dataclass
-class Report:
-    lines: list[str] = field(default_factory=list)
-
-    def add(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def table(self, header: list[str], rows: list[list[str]], text: tuple[int, ...] = ()) -> None:
-        """A markdown table: figures right-aligned, the first column and ``text`` ones left."""
-        self.add("| " + " | ".join(header) + " |")
-        aligns = ["---" if i == 0 or i in text else "---:" for i in range(len(header))]
-        self.add("|" + "|".join(aligns) + "|")
-        self.add(*("| " + " | ".join(row) + " |" for row in rows))
-        self.add("")
 
 
 def verdict(ratio: float, key: str) -> str:

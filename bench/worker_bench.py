@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from read_bench import (
+from common import (
     CREATE,
     HOST,
     WRK_SCRIPT,

@@ -77,7 +77,7 @@ def post_worker_init(worker: Any) -> None:
     wsgi = sys.modules.get("app.wsgi")
     if wsgi is None:  # another app under this config (the benchmarks' hello-world)
         return
-    from app.eventstore import StoreUnavailable
+    from eventstore.streams import StoreUnavailable
 
     try:
         wsgi.store.check()

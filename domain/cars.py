@@ -64,13 +64,26 @@ def validate(car: CarRepresentation, next_year: int) -> tuple[FieldError, ...]:
 
     ``next_year`` comes from the caller's clock, so the domain stays free of I/O.
     """
+    return rule_errors(next_year, year=car.year, make=car.make, model=car.model, owner=car.owner)
+
+
+def rule_errors(
+    next_year: int,
+    *,
+    year: int | None = None,
+    make: str | None = None,
+    model: str | None = None,
+    owner: UUID | None = None,
+) -> tuple[FieldError, ...]:
+    """The same rules over whichever fields are known (None: the field did not decode), so a
+    body with type errors still hears about every rule it breaks."""
     errors = []
-    if car.year > next_year:
+    if year is not None and year > next_year:
         errors.append(FieldError(field="year", message=f"must be at most {next_year}"))
-    if car.model not in MODELS[car.make]:
-        models = " or ".join(MODELS[car.make])
-        errors.append(FieldError(field="model", message=f"{car.make} makes {models}"))
-    if car.owner.int == 0:
+    if make in MODELS and model is not None and model not in MODELS[make]:
+        models = " or ".join(MODELS[make])
+        errors.append(FieldError(field="model", message=f"{make} makes {models}"))
+    if owner is not None and owner.int == 0:
         errors.append(FieldError(field="owner", message="must not be the nil UUID"))
     return tuple(errors)
 

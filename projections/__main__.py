@@ -23,15 +23,17 @@ from types import FrameType
 
 import msgspec
 
+from eventstore.connection import esdb_uri, root_certificates
+from eventstore.errors import StoreRefused
+from eventstore.feed import Feed
 from projections import config, store
-from projections.feed import Feed, FeedRefused
 from projections.projector import Projector, report
 from projections.views import VIEWS
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
-    parser.add_argument("--esdb-uri", default=config.esdb_uri(), help="event store (ESDB_URI)")
+    parser.add_argument("--esdb-uri", default=esdb_uri(), help="event store (ESDB_URI)")
     parser.add_argument(
         "--data-dir", type=Path, default=config.data_dir(), help="local state (DATA_DIR)"
     )
@@ -70,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    feed = Feed(args.esdb_uri, [view.category for view in VIEWS], config.root_certificates())
+    feed = Feed(args.esdb_uri, [view.category for view in VIEWS], root_certificates())
     try:
         return project(args, feed, directory, stop)
-    except FeedRefused as error:
+    except StoreRefused as error:
         report("the event store refuses this configuration", logging.ERROR, error=str(error))
         return 3
     finally:

@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from projections.feed import Feed, FeedInterrupted, FeedRefused, Item, Live, Progress
+from eventstore.errors import StoreRefused, StoreUnavailable
+from eventstore.feed import Feed, Item, Live, Progress, Recorded
 from projections.reporting import report
-from projections.store import STORE_FAULTS, Recorded, Writer
+from projections.store import STORE_FAULTS, Writer
 
 __all__ = ["MAX_BACKOFF", "Projector", "report"]
 MAX_BACKOFF = 5.0
@@ -28,7 +29,7 @@ MAX_BACKOFF = 5.0
 class _End:
     """The subscription ended (stopped, or broke with ``error``)."""
 
-    def __init__(self, error: FeedInterrupted | None = None) -> None:
+    def __init__(self, error: StoreUnavailable | None = None) -> None:
         self.error = error
 
 
@@ -69,9 +70,9 @@ class Projector:
                 if self._follow(stop, until_live):
                     return True
                 backoff = 0.1
-            except FeedRefused:
+            except StoreRefused:
                 raise
-            except FeedInterrupted as error:
+            except StoreUnavailable as error:
                 report("event store unreachable; retrying", error=str(error), inSeconds=backoff)
                 self._feed.reset()
             except STORE_FAULTS as error:
@@ -147,7 +148,7 @@ class Projector:
             for item in self._feed.follow(after):
                 if not put(item):
                     return
-        except FeedInterrupted as error:
+        except StoreUnavailable as error:
             end = _End(error)
         put(end)
 
@@ -197,7 +198,7 @@ class Projector:
         counters.last_lag = now
         try:
             head = self._feed.head()
-        except FeedInterrupted as error:
+        except StoreUnavailable as error:
             report("lag unknown: event store unreachable", error=str(error))
             return
         report("lag", position=position, head=head, behind=max(0, (head or 0) - (position or 0)))

@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from domain.errors import ImpossibleEvent
-from domain.history import evolve
 from domain.limits import MAX_SAFE_INTEGER
+from eventstore.feed import Recorded
 from projections.reporting import report
-from projections.views import VIEWS, View, view_of
+from projections.views import VIEWS, Stored, View, view_of
 
 log = logging.getLogger("projections")
 # Faults of the read store itself (locked, full, unwritable): retried, never blamed on events.
@@ -52,19 +52,6 @@ TOTAL = -1  # the block number under which a state's total is kept
 POSITION = "position"
 UPDATED = "updated"
 QUARANTINED = "quarantined"
-
-Row = tuple[Any, ...]  # id, version, active, then the view's columns
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """One event as the projector sees it."""
-
-    stream: str
-    type: str
-    data: bytes
-    version: int
-    position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +81,14 @@ class Filters:
 @dataclass(frozen=True, slots=True)
 class Page:
     total: int
-    rows: list[Row] = field(default_factory=list)
+    records: list[Stored[Any]] = field(default_factory=list)
 
 
-def _schema(view: View) -> str:
+def _schema(view: View[Any]) -> str:
     columns = ", ".join(view.columns)
     indexes = "".join(
         f"CREATE INDEX {view.table}_{c} ON {view.table} ({c}, active, ordinal);"
-        for c in view.indexes
+        for c in (f.name for f in view.filters)
     )
     return f"""
         CREATE TABLE {view.table} (
@@ -128,7 +115,7 @@ SCHEMA = (
 )
 
 
-def _search_rowid(view: View, ordinal: int) -> int:
+def _search_rowid(view: View[Any], ordinal: int) -> int:
     return ordinal * len(VIEWS) + VIEWS.index(view)
 
 
@@ -282,7 +269,7 @@ class Writer:
 
     def _fold(self, events: Iterable[Recorded]) -> int:
         db = self._db
-        streams: dict[tuple[View, str], list[Recorded]] = defaultdict(list)
+        streams: dict[tuple[View[Any], str], list[Recorded]] = defaultdict(list)
         for event in events:
             target = view_of(event.stream)
             if target is not None:
@@ -296,7 +283,9 @@ class Writer:
                 f" FROM {view.table} WHERE id = ?",
                 (row_id,),
             ).fetchone()
-            state = view.state_of(None if row is None else row[2:])
+            state = (
+                view.aggregate.zero() if row is None else view.from_columns(bool(row[2]), row[3:])
+            )
             row_text = None if row is None else view.search_text(state).lower()
             version = -1 if row is None else row[1]
             for event in recorded:
@@ -304,8 +293,8 @@ class Writer:
                     continue
                 version = event.version
                 try:
-                    after = evolve(view.events, view.apply, state, event.type, event.data)
-                    _fits(view.to_row(after))
+                    after = view.aggregate.evolve(state, event.type, event.data)
+                    _fits(view.to_columns(after))
                 except ImpossibleEvent as error:
                     self._quarantine(event, str(error))
                     continue
@@ -317,7 +306,7 @@ class Writer:
             if not state.exists or (row is not None and version == row[1]):
                 continue
             active = int(view.is_active(state))
-            values = (version, active, *view.to_row(state))
+            values = (version, active, *view.to_columns(state))
             if row is None:
                 if view.table not in next_ordinal:
                     (top,) = db.execute(f"SELECT MAX(ordinal) FROM {view.table}").fetchone()
@@ -455,17 +444,15 @@ class ReadModels:
             status[QUARANTINED] = 0
         return status
 
-    def item(self, view: View, row_id: str) -> Row | None:
+    def item(self, view: View[Any], row_id: str) -> Stored[Any] | None:
         db = self._db()
         if db is None:
             return None
-        row: Row | None = db.execute(
-            f"SELECT id, version, active, {', '.join(view.columns)} FROM {view.table} WHERE id = ?",
-            (row_id,),
-        ).fetchone()
-        return row
+        row = db.execute(f"SELECT {_selected(view)} FROM {view.table} WHERE id = ?", (row_id,))
+        found = row.fetchone()
+        return None if found is None else view.record(found)
 
-    def page(self, view: View, filters: Filters, offset: int, limit: int) -> Page:
+    def page(self, view: View[Any], filters: Filters, offset: int, limit: int) -> Page:
         db = self._db()
         if db is None:
             return Page(0)
@@ -474,9 +461,14 @@ class ReadModels:
         return self._by_blocks(db, view, filters.actives, offset, limit)
 
     def _by_blocks(
-        self, db: sqlite3.Connection, view: View, actives: tuple[int, ...], offset: int, limit: int
+        self,
+        db: sqlite3.Connection,
+        view: View[Any],
+        actives: tuple[int, ...],
+        offset: int,
+        limit: int,
     ) -> Page:
-        columns = f"id, version, active, {', '.join(view.columns)}"
+        columns = _selected(view)
         marks = ", ".join("?" * len(actives))
         (total,) = db.execute(
             f"SELECT COALESCE(SUM(n), 0) FROM blocks WHERE tbl = ? AND active IN ({marks})"
@@ -490,7 +482,7 @@ class ReadModels:
                 f"SELECT {columns} FROM {view.table} WHERE ordinal >= ? ORDER BY ordinal LIMIT ?",
                 (offset, limit),
             ).fetchall()
-            return Page(total, rows)
+            return Page(total, [view.record(row) for row in rows])
         (active,) = actives
         before = 0
         counts = db.execute(
@@ -514,10 +506,10 @@ class ReadModels:
             " ORDER BY ordinal LIMIT ?",
             (active, first, limit),
         ).fetchall()
-        return Page(total, rows)
+        return Page(total, [view.record(row) for row in rows])
 
     def _filtered(
-        self, db: sqlite3.Connection, view: View, filters: Filters, offset: int, limit: int
+        self, db: sqlite3.Connection, view: View[Any], filters: Filters, offset: int, limit: int
     ) -> Page:
         """Equality and text filters: an index per filterable column, then OFFSET."""
         conditions = [f"active IN ({', '.join('?' * len(filters.actives))})"]
@@ -537,13 +529,15 @@ class ReadModels:
             f"SELECT COUNT(*) FROM {view.table} WHERE {where}", parameters
         ).fetchone()
         rows = db.execute(
-            f"SELECT id, version, active, {', '.join(view.columns)} FROM {view.table}"
+            f"SELECT {_selected(view)} FROM {view.table}"
             f" WHERE {where} ORDER BY ordinal LIMIT ? OFFSET ?",
             (*parameters, limit, offset),
         ).fetchall()
-        return Page(total, rows)
+        return Page(total, [view.record(row) for row in rows])
 
-    def search(self, query: str, offset: int, limit: int) -> tuple[int, list[tuple[View, Row]]]:
+    def search(
+        self, query: str, offset: int, limit: int
+    ) -> tuple[int, list[tuple[View[Any], Stored[Any]]]]:
         """Active resources of every view whose text contains ``query``: (total, page)."""
         db = self._db()
         if db is None:
@@ -559,9 +553,13 @@ class ReadModels:
         for (rowid,) in hits:
             view = VIEWS[rowid % len(VIEWS)]
             row = db.execute(
-                f"SELECT id, version, active, {', '.join(view.columns)} FROM {view.table}"
-                " WHERE ordinal = ?",
+                f"SELECT {_selected(view)} FROM {view.table} WHERE ordinal = ?",
                 (rowid // len(VIEWS),),
             ).fetchone()
-            found.append((view, row))
+            found.append((view, view.record(row)))
         return total, found
+
+
+def _selected(view: View[Any]) -> str:
+    """The one shape a row leaves the store in: what ``View.record`` reads."""
+    return f"id, version, active, {', '.join(view.columns)}"

@@ -1,87 +1,108 @@
-"""The read models: how each category's stream folds into one row of its view.
+"""The read models: how each aggregate's streams fold into one row of a table.
 
-The fold is the domain's own ``apply`` (the same code the command side uses to rebuild an
-aggregate), so a view cannot drift from the model: a row is an aggregate's state as of
-``version``, flattened into columns. What the views add is only what queries need: a
-creation ``ordinal`` for stable paging, an ``active`` flag, and the text that search
-matches.
+The fold is the domain's own (``domain.aggregates``: the same code the command side uses to
+rebuild an aggregate), so a view cannot drift from the model: a row is an aggregate's state
+as of ``version``, flattened into columns. What a view adds is what queries need: a creation
+``ordinal`` for stable paging, an ``active`` flag, the text that search matches, and the
+filters a list may apply (declared here once; query parsing, OPTIONS and OpenAPI derive
+from them). Rows leave the read store as ``Stored`` records built by their view, never as
+tuples indexed by position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import msgspec
 
 from domain import cars, inventory
+from domain.aggregates import CAR, INVENTORY_ITEM, Aggregate
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True, slots=True)
-class View:
-    """One category of streams and the table that holds one row per stream."""
+class Stored(Generic[S]):
+    """One row of a view: the aggregate's id, its stream version, whether it is active (listed
+    by default), and its state."""
 
-    category: str
+    id: str
+    version: int
+    active: bool
+    state: S
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A list filter: equality on one column, a query parameter of the same name."""
+
+    name: str
+    type: Any  # what the parameter decodes to (its JSON Schema comes from this)
+    description: str
+
+    def value(self, text: str) -> str:
+        """The column value to compare (ValueError when ``text`` is not one)."""
+        try:
+            return str(msgspec.convert(text, self.type, strict=False))
+        except msgspec.ValidationError as error:
+            raise ValueError(str(error)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class View(Generic[S]):
+    """One aggregate's table: its columns after (id, ordinal, version, active)."""
+
+    aggregate: Aggregate[S]
     table: str
-    columns: tuple[str, ...]  # the state's columns, after id, ordinal, version and active
-    indexes: tuple[str, ...]  # columns a list can filter on with equality
-    events: msgspec.json.Decoder[Any]
-    zero: Callable[[], Any]
-    apply: Callable[[Any, Any], Any]
-    from_row: Callable[[tuple[Any, ...]], Any]  # the state columns back into the state
-    to_row: Callable[[Any], tuple[Any, ...]]
-    is_active: Callable[[Any], bool]
-    search_text: Callable[[Any], str]
+    columns: tuple[str, ...]
+    to_columns: Callable[[S], tuple[Any, ...]]
+    from_columns: Callable[[bool, tuple[Any, ...]], S]  # active, the columns -> the state
+    is_active: Callable[[S], bool]
+    search_text: Callable[[S], str]
+    title: Callable[[S], str]  # how a search hit names it
+    filters: tuple[Filter, ...] = ()
 
-    def state_of(self, row: tuple[Any, ...] | None) -> Any:
-        return self.zero() if row is None else self.from_row(row)
+    @property
+    def category(self) -> str:
+        return self.aggregate.category
+
+    def record(self, row: tuple[Any, ...]) -> Stored[S]:
+        """A row selected as ``id, version, active, *columns`` (the store's one shape)."""
+        row_id, version, active, *columns = row
+        return Stored(
+            row_id, version, bool(active), self.from_columns(bool(active), tuple(columns))
+        )
 
 
-INVENTORY = View(
-    category=inventory.CATEGORY,
+INVENTORY_VIEW: View[inventory.InventoryItem] = View(
+    aggregate=INVENTORY_ITEM,
     table="inventory_items",
     columns=("name", "current_count"),
-    indexes=(),
-    events=msgspec.json.Decoder(inventory.AnyInventoryEvent),
-    zero=inventory.zero,
-    apply=inventory.apply,
-    from_row=lambda row: inventory.InventoryItem(
-        exists=True, active=bool(row[0]), name=row[1], count=row[2]
+    to_columns=lambda item: (item.name, item.count),
+    from_columns=lambda active, columns: inventory.InventoryItem(
+        exists=True, active=active, name=columns[0], count=columns[1]
     ),
-    to_row=lambda item: (item.name, item.count),
-    is_active=lambda item: bool(item.active),
-    search_text=lambda item: str(item.name),
+    is_active=lambda item: item.active,
+    search_text=lambda item: item.name,
+    title=lambda item: item.name,
 )
 
-
-def _car_from_row(row: tuple[Any, ...]) -> cars.Car:
-    active, year, make, model, color, mileage, vin, condition, owner = row
-    return cars.Car(
-        exists=True,
-        deleted=not active,
-        year=year,
-        make=make,
-        model=model,
-        color=color,
-        mileage=mileage,
-        vin=vin,
-        condition=condition,
-        owner=UUID(owner),
-    )
+CAR_COLUMNS = ("year", "make", "model", "color", "mileage", "vin", "condition", "owner")
 
 
-CARS = View(
-    category=cars.CATEGORY,
+def _car(active: bool, columns: tuple[Any, ...]) -> cars.Car:
+    fields = dict(zip(CAR_COLUMNS, columns, strict=True))
+    return cars.Car(exists=True, deleted=not active, **{**fields, "owner": UUID(fields["owner"])})
+
+
+CAR_VIEW: View[cars.Car] = View(
+    aggregate=CAR,
     table="cars",
-    columns=("year", "make", "model", "color", "mileage", "vin", "condition", "owner"),
-    indexes=("make", "color", "owner"),
-    events=msgspec.json.Decoder(cars.AnyCarEvent),
-    zero=cars.zero,
-    apply=cars.apply,
-    from_row=_car_from_row,
-    to_row=lambda car: (
+    columns=CAR_COLUMNS,
+    to_columns=lambda car: (
         car.year,
         car.make,
         car.model,
@@ -91,15 +112,22 @@ CARS = View(
         car.condition,
         str(car.owner),
     ),
+    from_columns=_car,
     is_active=lambda car: not car.deleted,
     search_text=lambda car: f"{car.year} {car.make} {car.model} {car.color} {car.vin}",
+    title=lambda car: f"{car.year} {car.make} {car.model} ({car.color}, {car.vin})",
+    filters=(
+        Filter("make", cars.Make, "Only cars of this make."),
+        Filter("color", cars.Color, "Only cars of this color."),
+        Filter("owner", UUID, "Only cars of this owner."),
+    ),
 )
 
-VIEWS: tuple[View, ...] = (INVENTORY, CARS)
+VIEWS: tuple[View[Any], ...] = (INVENTORY_VIEW, CAR_VIEW)
 BY_CATEGORY = {view.category: view for view in VIEWS}
 
 
-def view_of(stream: str) -> tuple[View, str] | None:
+def view_of(stream: str) -> tuple[View[Any], str] | None:
     """The view a stream feeds and the id of its row (``category-<uuid>``), if any."""
     category, _, rest = stream.partition("-")
     view = BY_CATEGORY.get(category)

@@ -13,8 +13,8 @@ import pytest
 
 from app.api import create_app
 from app.settings import Settings
+from eventstore.feed import Feed
 from projections.config import read_directory
-from projections.feed import Feed
 from projections.projector import Projector
 from projections.store import Writer, open_current
 from projections.views import VIEWS

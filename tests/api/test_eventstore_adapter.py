@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from app.eventstore import (
+from eventstore.streams import (
     NO_STREAM,
     ConcurrencyConflict,
     EventStore,

@@ -17,7 +17,7 @@ import falcon.testing
 import pytest
 
 from app.api import create_app
-from app.eventstore import EventStore
+from eventstore.streams import EventStore
 from tests.api.conftest import FIXED_NOW, command, path_of, settings
 
 VIN_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"

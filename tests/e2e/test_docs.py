@@ -29,7 +29,7 @@ def test_the_generator_learns_every_route_and_domain_model_from_options(
     port, _ = stack
     out = tmp_path / "docs"
     done = subprocess.run(
-        [sys.executable, "-m", "app.docs", f"http://127.0.0.1:{port}/v1", "--out", str(out)],
+        [sys.executable, "-m", "tools.docs", f"http://127.0.0.1:{port}/v1", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -54,7 +54,7 @@ def test_the_generator_learns_every_route_and_domain_model_from_options(
 
 def test_the_generator_says_clearly_when_the_server_is_not_there(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "app.docs", "http://127.0.0.1:9/v1", "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.docs", "http://127.0.0.1:9/v1", "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

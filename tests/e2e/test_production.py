@@ -19,7 +19,7 @@ import pytest
 from esdbclient import EventStoreDBClient
 
 from esdblocal import certificates
-from projections.feed import Feed
+from eventstore.feed import Feed
 from tests.conftest import SecureNode, start_secure_node
 from tests.e2e.conftest import (
     call,

@@ -21,10 +21,11 @@ import msgspec
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 
 from domain import cars, inventory
+from domain.history import event_type
+from eventstore.feed import Feed
 from projections import store
-from projections.feed import Feed
 from projections.projector import Projector
-from projections.views import VIEWS
+from projections.views import VIEWS, Stored
 
 ROOT = Path(__file__).resolve().parents[2]
 CATEGORIES = [view.category for view in VIEWS]
@@ -32,7 +33,7 @@ CATEGORIES = [view.category for view in VIEWS]
 
 def new_event(event: inventory.InventoryEvent | cars.CarEvent) -> NewEvent:
     """The event as the command side appends it: the struct's tag is the event type."""
-    return NewEvent(type=str(event.__struct_config__.tag), data=msgspec.json.encode(event))
+    return NewEvent(type=event_type(event), data=msgspec.json.encode(event))
 
 
 def wait_until(
@@ -227,3 +228,15 @@ def current(directory: Path) -> Path:
     path = store.current_generation(directory)
     assert path is not None, f"no CURRENT in {directory}"
     return path
+
+
+def row_of(stored: Stored[Any] | None) -> tuple[Any, ...] | None:
+    """A record as the tuple these tests compare: id, version, active (0/1), its columns."""
+    if stored is None:
+        return None
+    view = next(v for v in VIEWS if isinstance(stored.state, type(v.aggregate.zero())))
+    return (stored.id, stored.version, int(stored.active), *view.to_columns(stored.state))
+
+
+def rows_of(page: store.Page) -> list[tuple[Any, ...] | None]:
+    return [row_of(stored) for stored in page.records]

@@ -15,11 +15,12 @@ from msgspec.json import encode
 
 from domain import cars, inventory
 from esdblocal import EmbeddedServer
+from eventstore.feed import Recorded
 from projections import store
-from projections.store import BLOCK, Filters, Recorded
-from projections.views import CARS, INVENTORY, VIEWS, View
+from projections.store import BLOCK, Filters
+from projections.views import CAR_VIEW, INVENTORY_VIEW, VIEWS, View
 
-from .support import Append, append_rounds, new_event, projecting
+from .support import Append, append_rounds, new_event, projecting, row_of, rows_of
 
 ITEMS = 2 * BLOCK + 100
 FLEET = 60
@@ -56,9 +57,11 @@ def created_car(i: int) -> cars.CarCreated:
     )
 
 
-def text_of(view: View, row: Sequence[Any]) -> str:
+def text_of(view: View[Any], row: Sequence[Any]) -> str:
     """What search matches: an item's name; a car's year, make, model, color and VIN."""
-    return str(row[3]) if view is INVENTORY else f"{row[3]} {row[4]} {row[5]} {row[6]} {row[8]}"
+    return (
+        str(row[3]) if view is INVENTORY_VIEW else f"{row[3]} {row[4]} {row[5]} {row[6]} {row[8]}"
+    )
 
 
 @dataclass
@@ -91,7 +94,7 @@ def write(uri: str, directory: Path) -> Paged:
             )
         else:
             car = created_car(n - ITEMS)
-            *values, owner = (getattr(car, column) for column in CARS.columns)
+            *values, owner = (getattr(car, column) for column in CAR_VIEW.columns)
             expected.fleet.append([fleet[n - ITEMS], 0, 1, *values, str(owner)])
 
     changes: list[Append] = []
@@ -147,11 +150,11 @@ def test_pages_of_a_state_are_slices_of_it_in_creation_order(paged: Paged, state
     ranks = [n for n, row in enumerate(paged.expected.items) if row[2] in WANTED[state]]
     for offset in offsets(ranks):
         for limit in (1, 50):
-            page = paged.reads.page(INVENTORY, Filters(state=state), offset, limit)
+            page = paged.reads.page(INVENTORY_VIEW, Filters(state=state), offset, limit)
             assert page.total == len(expected)
-            assert page.rows == expected[offset : offset + limit], (offset, limit)
-    everything = paged.reads.page(INVENTORY, Filters(state=state), 0, 3 * BLOCK)
-    assert everything.rows == expected
+            assert rows_of(page) == expected[offset : offset + limit], (offset, limit)
+    everything = paged.reads.page(INVENTORY_VIEW, Filters(state=state), 0, 3 * BLOCK)
+    assert rows_of(everything) == expected
 
 
 def test_the_store_spans_blocks_in_both_states(paged: Paged) -> None:
@@ -175,13 +178,13 @@ QUERIES = [
 def test_text_filters_match_case_insensitively_anywhere(
     paged: Paged, query: str, state: str
 ) -> None:
-    for view, name in ((INVENTORY, "items"), (CARS, "fleet")):
+    for view, name in ((INVENTORY_VIEW, "items"), (CAR_VIEW, "fleet")):
         rows = paged.expected.rows(name, state)
         expected = [row for row in rows if query.lower() in text_of(view, row).lower()]
         for offset in sorted({0, 3, max(len(expected) - 2, 0)}):
             page = paged.reads.page(view, Filters(state=state, query=query), offset, 10)
             assert page.total == len(expected), (name, offset)
-            assert page.rows == expected[offset : offset + 10], (name, offset)
+            assert rows_of(page) == expected[offset : offset + 10], (name, offset)
 
 
 @pytest.mark.parametrize(
@@ -198,16 +201,16 @@ def test_text_filters_match_case_insensitively_anywhere(
 def test_cars_filter_on_equal_columns(
     paged: Paged, equal: tuple[tuple[str, str], ...], state: str
 ) -> None:
-    index = {column: 3 + n for n, column in enumerate(CARS.columns)}
+    index = {column: 3 + n for n, column in enumerate(CAR_VIEW.columns)}
     expected = [
         row
         for row in paged.expected.rows("fleet", state)
         if all(row[index[column]] == value for column, value in equal)
     ]
-    page = paged.reads.page(CARS, Filters(state=state, equal=equal), 0, 100)
-    assert (page.total, page.rows) == (len(expected), expected)
-    page = paged.reads.page(CARS, Filters(state=state, equal=equal), 2, 3)
-    assert page.rows == expected[2:5]
+    page = paged.reads.page(CAR_VIEW, Filters(state=state, equal=equal), 0, 100)
+    assert (page.total, rows_of(page)) == (len(expected), expected)
+    page = paged.reads.page(CAR_VIEW, Filters(state=state, equal=equal), 2, 3)
+    assert rows_of(page) == expected[2:5]
     if equal == (("color", "red"),) and state == "active":
         assert len(expected) > 10  # colors changed to red are found by the new color
 
@@ -227,14 +230,16 @@ def test_search_finds_active_resources_of_every_view(
     """One list across views, in the order of the search index (ordinal, then view)."""
     hits = []
     for index, view in enumerate(VIEWS):
-        rows = paged.expected.items if view is INVENTORY else paged.expected.fleet
+        rows = paged.expected.items if view is INVENTORY_VIEW else paged.expected.fleet
         for ordinal, row in enumerate(rows):
             if row[2] and query in text_of(view, row).lower():
                 hits.append((ordinal * len(VIEWS) + index, view, tuple(row)))
     expected = [(view, row) for _, view, row in sorted(hits, key=lambda hit: hit[0])]
     assert {view.table for view, _ in expected} == kinds
     for offset in (0, 7):
-        assert paged.reads.search(query, offset, 20) == (len(expected), expected[offset:][:20])
+        total, found = paged.reads.search(query, offset, 20)
+        got = [(view, row_of(stored)) for view, stored in found]
+        assert (total, got) == (len(expected), expected[offset:][:20])
 
 
 def one_item_named(directory: Path, name: str) -> tuple[store.ReadModels, str]:
@@ -251,11 +256,11 @@ def one_item_named(directory: Path, name: str) -> tuple[store.ReadModels, str]:
 @pytest.mark.parametrize("query", ["ÉMILE", "émi", "ØRSTED", "le ø"])
 def test_long_queries_fold_the_case_of_any_letter(tmp_path: Path, query: str) -> None:
     reads, item = one_item_named(tmp_path, "Émile Ørsted")
-    assert [row[0] for row in reads.page(INVENTORY, Filters(query=query), 0, 10).rows] == [item]
+    assert [r.id for r in reads.page(INVENTORY_VIEW, Filters(query=query), 0, 10).records] == [item]
     assert reads.search(query, 0, 10)[0] == 1
 
 
 @pytest.mark.parametrize("query", ["Ém", "ém", "ØR", "ø"])
 def test_short_queries_fold_the_case_of_any_letter(tmp_path: Path, query: str) -> None:
     reads, item = one_item_named(tmp_path, "Émile Ørsted")
-    assert [row[0] for row in reads.page(INVENTORY, Filters(query=query), 0, 10).rows] == [item]
+    assert [r.id for r in reads.page(INVENTORY_VIEW, Filters(query=query), 0, 10).records] == [item]

@@ -15,7 +15,7 @@ from esdbclient import EventStoreDBClient, StreamState
 from domain import cars, inventory
 from projections import store
 from projections.store import Filters
-from projections.views import CARS, INVENTORY
+from projections.views import CAR_VIEW, INVENTORY_VIEW
 
 from .support import (
     Append,
@@ -24,6 +24,7 @@ from .support import (
     append_rounds,
     current,
     new_event,
+    row_of,
     snapshot,
     wait_until,
 )
@@ -93,12 +94,12 @@ def test_kill_9_while_catching_up_loses_nothing_and_doubles_nothing(
 
     rows = {}
     for item in expected:
-        row = reads.item(INVENTORY, item)
+        row = row_of(reads.item(INVENTORY_VIEW, item))
         assert row is not None, f"item {item} is missing"
         rows[item] = (row[1], row[4])
     assert rows == expected
-    assert reads.page(INVENTORY, Filters(state="all"), 0, 1).total == ITEMS
-    assert reads.page(INVENTORY, Filters(), 0, 1).total == ITEMS
+    assert reads.page(INVENTORY_VIEW, Filters(state="all"), 0, 1).total == ITEMS
+    assert reads.page(INVENTORY_VIEW, Filters(), 0, 1).total == ITEMS
 
     # The same events projected in one uninterrupted pass give the very same store.
     uninterrupted = ThreadedProjector(isolated_uri, tmp_path / "one-pass").start()
@@ -171,7 +172,7 @@ def test_one_projector_per_store_and_a_rebuild_swaps_in_an_identical_store(
         wait_until(lambda: (reads.position() or 0) >= head, 15, "the live projector")
         old = current(directory)
         assert old.name == "read-1.sqlite3"
-        assert reads.page(INVENTORY, Filters(state="all"), 0, 1).total == 120
+        assert reads.page(INVENTORY_VIEW, Filters(state="all"), 0, 1).total == 120
 
         for args in (["--rebuild"], []):
             with ProjectorProcess(isolated_uri, data, *args) as second:
@@ -200,9 +201,9 @@ def test_one_projector_per_store_and_a_rebuild_swaps_in_an_identical_store(
                 current_version=StreamState.NO_STREAM,
                 events=new_event(inventory.InventoryItemCreated(name="After the swap")),
             )
-        wait_until(lambda: reads.item(INVENTORY, item) is not None, 15, "the new item")
-        assert reads.item(INVENTORY, item) == (item, 0, 1, "After the swap", 0)
-        assert reads.page(INVENTORY, Filters(state="all"), 0, 1).total == 121
+        wait_until(lambda: reads.item(INVENTORY_VIEW, item) is not None, 15, "the new item")
+        assert row_of(reads.item(INVENTORY_VIEW, item)) == (item, 0, 1, "After the swap", 0)
+        assert reads.page(INVENTORY_VIEW, Filters(state="all"), 0, 1).total == 121
         assert rebuild.terminate() == 0
     with closing(sqlite3.connect(f"file:{old}?mode=ro", uri=True)) as db:
         found = db.execute("SELECT COUNT(*) FROM inventory_items WHERE id = ?", (item,))
@@ -212,7 +213,7 @@ def test_one_projector_per_store_and_a_rebuild_swaps_in_an_identical_store(
         "read-1.sqlite3",
         "read-2.sqlite3",
     ]
-    assert reads.page(CARS, Filters(state="all"), 0, 100).total == 40
+    assert reads.page(CAR_VIEW, Filters(state="all"), 0, 100).total == 40
 
 
 def checkpoint_of(path: Path) -> int:

@@ -21,11 +21,12 @@ import pytest
 from esdbclient import EventStoreDBClient, StreamState
 
 from domain import cars, inventory
+from domain.history import event_type
+from eventstore.feed import Recorded
 from projections import store
-from projections.store import Recorded
-from projections.views import CARS, INVENTORY
+from projections.views import CAR_VIEW, INVENTORY_VIEW
 
-from .support import ROOT, current, new_event, projecting, snapshot, wait_until
+from .support import ROOT, current, new_event, projecting, row_of, snapshot, wait_until
 
 OWNER = UUID("6f1c1a52-3c44-4d8e-9a0e-2f7d3b1c9e01")
 NEW_OWNER = UUID("0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b")
@@ -108,23 +109,23 @@ def test_events_land_in_rows_with_state_and_version(
         projector.wait_for(last)
         reads = projector.read_models
 
-        assert reads.item(INVENTORY, alpha) == (alpha, 3, 1, "Alpha", 9)
-        assert reads.item(INVENTORY, beta) == (beta, 3, 0, "Beta Two", 2)
-        assert reads.item(INVENTORY, gamma) == (gamma, 0, 1, "Gamma", 0)
-        assert reads.item(CARS, escape) == (
+        assert row_of(reads.item(INVENTORY_VIEW, alpha)) == (alpha, 3, 1, "Alpha", 9)
+        assert row_of(reads.item(INVENTORY_VIEW, beta)) == (beta, 3, 0, "Beta Two", 2)
+        assert row_of(reads.item(INVENTORY_VIEW, gamma)) == (gamma, 0, 1, "Gamma", 0)
+        assert row_of(reads.item(CAR_VIEW, escape)) == (
             escape, 4, 1, 2020, "Ford", "Escape", "blue", 2500, "1FMCU0GX000000001",
             "average", str(NEW_OWNER),
         )  # fmt: skip
-        assert reads.item(CARS, m3) == (
+        assert row_of(reads.item(CAR_VIEW, m3)) == (
             m3, 1, 0, 2020, "BMW", "M3", "red", 1000, "WBSBL93400PN00002", "good", str(OWNER),
         )  # fmt: skip
-        assert reads.item(INVENTORY, str(uuid4())) is None
+        assert reads.item(INVENTORY_VIEW, str(uuid4())) is None
         for other in ignored:
-            assert reads.item(INVENTORY, other) is None
-            assert reads.item(CARS, other) is None
+            assert row_of(reads.item(INVENTORY_VIEW, other)) is None
+            assert row_of(reads.item(CAR_VIEW, other)) is None
         assert reads.search(f"Ignored {ignored[0]}", 0, 10) == (0, [])
         assert reads.search(f"Ignored {ignored[1]}", 0, 10) == (0, [])
-        assert reads.page(CARS, store.Filters(query="1FMCU0GX000000003"), 0, 10).total == 0
+        assert reads.page(CAR_VIEW, store.Filters(query="1FMCU0GX000000003"), 0, 10).total == 0
         position = reads.position()
     assert position is not None
     assert last <= position <= client.get_commit_position()
@@ -138,7 +139,11 @@ def test_status_reports_the_checkpoint_and_when_it_was_written(
 ) -> None:
     item = str(uuid4())
     reads = store.ReadModels(tmp_path / "read")
-    assert (reads.position(), reads.status(), reads.item(INVENTORY, item)) == (None, {}, None)
+    assert (reads.position(), reads.status(), row_of(reads.item(INVENTORY_VIEW, item))) == (
+        None,
+        {},
+        None,
+    )
     last = client.append_to_stream(
         f"inventoryItem-{item}",
         current_version=StreamState.NO_STREAM,
@@ -189,8 +194,14 @@ def test_resumes_after_its_checkpoint_without_counting_twice(
         first_version = stream_version(client, f"inventoryItem-{first}")
         second_version = stream_version(client, f"inventoryItem-{second}")
         assert (first_version, second_version) == (5, 1)
-        assert reads.item(INVENTORY, first) == (first, 5, 1, "Resumed", 3 + 4 + 5 + 6 + 1)
-        assert reads.item(INVENTORY, second) == (second, 1, 1, "Second", 10)
+        assert row_of(reads.item(INVENTORY_VIEW, first)) == (
+            first,
+            5,
+            1,
+            "Resumed",
+            3 + 4 + 5 + 6 + 1,
+        )
+        assert row_of(reads.item(INVENTORY_VIEW, second)) == (second, 1, 1, "Second", 10)
     stopped_again = reads.position()
 
     # A third start with nothing new resumes where the second stopped and changes nothing.
@@ -208,9 +219,7 @@ def test_resumes_after_its_checkpoint_without_counting_twice(
 def recorded(
     stream: str, version: int, event: inventory.InventoryEvent | cars.CarEvent
 ) -> Recorded:
-    return Recorded(
-        stream, str(event.__struct_config__.tag), msgspec.json.encode(event), version, 0
-    )
+    return Recorded(stream, event_type(event), msgspec.json.encode(event), version, 0)
 
 
 def history() -> list[Recorded]:
@@ -249,8 +258,8 @@ def test_committing_a_batch_twice_changes_nothing(tmp_path: Path) -> None:
     assert writer.position() == events[-1].position
     reads = store.ReadModels(tmp_path)
     a = events[0].stream.partition("-")[2]
-    assert reads.item(INVENTORY, a) == (a, 3, 1, "A2", 7)
-    assert reads.page(INVENTORY, store.Filters(state="all"), 0, 10).total == 3
+    assert row_of(reads.item(INVENTORY_VIEW, a)) == (a, 3, 1, "A2", 7)
+    assert reads.page(INVENTORY_VIEW, store.Filters(state="all"), 0, 10).total == 3
     writer.close()
 
 
@@ -302,7 +311,13 @@ def test_an_unreadable_event_is_quarantined_and_the_stream_carries_on(
     writer = fresh_writer(tmp_path)
     for n, event in enumerate(events):  # one event per batch, as the projector does when live
         writer.commit([event], 100 + n)
-    assert store.ReadModels(tmp_path).item(INVENTORY, item) == (item, 4, 1, "Tolerant", 7)
+    assert row_of(store.ReadModels(tmp_path).item(INVENTORY_VIEW, item)) == (
+        item,
+        4,
+        1,
+        "Tolerant",
+        7,
+    )
     assert writer.position() == 104
     quarantined = writer.quarantine()
     assert [(q.revision, q.type) for q in quarantined] == [
@@ -387,8 +402,8 @@ def test_follows_the_event_store_through_a_crash_and_restart(
             )
             projector.wait_for(after, timeout=20)
             reads = projector.read_models
-            assert reads.item(INVENTORY, item) == (item, 2, 1, "Survivor", 42)
-            assert reads.item(INVENTORY, other) == (other, 0, 1, "Newcomer", 0)
+            assert row_of(reads.item(INVENTORY_VIEW, item)) == (item, 2, 1, "Survivor", 42)
+            assert row_of(reads.item(INVENTORY_VIEW, other)) == (other, 0, 1, "Newcomer", 0)
     waits = [line["inSeconds"] for line in logged(caplog, "event store unreachable; retrying")]
     assert waits[:3] == [0.1, 0.2, 0.4], "the projector backs off, doubling"
     followed = [line["after"] for line in logged(caplog, "following $all")]

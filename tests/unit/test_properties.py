@@ -25,8 +25,9 @@ from domain import inventory as inv
 from domain.errors import DomainError, ImpossibleEvent
 from domain.history import event_type, evolve
 from domain.limits import MAX_SAFE_INTEGER
+from eventstore.feed import Recorded
 from projections import store
-from projections.views import CARS, INVENTORY, View
+from projections.views import CAR_VIEW, INVENTORY_VIEW, Stored, View
 
 ENCODE = msgspec.json.Encoder().encode
 INVENTORY_EVENTS = msgspec.json.Decoder(inv.AnyInventoryEvent)
@@ -128,20 +129,22 @@ car_events = st.one_of(
 )
 
 
-def domain_fold(view: View, history: list[tuple[str, bytes]]) -> Any:
-    state = view.zero()
+def domain_fold(view: View[Any], history: list[tuple[str, bytes]]) -> Any:
+    state = view.aggregate.zero()
     for type_, data in history:
         with contextlib.suppress(ImpossibleEvent):
-            state = evolve(view.events, view.apply, state, type_, data)
+            state = view.aggregate.evolve(state, type_, data)
     return state
 
 
-def projector_fold(view: View, history: list[tuple[str, bytes]], batch: int) -> store.Row | None:
+def projector_fold(
+    view: View[Any], history: list[tuple[str, bytes]], batch: int
+) -> Stored[Any] | None:
     stream = f"{view.category}-{ITEM}"
     with tempfile.TemporaryDirectory() as directory:
         writer = store.Writer(store.open_current(Path(directory)))
         events = [
-            store.Recorded(stream, type_, data, version, 100 + version)
+            Recorded(stream, type_, data, version, 100 + version)
             for version, (type_, data) in enumerate(history)
         ]
         for start in range(0, len(events), batch):
@@ -154,13 +157,13 @@ def projector_fold(view: View, history: list[tuple[str, bytes]], batch: int) -> 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(
-        st.tuples(st.just(INVENTORY), st.lists(inventory_events, max_size=15)),
-        st.tuples(st.just(CARS), st.lists(car_events, max_size=15)),
+        st.tuples(st.just(INVENTORY_VIEW), st.lists(inventory_events, max_size=15)),
+        st.tuples(st.just(CAR_VIEW), st.lists(car_events, max_size=15)),
     ),
     st.integers(min_value=1, max_value=5),
 )
 def test_the_projector_folds_any_history_as_the_domain_does(
-    view_and_history: tuple[View, list[tuple[str, bytes]]], batch: int
+    view_and_history: tuple[View[Any], list[tuple[str, bytes]]], batch: int
 ) -> None:
     view, history = view_and_history
     expected = domain_fold(view, history)
@@ -169,6 +172,6 @@ def test_the_projector_folds_any_history_as_the_domain_does(
         assert row is None
         return
     assert row is not None
-    assert row[1] == len(history) - 1  # the version counts every event, set aside or not
-    assert row[2] == int(view.is_active(expected))
-    assert tuple(row[3:]) == view.to_row(expected)
+    assert row.version == len(history) - 1  # the version counts every event, set aside or not
+    assert row.active == view.is_active(expected)
+    assert row.state == expected

@@ -1,13 +1,12 @@
-"""The event store adapter: the only module of the app that knows esdbclient.
+"""Streams for the command side: read a stream's new events, append with an expected
+version, and the store's head.
 
-It turns esdbclient's exceptions into the app's own at this boundary (a wrong expected
-version becomes a ConcurrencyConflict here and nowhere else knows WrongCurrentVersion), and
-creates its gRPC client lazily, so that each gunicorn worker gets its own after the fork.
+esdbclient's exceptions become ours at this boundary (a wrong expected version becomes a
+``ConcurrencyConflict`` here, and nothing else knows ``WrongCurrentVersion``).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
@@ -24,40 +23,27 @@ from esdbclient.exceptions import (
     WrongCurrentVersion,
 )
 
-from projections.connection import invalid_uri, redact, refusal
+from eventstore.connection import LazyClient, invalid_uri, unavailable
+from eventstore.errors import (
+    ConcurrencyConflict,
+    StoreRefused,
+    StoreUnavailable,
+    StreamGone,
+)
+
+__all__ = [
+    "NO_STREAM",
+    "ConcurrencyConflict",
+    "EventStore",
+    "PendingEvent",
+    "StoreRefused",
+    "StoreUnavailable",
+    "StoredEvent",
+    "StreamGone",
+]
 
 NO_STREAM = -1  # the version of a stream with no events
-
-
-class ConcurrencyConflict(Exception):
-    """The stream is not at the expected version: someone else wrote first."""
-
-
-class StreamGone(Exception):
-    """The stream was tombstoned: nothing can be read from or written to it again."""
-
-
-class StoreUnavailable(Exception):
-    """The event store cannot be reached (or answered too late)."""
-
-
-class StoreRefused(StoreUnavailable):
-    """The store refuses this configuration (credentials, access, certificate, URI).
-
-    Still a 503 to HTTP clients (it is the server's fault, not theirs), but at start-up it
-    stops the web with one clear line: no retry will mend it.
-    """
-
-
 FAILURES = (DiscoveryFailed, ServiceUnavailable, DeadlineExceeded, GrpcError)
-
-
-def unavailable(error: Exception) -> StoreUnavailable:
-    """esdbclient's failure as the app's: refused for good, or unavailable for now."""
-    reason = refusal(error)
-    if reason is not None:
-        return StoreRefused(reason)
-    return StoreUnavailable(redact(str(error)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +71,6 @@ class EventStore:
     def __init__(
         self, uri: str, timeout: float = 10.0, root_certificates: str | None = None
     ) -> None:
-        self._uri = uri
-        self._root_certificates = root_certificates
         try:
             options = ConnectionSpec(uri).options
         except ValueError as error:
@@ -95,8 +79,7 @@ class EventStore:
         # Read from the leader (the default), the head includes every acknowledged write;
         # from a follower or replica it may trail the leader's by a moment.
         self.head_is_current: bool = options.NodePreference == "leader"
-        self._client: EventStoreDBClient | None = None
-        self._lock = threading.Lock()
+        self._client = LazyClient(uri, root_certificates)
 
     @property
     def client(self) -> EventStoreDBClient:
@@ -106,16 +89,7 @@ class EventStore:
         leader (rediscovering the cluster from the URI's hosts), so a node failure costs the
         calls in flight a 503, not the worker.
         """
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    try:
-                        self._client = EventStoreDBClient(
-                            self._uri, root_certificates=self._root_certificates
-                        )
-                    except FAILURES as error:
-                        raise unavailable(error) from error
-        return self._client
+        return self._client.get()
 
     def check(self) -> None:
         """Connect now and read the head once (a worker does this as it boots).
@@ -177,6 +151,4 @@ class EventStore:
         return position
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._client.reset()

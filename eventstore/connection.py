@@ -1,18 +1,41 @@
-"""How the event store says "never with this configuration", as opposed to "not now".
+"""Connection strings, TLS and credentials; the one client per process; and how the event
+store says "never with this configuration", as opposed to "not now".
 
 A store that is down, restarting or electing a leader is *unavailable*: the web answers 503
 and the projector retries. A store that refuses the credentials, denies the user access to
 ``$all``, or presents a certificate the client does not trust will refuse every retry the
 same way: that is a configuration error, and the processes say so in one clear line at
 start-up instead of retrying forever. Both the web's and the projector's adapters use this.
+
+The client is created on first use (``LazyClient``): in a gunicorn worker that is after the
+fork, since gRPC channels do not survive one.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from collections.abc import Mapping
 
 import grpc
+from esdbclient import EventStoreDBClient
 from esdbclient.connection_spec import ConnectionSpec
+from esdbclient.exceptions import EventStoreDBClientException
+
+from eventstore.errors import StoreRefused, StoreUnavailable
+
+
+def esdb_uri(env: Mapping[str, str] = os.environ) -> str:
+    """``ESDB_URI``, else the embedded esdblocal on ``ESDB_PORT`` (2113) of this host."""
+    return env.get("ESDB_URI") or f"esdb://127.0.0.1:{int(env.get('ESDB_PORT', '2113'))}?tls=false"
+
+
+def root_certificates(env: Mapping[str, str] = os.environ) -> str | None:
+    """``ESDB_ROOT_CERTIFICATES``: PEM text of the CA(s) to trust, for platforms that hand
+    secrets over as variables rather than files (``tlsCAFile=`` in the URI is the file form)."""
+    return env.get("ESDB_ROOT_CERTIFICATES") or None
+
 
 CONNECTION_STRING_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
@@ -76,3 +99,42 @@ def check_uri(uri: str) -> None:
         ConnectionSpec(uri)
     except ValueError as error:
         raise ValueError(invalid_uri(error)) from None
+
+
+def unavailable(error: BaseException) -> StoreUnavailable:
+    """esdbclient's failure as ours: refused for good, or unavailable for now."""
+    reason = refusal(error)
+    if reason is not None:
+        return StoreRefused(reason)
+    return StoreUnavailable(redact(f"{type(error).__name__}: {error}"))
+
+
+class LazyClient:
+    """One esdbclient client, made on first use and remade after ``reset``."""
+
+    def __init__(self, uri: str, root_certificates: str | None = None) -> None:
+        self._uri = uri
+        self._root_certificates = root_certificates
+        self._client: EventStoreDBClient | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> EventStoreDBClient:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = EventStoreDBClient(
+                            self._uri, root_certificates=self._root_certificates
+                        )
+                    except ValueError as error:
+                        raise StoreRefused(invalid_uri(error)) from error
+                    except EventStoreDBClientException as error:
+                        raise unavailable(error) from error
+        return self._client
+
+    def reset(self) -> None:
+        """Drop the client; the next ``get`` makes a new one."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -1,4 +1,4 @@
-"""``python -m app.docs http://127.0.0.1:8000/v1``: documentation learned from a live server.
+"""``python -m tools.docs http://127.0.0.1:8000/v1``: documentation learned from a live server.
 
 It knows only the root URL. It follows the entry point's links, asks each route OPTIONS with
 ``Accept: application/json; domain-model=ResourceDescription``, follows the links those
@@ -206,7 +206,7 @@ def page(found: Crawl) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.docs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.docs", description=__doc__)
     parser.add_argument("root", help="the API's entry point, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--out", type=Path, default=Path("api-docs"), help="output directory")
     args = parser.parse_args(argv)

@@ -1,9 +1,9 @@
-"""The projector's adapter to the event store: a catch-up subscription to ``$all``.
+"""The projector's feed: a catch-up subscription to ``$all``.
 
-The only module of the projector that knows esdbclient. It narrows ``$all`` to the
+It narrows ``$all`` to the
 project's categories on the server (a stream-name filter, so the server also reports its
-progress through the events it skipped), and turns esdbclient's failures into one
-``FeedInterrupted`` that the projector answers by reconnecting, or ``FeedRefused`` when
+progress through the events it skipped), and turns esdbclient's failures into
+``StoreUnavailable``, which the projector answers by reconnecting, or ``StoreRefused`` when
 the store refuses this configuration (credentials, access, certificate, connection string),
 which no reconnection can mend.
 """
@@ -14,12 +14,21 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from esdbclient import EventStoreDBClient
 from esdbclient.events import CaughtUp, Checkpoint
 from esdbclient.exceptions import EventStoreDBClientException
 
-from projections.connection import invalid_uri, refusal
-from projections.store import Recorded
+from eventstore.connection import LazyClient, unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One event as the projector sees it."""
+
+    stream: str
+    type: str
+    data: bytes
+    version: int
+    position: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,48 +46,19 @@ class Live:
 Item = Recorded | Progress | Live
 
 
-class FeedInterrupted(Exception):
-    """The subscription broke (server gone, leader change, deadline): reconnect."""
-
-
-class FeedRefused(FeedInterrupted):
-    """The store refuses this configuration: reconnecting would be refused the same way."""
-
-
-def _interrupted(error: EventStoreDBClientException) -> FeedInterrupted:
-    reason = refusal(error)
-    if reason is not None:
-        return FeedRefused(reason)
-    return FeedInterrupted(f"{type(error).__name__}: {error}")
-
-
 class Feed:
     def __init__(
         self, uri: str, categories: Iterable[str], root_certificates: str | None = None
     ) -> None:
-        self._uri = uri
-        self._root_certificates = root_certificates
+        self._client = LazyClient(uri, root_certificates)
         self._pattern = "(" + "|".join(categories) + ")-.*"
-        self._client: EventStoreDBClient | None = None
         self._subscription: object | None = None
         self._lock = threading.Lock()
-
-    def _connected(self) -> EventStoreDBClient:
-        if self._client is None:
-            try:
-                self._client = EventStoreDBClient(
-                    self._uri, root_certificates=self._root_certificates
-                )
-            except ValueError as error:
-                raise FeedRefused(invalid_uri(error)) from error
-            except EventStoreDBClientException as error:
-                raise _interrupted(error) from error
-        return self._client
 
     def follow(self, after: int | None) -> Iterator[Item]:
         """Every matching event after commit position ``after`` (from the start: None)."""
         try:
-            subscription = self._connected().subscribe_to_all(
+            subscription = self._client.get().subscribe_to_all(
                 commit_position=after,
                 filter_include=[self._pattern],
                 filter_by_stream_name=True,
@@ -102,16 +82,16 @@ class Feed:
                     )
         except EventStoreDBClientException as error:
             self.reset()
-            raise _interrupted(error) from error
+            raise unavailable(error) from error
 
     def head(self) -> int | None:
         """The commit position of the newest matching event (None: there is none)."""
         try:
-            position: int = self._connected().get_commit_position(
+            position: int = self._client.get().get_commit_position(
                 filter_include=[self._pattern], filter_by_stream_name=True, timeout=5
             )
         except EventStoreDBClientException as error:
-            raise _interrupted(error) from error
+            raise unavailable(error) from error
         return position or None
 
     def stop(self) -> None:
@@ -125,6 +105,4 @@ class Feed:
     def reset(self) -> None:
         """Drop the connection; the next call makes a new one."""
         self.stop()
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._client.reset()

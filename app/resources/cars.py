@@ -1,0 +1,224 @@
+"""``/v1/cars``: the trigger pattern over HTTP. Whole representations in (POST, PUT, or a
+merge patch of one), explicit events out."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import falcon
+import msgspec
+
+from app.bodies import check_json, read_body
+from app.description import Described, RouteTable
+from app.media import Accepts, field_errors
+from app.problems import (
+    ALREADY_EXISTS,
+    GONE,
+    IDEMPOTENCY_KEY_REUSED,
+    IMMUTABLE_FIELD,
+    INVALID_CAR,
+    MALFORMED_BODY,
+    MILEAGE_DECREASE,
+    UNSUPPORTED_MEDIA_TYPE,
+    Problem,
+)
+from app.queries import CAR_ITEMS, Queries
+from app.resources.common import (
+    COMMAND,
+    CREATE,
+    ON_ITEM,
+    WRITE_ITEM,
+    Writer,
+    accepting,
+    listing,
+    reading,
+)
+from domain import cars
+from domain.aggregates import CAR
+from domain.errors import DomainError
+
+MERGE_PATCH = "application/merge-patch+json"
+CHANGES = (*ON_ITEM, IMMUTABLE_FIELD, MILEAGE_DECREASE, GONE)
+
+
+class CarMergePatch(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    """An RFC 7396 merge patch of a car: any fields of CarRepresentation (null removes one,
+    which the merged car then lacks)."""
+
+    year: cars.Year | msgspec.UnsetType | None = msgspec.UNSET
+    make: cars.Make | msgspec.UnsetType | None = msgspec.UNSET
+    model: cars.Model | msgspec.UnsetType | None = msgspec.UNSET
+    color: cars.Color | msgspec.UnsetType | None = msgspec.UNSET
+    mileage: cars.Mileage | msgspec.UnsetType | None = msgspec.UNSET
+    vin: cars.Vin | msgspec.UnsetType | None = msgspec.UNSET
+    condition: cars.Condition | msgspec.UnsetType | None = msgspec.UNSET
+    owner: UUID | msgspec.UnsetType | None = msgspec.UNSET
+
+
+PATCH_DECODER = msgspec.json.Decoder(CarMergePatch)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge member by member, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result
+
+
+Decide = Callable[[cars.Car], Sequence[msgspec.Struct] | DomainError]
+
+
+class Cars(Described):
+    """Cars: every field checked at once, then compared with the car to find the triggers."""
+
+    representation = Accepts(cars.CarRepresentation)
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        writer: Writer,
+        queries: Queries,
+        clock: Callable[[], datetime.datetime],
+    ) -> None:
+        super().__init__(routes)
+        self._writer = writer
+        self._queries = queries
+        self._clock = clock
+
+    @listing("List cars, a page at a time.", CAR_ITEMS)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._queries.collection(req, resp, CAR_ITEMS)
+
+    @reading("Read a car: exactly the representation a PUT sends back.", CAR_ITEMS)
+    def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        self._queries.item(req, resp, CAR_ITEMS, item_id)
+
+    on_head = on_get
+    on_head_item = on_get_item
+
+    @accepting(
+        "Create a car from its whole representation (trigger Create).",
+        cars.CarRepresentation,
+        parameters=CREATE,
+        problems=(*COMMAND, INVALID_CAR, ALREADY_EXISTS, IDEMPOTENCY_KEY_REUSED),
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        car, body = self._proposed(req)
+        decide: Decide = lambda state: cars.fire(state, cars.Create(car=car))  # noqa: E731
+        self._run(req, resp, self._writer.new_id(req), body, decide, creates=True)
+
+    @accepting(
+        "Send the car's whole future state; each difference fires its own trigger.",
+        cars.CarRepresentation,
+        parameters=WRITE_ITEM,
+        problems=(*CHANGES, INVALID_CAR),
+    )
+    def on_put_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        car, body = self._proposed(req)
+        self._run(req, resp, item_id, body, lambda state: cars.decide(state, car))
+
+    @accepting(
+        "Merge a JSON merge patch (RFC 7396) into the car, then as PUT.",
+        CarMergePatch,
+        body_media_type=MERGE_PATCH,
+        parameters=WRITE_ITEM,
+        problems=(*CHANGES, INVALID_CAR),
+    )
+    def on_patch_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        media_type, _ = falcon.parse_header(req.content_type or "")
+        if media_type != MERGE_PATCH:
+            raise Problem(
+                UNSUPPORTED_MEDIA_TYPE,
+                f"PATCH takes {MERGE_PATCH} (RFC 7396).",
+                accepted=[MERGE_PATCH],
+            )
+        body = read_body(req)
+        check_json(body)
+        try:
+            patch = msgspec.to_builtins(PATCH_DECODER.decode(body))
+        except msgspec.DecodeError:
+            raise Problem(
+                MALFORMED_BODY,
+                "The body is not a merge patch of a car.",
+                errors=field_errors(CarMergePatch, body),
+            ) from None
+
+        def decide(state: cars.Car) -> Sequence[msgspec.Struct] | DomainError:
+            merged = merge_patch(msgspec.to_builtins(state.representation()), patch)
+            proposed = self._convert(merged)
+            self._validate(proposed)
+            return cars.decide(state, proposed)
+
+        self._run(req, resp, item_id, body, decide, domain_model="CarMergePatch")
+
+    @accepting(
+        "Retire the car (idempotent).",
+        parameters=WRITE_ITEM,
+        problems=(*ON_ITEM, GONE),
+    )
+    def on_delete_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        decide: Decide = lambda state: cars.fire(state, cars.Delete())  # noqa: E731
+        self._run(req, resp, item_id, read_body(req), decide, domain_model="RetireCar")
+
+    def _run(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        car_id: UUID,
+        body: bytes,
+        decide: Decide,
+        creates: bool = False,
+        domain_model: str = "CarRepresentation",
+    ) -> None:
+        self._writer.run(req, resp, CAR, car_id, decide, domain_model, body, creates=creates)
+
+    def _proposed(self, req: falcon.Request) -> tuple[cars.CarRepresentation, bytes]:
+        """The whole car in the body, checked field by field and then rule by rule."""
+        car, body = self.representation.read(req, rules=self._rules)
+        assert isinstance(car, cars.CarRepresentation)
+        self._validate(car)
+        return car, body
+
+    def _next_year(self) -> int:
+        return self._clock().year + 1
+
+    def _rules(self, raw: dict[str, Any]) -> list[dict[str, str]]:
+        """The car's rules over the fields of a body that did not decode as a whole."""
+        known: dict[str, Any] = {}
+        for name, kind in (("year", int), ("make", str), ("model", str), ("owner", UUID)):
+            try:
+                known[name] = msgspec.convert(raw.get(name), kind, strict=False)
+            except msgspec.ValidationError:
+                continue
+        return [msgspec.to_builtins(e) for e in cars.rule_errors(self._next_year(), **known)]
+
+    def _validate(self, car: cars.CarRepresentation) -> None:
+        errors = cars.validate(car, next_year=self._next_year())
+        if errors:
+            raise Problem(
+                INVALID_CAR,
+                "The car breaks rules.",
+                errors=[msgspec.to_builtins(e) for e in errors],
+            )
+
+    @staticmethod
+    def _convert(merged: Any) -> cars.CarRepresentation:
+        try:
+            return msgspec.convert(merged, cars.CarRepresentation)
+        except msgspec.ValidationError:
+            raise Problem(
+                MALFORMED_BODY,
+                "The patched car does not fit CarRepresentation.",
+                errors=field_errors(cars.CarRepresentation, msgspec.json.encode(merged)),
+            ) from None

@@ -1,0 +1,106 @@
+"""The routes around the resources: the entry point, search across both contexts, the error
+pages, and the OpenAPI document."""
+
+from __future__ import annotations
+
+import falcon
+import msgspec
+
+from app.description import PAGED, Described, RouteTable, openapi, operation
+from app.media import content_type
+from app.problems import BY_NUMBER, ERRORS_PATH, KINDS, NOT_FOUND, Kind, Problem
+from app.queries import Queries
+from app.representations import EntryPoint, ErrorPage, Link, SearchResults
+from app.resources.common import GUARDED, READS
+
+
+class Root(Described):
+    """``GET /v1``: the entry point, with a link to every collection."""
+
+    @operation(
+        summary="The entry point: links to everything else.", returns=EntryPoint, problems=GUARDED
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = content_type("EntryPoint")
+        base = f"{req.prefix}/v1"
+        resp.media = EntryPoint(
+            links=[
+                Link("inventory-items", f"{base}/inventory-items"),
+                Link("cars", f"{base}/cars"),
+                Link("search", f"{base}/search"),
+                Link("errors", f"{base}/errors"),
+                Link("openapi", f"{base}/openapi.json"),
+                Link("health", f"{req.prefix}/healthz"),
+                Link("readiness", f"{req.prefix}/readyz"),
+            ]
+        )
+
+    on_head = on_get
+
+
+class Search(Described):
+    """``GET /v1/search?query=``: active resources of both contexts whose text matches."""
+
+    def __init__(self, routes: RouteTable, queries: Queries) -> None:
+        super().__init__(routes)
+        self._queries = queries
+
+    @operation(
+        summary="Find active resources of both contexts whose text contains `query`.",
+        returns=SearchResults,
+        parameters=("query", *PAGED),
+        required=("query",),
+        problems=READS,
+        conditional=True,
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._queries.search(req, resp)
+
+    on_head = on_get
+
+
+class ErrorPages(Described):
+    """``GET /v1/errors`` lists every error code; ``/v1/errors/{number}`` documents one.
+
+    Both come from the registry the error responses use (``app.problems.KINDS``).
+    """
+
+    @operation(summary="Every error code.", returns=list[ErrorPage], domain_model="ErrorPageList")
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = content_type("ErrorPageList")
+        resp.media = [self._page(kind, req.prefix) for kind in KINDS]
+
+    @operation(summary="One error code.", returns=ErrorPage, problems=(NOT_FOUND,))
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, number: int) -> None:
+        kind = BY_NUMBER.get(number)
+        if kind is None:
+            raise Problem(NOT_FOUND, f"There is no error code {number}.")
+        resp.content_type = content_type("ErrorPage")
+        resp.media = self._page(kind, req.prefix)
+
+    on_head = on_get  # same headers, no body: Falcon sends none for HEAD
+    on_head_one = on_get_one
+
+    @staticmethod
+    def _page(kind: Kind, base: str) -> ErrorPage:
+        return ErrorPage(
+            error_code=kind.number,
+            status=kind.status,
+            title=kind.title,
+            description=kind.description,
+            links=[Link("self", f"{base}{ERRORS_PATH}/{kind.number}")],
+        )
+
+
+class OpenAPIDocument(Described):
+    """``GET /v1/openapi.json``: the whole API, from the same operations and models."""
+
+    def __init__(self, routes: RouteTable) -> None:
+        super().__init__(routes)
+
+    @operation(summary="This API as an OpenAPI 3.1 document.")
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = content_type("OpenAPI")
+        resp.data = msgspec.json.encode(openapi(self.routes, req.prefix))
+
+    on_head = on_get

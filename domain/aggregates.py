@@ -1,0 +1,56 @@
+"""The one registry of aggregates: what the command side and the projector both need to know
+of each, and nothing else is named the same.
+
+An ``Aggregate`` is a domain module seen from outside: the category of its streams
+(``category-<uuid>``), the empty state, the fold, and the decoder of its events (a tagged
+union whose tags are the EventStoreDB event types).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from domain import cars, inventory
+from domain.history import evolve
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate(Generic[S]):
+    category: str
+    zero: Callable[[], S]
+    apply: Callable[[S, Any], S]
+    events: msgspec.json.Decoder[Any]
+
+    def stream(self, aggregate_id: UUID | str) -> str:
+        return f"{self.category}-{aggregate_id}"
+
+    def evolve(self, state: S, recorded_type: str, data: bytes) -> S:
+        """``state`` after one recorded event, or ``ImpossibleEvent`` (domain.history)."""
+        return evolve(self.events, self.apply, state, recorded_type, data)
+
+
+INVENTORY_ITEM: Aggregate[inventory.InventoryItem] = Aggregate(
+    inventory.CATEGORY,
+    inventory.zero,
+    inventory.apply,
+    msgspec.json.Decoder(inventory.AnyInventoryEvent),
+)
+CAR: Aggregate[cars.Car] = Aggregate(
+    cars.CATEGORY, cars.zero, cars.apply, msgspec.json.Decoder(cars.AnyCarEvent)
+)
+AGGREGATES: tuple[Aggregate[Any], ...] = (INVENTORY_ITEM, CAR)
+BY_CATEGORY = {aggregate.category: aggregate for aggregate in AGGREGATES}
+
+
+def of_stream(stream: str) -> tuple[Aggregate[Any], str] | None:
+    """The aggregate a stream belongs to and its id (``category-<uuid>``), if any."""
+    category, _, rest = stream.partition("-")
+    aggregate = BY_CATEGORY.get(category)
+    return (aggregate, rest) if aggregate is not None and rest else None
