@@ -5,10 +5,10 @@ It knows no HTTP: preconditions arrive as stream versions (the edge decodes ETag
 refusal is one of the exceptions below, which the edge maps to problems once
 (``app.errors``).
 
-A worker keeps recently used aggregates in memory and reads only a stream's new events
-before each command (one short read, however long the stream). The append's expected
-version is what makes this safe: a stale view loses the race at the store, is dropped, and
-is reloaded.
+A worker keeps recently used aggregates in memory and appends with the version it knows,
+without reading first: one round trip per command. The append's expected version is what
+makes this safe: a stale view loses the race at the store, and the stream's new events (a
+short read, however long the stream) are read before deciding again.
 """
 
 from __future__ import annotations
@@ -188,6 +188,12 @@ class Repository:
         self.keep(stream, loaded)
         return loaded
 
+    def cached(self, stream: str, aggregate: Aggregate[S]) -> Loaded[S]:
+        """What this worker last knew of the stream, unread (empty if it never saw it)."""
+        with self._lock:
+            cached: Loaded[S] | None = self._cache.get(stream)
+        return cached if cached is not None else Loaded(aggregate.zero())
+
     def keep(self, stream: str, loaded: Loaded[Any]) -> None:
         with self._lock:
             self._cache[stream] = loaded
@@ -239,37 +245,68 @@ class CommandHandler:
         creates: bool = False,
     ) -> Outcome:
         """Run one command: NotFound before any precondition, then the preconditions, then
-        the domain.
+        the domain, then the append with the expected version.
 
-        Without If-Match a conflict with a concurrent writer is reloaded and retried a few
-        times; with a precondition it is the client's precondition that failed.
+        The first attempt decides on what this worker last knew of the stream, without
+        reading it (a stream it never saw is taken as empty). Only an append is trusted on
+        that basis, since the store checks its expected version: a conflict, a refusal or a
+        "nothing to do" decided on an unread state is decided again after reading the
+        stream's new events. Once read, a conflict is a concurrent writer: without a
+        precondition it is retried a few times; with one it is the client's precondition
+        that failed.
         """
-        for _ in range(self._retries + 1):
-            loaded = self.repository.load(aggregate, stream)
-            replay = self._replay(loaded, request)
-            if replay is not None:
-                return Outcome(stream, replay.version, replay.position, replay.appended)
-            if not creates and not loaded.state.exists:
-                raise NotFound("There is nothing at this URL.")
-            expected = self._expected(loaded, request, creates)
-            decided = decide(loaded.state)
-            if isinstance(decided, DomainError):
-                raise Refused(decided)
-            if not decided:
-                return Outcome(stream, loaded.version, loaded.position, 0)
-            pending = self._pending(stream, decided, request)
+        loaded = self.repository.cached(stream, aggregate)
+        verified = False  # is ``loaded`` what the store held a moment ago?
+        retries = 0
+        while True:
             try:
-                position = self._store.append(stream, expected, pending)
+                outcome = self._attempt(aggregate, stream, loaded, decide, request, creates)
             except ConcurrencyConflict:
                 self.repository.forget(stream)
-                if request.has_precondition:
-                    raise PreconditionFailed("The resource changed since that ETag.") from None
-                continue
-            except StreamGone:
-                raise Gone("This resource was retired for good.") from None
-            self._advance(aggregate, stream, loaded, decided, position, request)
-            return Outcome(stream, expected + len(decided), position, len(decided))
-        raise Conflict("Concurrent writers kept changing the resource; retry.")
+                if verified:
+                    if request.has_precondition:
+                        raise PreconditionFailed("The resource changed since that ETag.") from None
+                    retries += 1
+                    if retries > self._retries:
+                        raise Conflict(
+                            "Concurrent writers kept changing the resource; retry."
+                        ) from None
+            except CommandFailed:
+                if verified:
+                    raise
+            else:
+                if verified or outcome.appended:
+                    return outcome
+            loaded = self.repository.load(aggregate, stream)
+            verified = True
+
+    def _attempt(
+        self,
+        aggregate: Aggregate[S],
+        stream: str,
+        loaded: Loaded[S],
+        decide: Callable[[S], Sequence[msgspec.Struct] | DomainError],
+        request: CommandRequest,
+        creates: bool,
+    ) -> Outcome:
+        replay = self._replay(loaded, request)
+        if replay is not None:
+            return Outcome(stream, replay.version, replay.position, replay.appended)
+        if not creates and not loaded.state.exists:
+            raise NotFound("There is nothing at this URL.")
+        expected = self._expected(loaded, request, creates)
+        decided = decide(loaded.state)
+        if isinstance(decided, DomainError):
+            raise Refused(decided)
+        if not decided:
+            return Outcome(stream, loaded.version, loaded.position, 0)
+        pending = self._pending(stream, decided, request)
+        try:
+            position = self._store.append(stream, expected, pending)
+        except StreamGone:
+            raise Gone("This resource was retired for good.") from None
+        self._advance(aggregate, stream, loaded, decided, position, request)
+        return Outcome(stream, expected + len(decided), position, len(decided))
 
     def _replay(self, loaded: Loaded[Any], request: CommandRequest) -> Replay | None:
         if request.idempotency_key is None:

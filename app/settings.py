@@ -57,7 +57,6 @@ def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) ->
 class Settings:
     esdb_uri: str
     data_dir: Path
-    port: int
     etag_key: bytes
     require_if_match: bool = False
     read_wait: float = 2.0
@@ -105,7 +104,6 @@ class Settings:
         return cls(
             esdb_uri=uri,
             data_dir=data_dir,
-            port=int(_number(env, "PORT", int)),
             etag_key=etag_key,
             require_if_match=env.get("REQUIRE_IF_MATCH", "").lower() in TRUE,
             read_wait=float(_number(env, "READ_WAIT", float)),

@@ -23,6 +23,7 @@ from types import FrameType
 
 import msgspec
 
+import jsonlogs
 from eventstore.connection import esdb_uri, root_certificates
 from eventstore.errors import StoreRefused
 from eventstore.feed import Feed
@@ -53,7 +54,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
+    jsonlogs.configure(args.log_level)
     directory = config.read_directory(args.data_dir)
     if args.quarantine:
         return list_quarantine(directory)

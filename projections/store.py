@@ -12,7 +12,7 @@ crash at any instant leaves rows and checkpoint agreeing: the projector resumes 
 checkpoint and no event counts twice or goes missing.
 
 Paging: a page at offset 100,000 should cost about what offset 0 costs. SQLite's OFFSET
-reads every skipped row (92 ms at 100,000 here, bench/paging_bench.py). Rows are never
+reads every skipped row (bench/paging_bench.py measures what that costs). Rows are never
 deleted and ordinals are dense, so a page of every state is a range of ordinals. For one
 state, each view keeps how many of its rows fall in each block of ``BLOCK`` consecutive
 ordinals (and, as block -1, the total): a page sums block counts up to its offset (about a

@@ -27,7 +27,6 @@ def settings(esdb_uri: str, tmp: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "esdb_uri": esdb_uri,
         "data_dir": tmp,
-        "port": 0,
         "etag_key": bytes(range(64)),
     }
     values.update(overrides)

@@ -11,7 +11,8 @@ import falcon.testing
 import pytest
 from esdbclient import EventStoreDBClient
 
-from tests.api.conftest import command, path_of
+from app.api import create_app
+from tests.api.conftest import FIXED_NOW, command, path_of, settings
 
 CREATE = "CreateInventoryItemCommand"
 CHECK_IN = "CheckInItemsToInventoryCommand"
@@ -292,3 +293,41 @@ def test_options_405_and_errors(api: falcon.testing.TestClient) -> None:
     page = api.simulate_get("/v1/errors/1011")
     assert page.json["title"] == "Insufficient stock"
     assert api.simulate_get("/v1/nowhere").json["errorCode"] == 1002
+
+
+def test_two_workers_with_stale_views_decide_on_what_the_store_holds(
+    esdb_uri: str, tmp_path_factory: pytest.TempPathFactory, client: EventStoreDBClient
+) -> None:
+    """Each worker appends with the version it last knew, without reading first. A stale
+    view may only cost a round trip: every refusal, every "nothing to do" and every failed
+    precondition decided on it is decided again on the stream's new events."""
+    data = tmp_path_factory.mktemp("workers")
+    a, b = (
+        falcon.testing.TestClient(create_app(settings(esdb_uri, data), clock=lambda: FIXED_NOW))
+        for _ in range(2)
+    )
+    created = create(a)
+    item = path_of(created.headers["location"])
+    assert a.simulate_post(item, body=b'{"count": 5}', headers=command(CHECK_IN)).status_code == 202
+    assert b.simulate_post(item, body=b'{"count": 5}', headers=command(REMOVE)).status_code == 202
+    # a believes 5 are in stock; the store says 0: refused, nothing appended.
+    stale = a.simulate_post(item, body=b'{"count": 1}', headers=command(REMOVE))
+    assert (stale.status_code, stale.json["errorCode"]) == (409, 1011)
+    checked_in = b.simulate_post(item, body=b'{"count": 3}', headers=command(CHECK_IN))
+    # a's view is a version behind the ETag it is shown: the precondition holds in the store.
+    matched = {**command(REMOVE), "If-Match": checked_in.headers["etag"]}
+    assert a.simulate_post(item, body=b'{"count": 3}', headers=matched).status_code == 202
+    assert a.simulate_delete(item).status_code == 202
+    renamed = b.simulate_put(item, body=b'{"newName": "Late"}', headers=command(RENAME))
+    assert (renamed.status_code, renamed.json["errorCode"]) == (409, 1010)
+    again = b.simulate_delete(item)
+    assert (again.status_code, again.json["eventsAppended"]) == (202, 0)
+    types = [e.type for e in client.get_stream(stream_of(created))]
+    assert types == [
+        "InventoryItemCreated",
+        "ItemsCheckedInToInventory",
+        "ItemsRemovedFromInventory",
+        "ItemsCheckedInToInventory",
+        "ItemsRemovedFromInventory",
+        "InventoryItemDeactivated",
+    ]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def routing_table(tmp: Path) -> RouteTable:
     routes = RouteTable()
-    create_app(Settings("esdb://127.0.0.1:1?tls=false", tmp, 0, bytes(64)), routes=routes)
+    create_app(Settings("esdb://127.0.0.1:1?tls=false", tmp, bytes(64)), routes=routes)
     return routes
 
 

@@ -235,7 +235,9 @@ def test_search_finds_active_resources_of_every_view(
             if row[2] and query in text_of(view, row).lower():
                 hits.append((ordinal * len(VIEWS) + index, view, tuple(row)))
     expected = [(view, row) for _, view, row in sorted(hits, key=lambda hit: hit[0])]
-    assert {view.table for view, _ in expected} == kinds
+    # Which cars are still active depends on the order the concurrent appends landed in, so
+    # a view may, rarely, have no active match: the search must still equal the model.
+    assert expected and {view.table for view, _ in expected} <= kinds
     for offset in (0, 7):
         total, found = paged.reads.search(query, offset, 20)
         got = [(view, row_of(stored)) for view, stored in found]

@@ -3,7 +3,6 @@ the event store going away under it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -53,7 +52,7 @@ def stream_version(client: EventStoreDBClient, stream: str) -> int:
 
 def logged(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:
     """The projector's structured log lines saying ``message``."""
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "projections"]
+    lines = [r.msg for r in caplog.records if r.name == "projections"]
     return [line for line in lines if line["message"] == message]
 
 
