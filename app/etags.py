@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 from pathlib import Path
 
@@ -22,8 +23,11 @@ KEY_FILE = "etag.key"
 class ETagCodec:
     def __init__(self, key: bytes) -> None:
         self._siv = AESSIV(key)
+        # Same version, same tag: recently served tags are kept (AES-SIV costs more than a
+        # 304 does otherwise).
+        self.encode = functools.lru_cache(maxsize=65_536)(self._seal)
 
-    def encode(self, stream: str, version: int) -> str:
+    def _seal(self, stream: str, version: int) -> str:
         """The opaque tag (without quotes) for ``version`` of ``stream``."""
         plain = version.to_bytes(8, "big", signed=True)
         sealed = self._siv.encrypt(plain, [stream.encode()])

@@ -75,18 +75,14 @@ def _fresh(req: falcon.Request, etag: str) -> bool:
     return any(tag == "*" or str(tag) == etag for tag in tags)
 
 
-def represent(
-    req: falcon.Request, resp: falcon.Response, model: str, etag: str, body: Callable[[], bytes]
-) -> None:
-    """200 with the body, or 304 when the client holds this version already (the body is
-    then never encoded)."""
+def not_modified(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
+    """Validators on every answer; True (and a 304) when the client holds this version."""
     resp.etag = etag
     resp.cache_control = [CACHE_CONTROL]
     if _fresh(req, etag):
         resp.status = falcon.HTTP_304
-        return
-    resp.content_type = content_type(model)
-    resp.data = body()
+        return True
+    return False
 
 
 def content_etag(body: bytes) -> str:
@@ -181,12 +177,13 @@ class Queries:
             raise Problem(NOT_FOUND, f"There is no {presentation.path} resource {item}.")
         if not stored.active:
             raise Problem(GONE, f"{presentation.path} resource {item} was retired.")
+        if not_modified(req, resp, self.etag(presentation, stored)):
+            return  # a 304 builds no links and no body
         links = presentation.links(req.prefix, stored.id)
         for link in links:
             resp.append_link(link.href, link.rel)
-        model = presentation.item_type.__name__
-        details = presentation.details(stored, links)
-        represent(req, resp, model, self.etag(presentation, stored), lambda: _encode(details))
+        resp.content_type = content_type(presentation.item_type.__name__)
+        resp.data = _encode(presentation.details(stored, links))
 
     def search(self, req: falcon.Request, resp: falcon.Response) -> None:
         refuse_unknown(req, ("query",))
@@ -220,4 +217,6 @@ class Queries:
         for link in links:
             if link.rel != "self":
                 resp.append_link(link.href, link.rel)
-        represent(req, resp, model, content_etag(body), lambda: body)
+        if not not_modified(req, resp, content_etag(body)):
+            resp.content_type = content_type(model)
+            resp.data = body
