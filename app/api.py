@@ -27,7 +27,8 @@ from app.problems import (
     handle_unexpected,
     serialize_http_error,
 )
-from app.queries import Queries
+from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
+from app.queries.timeline import Timeline
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
 from app.settings import ConfigurationError, Settings
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
@@ -107,12 +108,23 @@ def create_app(
         app.add_route(template, resource, **({"suffix": suffix} if suffix else {}))
 
     mount("/v1", Root(routes))
-    inventory_items = InventoryItems(routes, Writer(commands, etags, "inventory-items"), queries)
+    inventory_items = InventoryItems(
+        routes,
+        Writer(commands, etags, "inventory-items"),
+        queries,
+        Timeline(store, etags, INVENTORY_ITEMS),
+    )
     mount("/v1/inventory-items", inventory_items)
     mount("/v1/inventory-items/{item_id:uuid}", inventory_items, "item")
-    car_resource = Cars(routes, Writer(commands, etags, "cars"), queries, clock)
+    mount("/v1/inventory-items/{item_id:uuid}/history", inventory_items, "history")
+    mount("/v1/inventory-items/{item_id:uuid}/timemap", inventory_items, "timemap")
+    car_resource = Cars(
+        routes, Writer(commands, etags, "cars"), queries, Timeline(store, etags, CAR_ITEMS), clock
+    )
     mount("/v1/cars", car_resource)
     mount("/v1/cars/{item_id:uuid}", car_resource, "item")
+    mount("/v1/cars/{item_id:uuid}/history", car_resource, "history")
+    mount("/v1/cars/{item_id:uuid}/timemap", car_resource, "timemap")
     mount("/v1/search", Search(routes, queries))
     errors = ErrorPages(routes)
     mount("/v1/errors", errors)

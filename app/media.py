@@ -20,14 +20,15 @@ from app.bodies import check_json, read_body
 from app.problems import MALFORMED_BODY, UNSUPPORTED_MEDIA_TYPE, Problem
 
 JSON = "application/json"
+XML = "application/xml"
 VERSION = "1.0.0"
 
 
-def content_type(domain_model: str) -> str:
+def content_type(domain_model: str, media_type: str = JSON) -> str:
     """The response media type with every level as a parameter."""
     return (
-        f"{JSON}; charset=utf-8; domain-model={domain_model}; version={VERSION};"
-        f" format={JSON}; schema=application/schema+json; is-text=true"
+        f"{media_type}; charset=utf-8; domain-model={domain_model}; version={VERSION};"
+        f" format={media_type}; schema=application/schema+json; is-text=true"
     )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import falcon
 import msgspec
 
+from app import xmldocs
+from app.accept import prefers_xml
 from app.commands import (
     CommandFailed,
     Conflict,
@@ -30,6 +32,7 @@ from app.representations import ProblemDetails
 from domain.errors import ErrorCode, FieldError
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_XML = "application/problem+xml"
 ERRORS_PATH = "/v1/errors"
 
 log = logging.getLogger(__name__)
@@ -261,6 +264,13 @@ EXPECTATION_FAILED = Kind(
     "Expectation failed",
     "The Expect header asks for something other than 100-continue.",
 )
+NOT_ACCEPTABLE = Kind(
+    1029,
+    406,
+    "not-acceptable",
+    "Not acceptable",
+    "No representation on offer matches Accept; the problem lists those available.",
+)
 KINDS: tuple[Kind, ...] = (
     MALFORMED_BODY,
     UNSUPPORTED_MEDIA_TYPE,
@@ -291,6 +301,7 @@ KINDS: tuple[Kind, ...] = (
     STOCK_LIMIT,
     NOT_IMPLEMENTED,
     EXPECTATION_FAILED,
+    NOT_ACCEPTABLE,
 )
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}
 BY_NUMBER = {kind.number: kind for kind in KINDS}
@@ -314,10 +325,11 @@ class Problem(Exception):
         self.extra = extra
 
 
-def body(kind: Kind, detail: str, base: str, extra: dict[str, Any] | None = None) -> bytes:
-    """The problem details, encoded through the Struct that documents them."""
+def details(
+    kind: Kind, detail: str, base: str, extra: dict[str, Any] | None = None
+) -> ProblemDetails:
     page = f"{base}{ERRORS_PATH}/{kind.number}"
-    details = ProblemDetails(
+    return ProblemDetails(
         type=page,
         title=kind.title,
         status=kind.status,
@@ -327,15 +339,26 @@ def body(kind: Kind, detail: str, base: str, extra: dict[str, Any] | None = None
         additional_information=page,
         **(extra or {}),
     )
-    return _encode(details)
+
+
+def body(kind: Kind, detail: str, base: str, extra: dict[str, Any] | None = None) -> bytes:
+    """The problem details as JSON, encoded through the Struct that documents them."""
+    return _encode(details(kind, detail, base, extra))
 
 
 def _send(
     req: falcon.Request, resp: falcon.Response, kind: Kind, detail: str, **extra: Any
 ) -> None:
+    """problem+json, or problem+xml for a client that accepts XML and not JSON."""
     resp.status = kind.status
-    resp.content_type = PROBLEM_JSON
-    resp.data = body(kind, detail, req.prefix, extra)
+    resp.vary = ["Accept"]
+    found = details(kind, detail, req.prefix, extra)
+    if prefers_xml(req.get_header("Accept")):
+        resp.content_type = PROBLEM_XML
+        resp.data = xmldocs.problem(found)
+    else:
+        resp.content_type = PROBLEM_JSON
+        resp.data = _encode(found)
 
 
 def handle_problem(
@@ -374,9 +397,7 @@ def serialize_http_error(
 ) -> None:
     """Falcon's own errors (405, unknown route, ...) in the same problem shape."""
     kind = BY_STATUS.get(error.status_code, INTERNAL_ERROR)
-    detail = error.description or error.title or kind.title
-    resp.content_type = PROBLEM_JSON
-    resp.data = body(kind, detail, req.prefix)
+    _send(req, resp, kind, error.description or error.title or kind.title)
 
 
 def handle_unexpected(

@@ -3,6 +3,7 @@ every response schema in OPTIONS and OpenAPI (``msgspec.json.schema_components``
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -103,6 +104,7 @@ class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     parameter: str | msgspec.UnsetType = msgspec.UNSET
     reached: int | msgspec.UnsetType | None = msgspec.UNSET
     max_body_bytes: int | msgspec.UnsetType = msgspec.UNSET
+    available: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ErrorPage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -121,3 +123,21 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     status: str
     event_store: dict[str, Any]
     projector: dict[str, Any]
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One event of a resource's history, in the API's vocabulary."""
+
+    version: int
+    type: str
+    time: datetime.datetime | None
+    data: Any  # the event's data as recorded (camelCase JSON); null if it is not JSON
+    principal: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    request_id: str | None = None
+    links: list[Link]
+
+
+class History(ListPage[Change], frozen=True, kw_only=True):
+    """``/history``: a resource's changes, oldest first."""

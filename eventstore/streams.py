@@ -7,11 +7,13 @@ esdbclient's exceptions become ours at this boundary (a wrong expected version b
 
 from __future__ import annotations
 
+import datetime
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-from esdbclient import EventStoreDBClient, NewEvent, StreamState
+from esdbclient import EventStoreDBClient, NewEvent, RecordedEvent, StreamState
 from esdbclient.connection_spec import ConnectionSpec
 from esdbclient.exceptions import (
     DeadlineExceeded,
@@ -53,6 +55,7 @@ class StoredEvent:
     metadata: bytes
     version: int  # the event's position in its stream
     position: int  # its commit position in the whole store
+    recorded_at: datetime.datetime | None = None  # when the store wrote it (UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,20 @@ class PendingEvent:
     type: str
     data: bytes
     metadata: bytes
+
+
+def _stored(event: RecordedEvent) -> StoredEvent:
+    when = event.recorded_at
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return StoredEvent(
+        event.type,
+        event.data,
+        event.metadata,
+        event.stream_position,
+        event.commit_position or 0,
+        when,
+    )
 
 
 class EventStore:
@@ -99,11 +116,14 @@ class EventStore:
         """
         self.head(timeout=self._timeout or 10.0)
 
-    def read(self, stream: str, after: int = NO_STREAM) -> list[StoredEvent]:
-        """The stream's events after version ``after`` (all of them by default)."""
+    def read(
+        self, stream: str, after: int = NO_STREAM, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """The stream's events after version ``after`` (all of them by default), at most
+        ``limit`` of them."""
         try:
             recorded = self.client.get_stream(
-                stream, stream_position=after + 1, timeout=self._timeout
+                stream, stream_position=after + 1, limit=limit or sys.maxsize, timeout=self._timeout
             )
         except NotFound:
             return []
@@ -111,10 +131,21 @@ class EventStore:
             raise StreamGone(stream) from error
         except FAILURES as error:
             raise unavailable(error) from error
-        return [
-            StoredEvent(e.type, e.data, e.metadata, e.stream_position, e.commit_position or 0)
-            for e in recorded
-        ]
+        return [_stored(e) for e in recorded]
+
+    def last(self, stream: str) -> StoredEvent | None:
+        """The stream's newest event (None: no stream)."""
+        try:
+            recorded = self.client.get_stream(
+                stream, backwards=True, limit=1, timeout=self._timeout
+            )
+        except NotFound:
+            return None
+        except StreamIsDeleted as error:
+            raise StreamGone(stream) from error
+        except FAILURES as error:
+            raise unavailable(error) from error
+        return _stored(recorded[0]) if recorded else None
 
     def append(self, stream: str, expected: int | None, events: Sequence[PendingEvent]) -> int:
         """Append atomically after version ``expected`` (None: any); the commit position.

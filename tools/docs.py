@@ -137,6 +137,22 @@ def blocks(found: Crawl) -> Iterator[Block]:
                     ],
                 ),
             )
+            offered = [rep for r in method["responses"] for rep in r.get("representations", [])]
+            if offered:
+                yield (
+                    "p",
+                    "Representations on offer (choose with Accept; the first is the default):",
+                )
+                yield (
+                    "table",
+                    Table(
+                        ["domain-model", "Content-Type", "schema"],
+                        [
+                            [f"`{o['domainModel']}`", f"`{o['contentType']}`", _ref(o["schema"])]
+                            for o in offered
+                        ],
+                    ),
+                )
     yield "h2", "Schemas"
     for name, schema in sorted(schemas.items()):
         yield "h3", name

@@ -96,7 +96,12 @@ def _openapi_operation(
     responses: dict[str, Any] = {}
     success: dict[str, Any] = {"description": op.summary}
     if op.model_name is not None and method != "HEAD":
-        success["content"] = {response_type(op.model_name): {"schema": refs[op.model_name]}}
+        success["content"] = {
+            response_type(name, media_type): {"schema": refs[name]}
+            for name, media_type in op.offered
+        }
+        if len(op.offered) > 1:
+            responses["406"] = {"description": "Accept names no representation on offer."}
     for status in (op.success, *op.also):
         responses[str(status)] = success
     if op.conditional:

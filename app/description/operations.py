@@ -72,6 +72,20 @@ PARAMETERS = {
             {"type": "string", "pattern": "^[0-9]{1,19}$"},
         ),
         Parameter(
+            "version",
+            "query",
+            "Time travel: the state just after this stream version (a Memento, read from the"
+            " event store; 404 beyond the newest version).",
+            {"type": "integer", "minimum": 0},
+        ),
+        Parameter(
+            "Accept-Datetime",
+            "header",
+            "RFC 7089: the URL acts as a TimeGate and answers 302 to the memento of the newest"
+            " version written at or before this HTTP date.",
+            {"type": "string"},
+        ),
+        Parameter(
             "If-None-Match",
             "header",
             "ETags the client holds: 304 when one is current (or * to create only once).",
@@ -103,6 +117,8 @@ class Operation:
     returns: Any = None  # the success body's type (a Struct, or e.g. list[ErrorPage])
     domain_model: str | None = None  # its name, when the type has none of its own
     success: int = 200
+    alternatives: tuple[type[msgspec.Struct], ...] = ()  # other representations on offer
+    formats: tuple[str, ...] = (JSON,)  # what Accept may choose between
     also: tuple[int, ...] = ()  # other statuses answered with the same model (readiness 503)
     accepts: tuple[type[msgspec.Struct], ...] = ()  # domain-models of the body
     body_media_type: str = JSON
@@ -112,6 +128,14 @@ class Operation:
     problems: tuple[Kind, ...] = ()
     conditional: bool = False  # ETag and 304 on If-None-Match
     required: tuple[str, ...] = ()  # parameters that must be present
+
+    @property
+    def offered(self) -> list[tuple[str, str]]:
+        """(domain-model, format) of every representation of the success body, default first."""
+        if self.model_name is None:
+            return []
+        names = [self.model_name, *(model.__name__ for model in self.alternatives)]
+        return [(name, media_type) for name in names for media_type in self.formats]
 
     @property
     def model_name(self) -> str | None:
@@ -204,6 +228,8 @@ def models_of(described: Iterable[Operation]) -> dict[str, Any]:
             models[model.__name__] = model
         if op.model_name is not None:
             models[op.model_name] = op.returns
+        for model in op.alternatives:
+            models[model.__name__] = model
     return models
 
 
@@ -215,8 +241,8 @@ def schemas(models: dict[str, Any], ref_template: str) -> tuple[dict[str, Any], 
     return dict(zip(models, refs, strict=True)), components
 
 
-def response_type(domain_model: str) -> str:
-    return f"{JSON}; domain-model={domain_model}; version={VERSION}"
+def response_type(domain_model: str, media_type: str = JSON) -> str:
+    return f"{media_type}; domain-model={domain_model}; version={VERSION}"
 
 
 def request_type(domain_model: str) -> str:

@@ -48,9 +48,22 @@ def describe(route: Route, table: RouteTable, base: str) -> dict[str, Any]:
                 "contentType": response_type(op.model_name),
                 "schema": refs[op.model_name],
             }
+        if len(op.offered) > 1 and method != "HEAD":
+            body["representations"] = [
+                {
+                    "domainModel": name,
+                    "contentType": response_type(name, media_type),
+                    "schema": refs[name],
+                }
+                for name, media_type in op.offered
+            ]
         responses = [{"status": status, **body} for status in (op.success, *op.also)]
         if op.conditional:
             responses.append({"status": 304, "description": "If-None-Match names the current ETag"})
+        if len(op.offered) > 1:
+            responses.append(
+                {"status": 406, "description": "Accept names no representation on offer"}
+            )
         for status, codes in problem_statuses(op.problems).items():
             responses.append(
                 {
@@ -80,7 +93,8 @@ def describe(route: Route, table: RouteTable, base: str) -> dict[str, Any]:
             }
         )
     links = [_link("self", route, base)]
-    links += [_link("item" if r.suffix else "collection", r, base) for r in table.siblings(route)]
+    rels = {"": "collection", "item": "item"}
+    links += [_link(rels.get(r.suffix, r.suffix), r, base) for r in table.siblings(route)]
     links.append({"rel": "openapi", "href": f"{base}/v1/openapi.json"})
     links.append({"rel": "errors", "href": f"{base}{ERRORS_PATH}"})
     return {
@@ -153,3 +167,9 @@ class Described:
 
     def on_options_one(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         self._options(req, resp, "one")
+
+    def on_options_history(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        self._options(req, resp, "history")
+
+    def on_options_timemap(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        self._options(req, resp, "timemap")

@@ -30,8 +30,14 @@ class Presentation:
     path: str  # the collection under /v1
     list_type: type[ListPage[Any]]
     item_type: type[msgspec.Struct]
+    summary_type: type[msgspec.Struct]
     summary: Callable[[Stored[Any], list[Link], str], msgspec.Struct]
     details: Callable[[Stored[Any], list[Link]], msgspec.Struct]
+
+    @property
+    def item_models(self) -> list[str]:
+        """The representations of an item: its details (the default), then its summary."""
+        return [self.item_type.__name__, self.summary_type.__name__]
 
     def href(self, prefix: str, row_id: str) -> str:
         return f"{prefix}/v1/{self.path}/{row_id}"
@@ -72,6 +78,7 @@ INVENTORY_ITEMS = Presentation(
     path="inventory-items",
     list_type=InventoryItemList,
     item_type=InventoryItemDetails,
+    summary_type=InventoryItemSummary,
     summary=_item_summary,
     details=_item_details,
 )
@@ -80,6 +87,7 @@ CAR_ITEMS = Presentation(
     path="cars",
     list_type=CarList,
     item_type=cars.CarRepresentation,
+    summary_type=CarSummary,
     summary=_car_summary,
     details=_car_details,
 )

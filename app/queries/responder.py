@@ -22,6 +22,7 @@ import msgspec
 
 from app.etags import ETagCodec
 from app.media import content_type
+from app.negotiation import encode, negotiate
 from app.problems import GONE, INVALID_QUERY, NOT_FOUND, READ_MODEL_BEHIND, Problem
 from app.queries.parsing import (
     POSITION_PARAMETER,
@@ -89,6 +90,22 @@ def content_etag(body: bytes) -> str:
     """A strong validator for a list: a digest of exactly what would be sent."""
     digest = hashlib.blake2b(body, digest_size=18).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def send_list(
+    req: falcon.Request, resp: falcon.Response, model: str, links: list[Link], value: Any
+) -> None:
+    """A page in the format asked for, with its links in ``Link``; its ETag is a digest of
+    exactly the bytes sent, so each format has its own."""
+    choice = negotiate(req.get_header("Accept"), [model])
+    resp.vary = ["Accept"]
+    for link in links:
+        if link.rel != "self":
+            resp.append_link(link.href, link.rel)
+    body = encode(choice, value)
+    if not not_modified(req, resp, content_etag(body)):
+        resp.content_type = content_type(model, choice.format)
+        resp.data = body
 
 
 class Queries:
@@ -165,25 +182,33 @@ class Queries:
         listed = presentation.list_type(
             offset=offset, limit=limit, total=page.total, items=items, links=links
         )
-        self._send_list(req, resp, presentation.list_type.__name__, links, _encode(listed))
+        send_list(req, resp, presentation.list_type.__name__, links, listed)
 
     def item(
         self, req: falcon.Request, resp: falcon.Response, presentation: Presentation, item: UUID
     ) -> None:
         refuse_unknown(req, ())
+        choice = negotiate(req.get_header("Accept"), presentation.item_models)
+        resp.vary = ["Accept"]
         self.catch_up(req)
         stored = self.reads.item(presentation.view, str(item))
         if stored is None:
             raise Problem(NOT_FOUND, f"There is no {presentation.path} resource {item}.")
         if not stored.active:
             raise Problem(GONE, f"{presentation.path} resource {item} was retired.")
-        if not_modified(req, resp, self.etag(presentation, stored)):
+        etag = self.etag(presentation, stored)
+        if not_modified(req, resp, etag + choice.tag_suffix):
             return  # a 304 builds no links and no body
         links = presentation.links(req.prefix, stored.id)
         for link in links:
             resp.append_link(link.href, link.rel)
-        resp.content_type = content_type(presentation.item_type.__name__)
-        resp.data = _encode(presentation.details(stored, links))
+        value = (
+            presentation.details(stored, links)
+            if choice.model == presentation.item_type.__name__
+            else presentation.summary(stored, links, f'"{etag}"')
+        )
+        resp.content_type = content_type(choice.model, choice.format)
+        resp.data = encode(choice, value)
 
     def search(self, req: falcon.Request, resp: falcon.Response) -> None:
         refuse_unknown(req, ("query",))
@@ -208,15 +233,4 @@ class Queries:
         result = SearchResults(
             query=text, offset=offset, limit=limit, total=total, items=hits, links=links
         )
-        self._send_list(req, resp, "SearchResults", links, _encode(result))
-
-    @staticmethod
-    def _send_list(
-        req: falcon.Request, resp: falcon.Response, model: str, links: list[Link], body: bytes
-    ) -> None:
-        for link in links:
-            if link.rel != "self":
-                resp.append_link(link.href, link.rel)
-        if not not_modified(req, resp, content_etag(body)):
-            resp.content_type = content_type(model)
-            resp.data = body
+        send_list(req, resp, "SearchResults", links, result)

@@ -26,6 +26,7 @@ from app.problems import (
     Problem,
 )
 from app.queries import CAR_ITEMS, Queries
+from app.queries.timeline import Timeline, wants_the_past
 from app.resources.common import (
     COMMAND,
     CREATE,
@@ -33,8 +34,10 @@ from app.resources.common import (
     WRITE_ITEM,
     Writer,
     accepting,
+    history,
     listing,
     reading,
+    timemap,
 )
 from domain import cars
 from domain.aggregates import CAR
@@ -89,11 +92,13 @@ class Cars(Described):
         routes: RouteTable,
         writer: Writer,
         queries: Queries,
+        timeline: Timeline,
         clock: Callable[[], datetime.datetime],
     ) -> None:
         super().__init__(routes)
         self._writer = writer
         self._queries = queries
+        self._timeline = timeline
         self._clock = clock
 
     @listing("List cars, a page at a time.", CAR_ITEMS)
@@ -102,10 +107,23 @@ class Cars(Described):
 
     @reading("Read a car: exactly the representation a PUT sends back.", CAR_ITEMS)
     def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._queries.item(req, resp, CAR_ITEMS, item_id)
+        if wants_the_past(req):
+            self._timeline.item(req, resp, item_id)
+        else:
+            self._queries.item(req, resp, CAR_ITEMS, item_id)
+
+    @history(CAR_ITEMS)
+    def on_get_history(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        self._timeline.history(req, resp, item_id)
+
+    @timemap(CAR_ITEMS)
+    def on_get_timemap(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
+        self._timeline.timemap(req, resp, item_id)
 
     on_head = on_get
     on_head_item = on_get_item
+    on_head_history = on_get_history
+    on_head_timemap = on_get_timemap
 
     @accepting(
         "Create a car from its whole representation (trigger Create).",

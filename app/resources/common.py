@@ -15,12 +15,14 @@ from app.commands import ANY, CommandHandler, CommandRequest, Outcome, State
 from app.description import PAGED, READ, operation
 from app.etags import ETagCodec
 from app.media import content_type
+from app.negotiation import FORMATS
 from app.problems import (
     CONFLICT,
     FORBIDDEN,
     GONE,
     INVALID_QUERY,
     MALFORMED_BODY,
+    NOT_ACCEPTABLE,
     NOT_FOUND,
     PRECONDITION_FAILED,
     PRECONDITION_REQUIRED,
@@ -30,7 +32,7 @@ from app.problems import (
     UNSUPPORTED_MEDIA_TYPE,
 )
 from app.queries import Presentation
-from app.representations import CommandAccepted, Link
+from app.representations import CommandAccepted, History, Link
 from domain.aggregates import Aggregate
 from domain.errors import DomainError
 
@@ -45,7 +47,7 @@ S = TypeVar("S", bound=State)
 GUARDED = (UNAUTHORIZED, FORBIDDEN)  # when API keys are configured
 COMMAND = (MALFORMED_BODY, UNSUPPORTED_MEDIA_TYPE, UNAVAILABLE, *GUARDED)
 ON_ITEM = (*COMMAND, NOT_FOUND, PRECONDITION_FAILED, PRECONDITION_REQUIRED, CONFLICT)
-READS = (INVALID_QUERY, READ_MODEL_BEHIND, *GUARDED)
+READS = (INVALID_QUERY, READ_MODEL_BEHIND, NOT_ACCEPTABLE, *GUARDED)
 WRITE_ITEM = ("If-Match",)
 CREATE = ("If-None-Match", "Idempotency-Key")
 
@@ -62,6 +64,7 @@ def listing(summary: str, presentation: Presentation) -> Callable[[R], R]:
     return operation(
         summary=summary,
         returns=presentation.list_type,
+        formats=FORMATS,
         parameters=(*PAGED, "state", "query"),
         filters=presentation.view.filters,
         problems=READS,
@@ -74,9 +77,32 @@ def reading(summary: str, presentation: Presentation) -> Callable[[R], R]:
     return operation(
         summary=summary,
         returns=presentation.item_type,
-        parameters=READ,
+        alternatives=(presentation.summary_type,),
+        formats=FORMATS,
+        parameters=(*READ, "version", "Accept-Datetime"),
         problems=(*READS, NOT_FOUND, GONE),
         conditional=True,
+    )
+
+
+def history(presentation: Presentation) -> Callable[[R], R]:
+    """A resource's history: pages, immutable when full, from the event store."""
+    return operation(
+        summary=f"The changes of one of {presentation.path}, oldest first (the event store's).",
+        returns=History,
+        formats=FORMATS,
+        parameters=("offset", "limit", "If-None-Match"),
+        problems=(INVALID_QUERY, NOT_FOUND, NOT_ACCEPTABLE, *GUARDED),
+        conditional=True,
+    )
+
+
+def timemap(presentation: Presentation) -> Callable[[R], R]:
+    """RFC 7089: every memento of a resource, in application/link-format."""
+    return operation(
+        summary=f"Every version of one of {presentation.path} (RFC 7089 TimeMap).",
+        returns=None,
+        problems=(NOT_FOUND, *GUARDED),
     )
 
 
@@ -84,13 +110,15 @@ def if_match(
     tags: Sequence[str | falcon.ETag] | None, etags: ETagCodec, stream: str
 ) -> Literal["*"] | tuple[int, ...] | None:
     """``If-Match`` as the stream versions its strong ETags stand for (RFC 9110 13.1.1: a
-    weak tag never matches); a tag sealed for another stream, or garbled, stands for none."""
+    weak tag never matches); a tag sealed for another stream, or garbled, stands for none.
+    The ETag of any representation of the resource (``<sealed>.<model>.<format>``) names
+    the same version as the default's (``<sealed>``)."""
     if tags is None:
         return None
     if "*" in tags:
         return ANY
-    versions = (
-        etags.decode(stream, tag)
+    versions = (  # any representation's ETag names its version before its first "."
+        etags.decode(stream, tag.partition(".")[0])
         for tag in tags
         if isinstance(tag, falcon.ETag) and not tag.is_weak
     )

@@ -8,7 +8,8 @@ import msgspec
 
 from app.description import PAGED, Described, RouteTable, openapi, operation
 from app.media import content_type
-from app.problems import BY_NUMBER, ERRORS_PATH, KINDS, NOT_FOUND, Kind, Problem
+from app.negotiation import FORMATS, respond
+from app.problems import BY_NUMBER, ERRORS_PATH, KINDS, NOT_ACCEPTABLE, NOT_FOUND, Kind, Problem
 from app.queries import Queries
 from app.representations import EntryPoint, ErrorPage, Link, SearchResults
 from app.resources.common import GUARDED, READS
@@ -18,12 +19,14 @@ class Root(Described):
     """``GET /v1``: the entry point, with a link to every collection."""
 
     @operation(
-        summary="The entry point: links to everything else.", returns=EntryPoint, problems=GUARDED
+        summary="The entry point: links to everything else.",
+        returns=EntryPoint,
+        formats=FORMATS,
+        problems=(*GUARDED, NOT_ACCEPTABLE),
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = content_type("EntryPoint")
         base = f"{req.prefix}/v1"
-        resp.media = EntryPoint(
+        entry = EntryPoint(
             links=[
                 Link("inventory-items", f"{base}/inventory-items"),
                 Link("cars", f"{base}/cars"),
@@ -34,6 +37,7 @@ class Root(Described):
                 Link("readiness", f"{req.prefix}/readyz"),
             ]
         )
+        respond(req, resp, "EntryPoint", entry)
 
     on_head = on_get
 
@@ -48,6 +52,7 @@ class Search(Described):
     @operation(
         summary="Find active resources of both contexts whose text contains `query`.",
         returns=SearchResults,
+        formats=FORMATS,
         parameters=("query", *PAGED),
         required=("query",),
         problems=READS,
@@ -65,18 +70,27 @@ class ErrorPages(Described):
     Both come from the registry the error responses use (``app.problems.KINDS``).
     """
 
-    @operation(summary="Every error code.", returns=list[ErrorPage], domain_model="ErrorPageList")
+    @operation(
+        summary="Every error code.",
+        returns=list[ErrorPage],
+        domain_model="ErrorPageList",
+        formats=FORMATS,
+        problems=(NOT_ACCEPTABLE,),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = content_type("ErrorPageList")
-        resp.media = [self._page(kind, req.prefix) for kind in KINDS]
+        respond(req, resp, "ErrorPageList", [self._page(kind, req.prefix) for kind in KINDS])
 
-    @operation(summary="One error code.", returns=ErrorPage, problems=(NOT_FOUND,))
+    @operation(
+        summary="One error code.",
+        returns=ErrorPage,
+        formats=FORMATS,
+        problems=(NOT_FOUND, NOT_ACCEPTABLE),
+    )
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, number: int) -> None:
         kind = BY_NUMBER.get(number)
         if kind is None:
             raise Problem(NOT_FOUND, f"There is no error code {number}.")
-        resp.content_type = content_type("ErrorPage")
-        resp.media = self._page(kind, req.prefix)
+        respond(req, resp, "ErrorPage", self._page(kind, req.prefix))
 
     on_head = on_get  # same headers, no body: Falcon sends none for HEAD
     on_head_one = on_get_one

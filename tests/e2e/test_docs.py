@@ -48,6 +48,9 @@ def test_the_generator_learns_every_route_and_domain_model_from_options(
                 assert f"`{model.__name__}`" in markdown
             if op.model_name:
                 assert op.model_name in markdown
+            if method == "GET" and len(op.offered) > 1:
+                for name, media_type in op.offered:  # every format and representation
+                    assert f"`{media_type}; domain-model={name}; version=1.0.0`" in markdown
     for kind in KINDS:
         assert f"| {kind.number} | {kind.status} | {kind.title} |" in markdown
 

@@ -1,0 +1,90 @@
+"""Content negotiation as the seed's system did it: the format by ``Accept`` (JSON or XML,
+q-values included), and the representation by the 5LMT parameters a client names there
+(``domain-model`` and ``version``).
+
+A representation on offer is a (format, domain-model) pair; the first domain-model a route
+offers is its default, and JSON is the default format. Each ``Accept`` range is parsed with
+Falcon's own ``parse_header``; the highest q wins, then the most specific range, then the
+order of the header, then the route's own order (JSON before XML, default model first). A
+range that names a domain-model the route does not offer, another version, or a format we
+do not serve matches nothing; when nothing matches, 406 lists what is available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+import msgspec
+
+from app import xmldocs
+from app.accept import ranges
+from app.media import JSON, VERSION, XML, content_type
+from app.problems import NOT_ACCEPTABLE, Problem
+
+FORMATS = (JSON, XML)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    format: str
+    model: str
+    default: bool  # the route's default representation in JSON
+
+    @property
+    def tag_suffix(self) -> str:
+        """What tells this representation's ETag from the default's (RFC 9110 8.8.3: a
+        strong validator differs between representations): empty for the default, whose
+        ETag is the write side's, else ``.<domain-model>.<json|xml>``."""
+        if self.default:
+            return ""
+        return f".{self.model}.{self.format.rpartition('/')[2]}"
+
+
+def negotiate(
+    accept: str | None, models: Sequence[str], formats: Sequence[str] = FORMATS
+) -> Choice:
+    """The representation to send, or a 406 problem listing those on offer."""
+    best: tuple[tuple[float, int, int, int], Choice] | None = None
+    for accepted in ranges(accept):
+        if accepted.q <= 0 or (accepted.version is not None and accepted.version != VERSION):
+            continue
+        for rank, media_type in enumerate(formats):
+            if not accepted.matches(media_type):
+                continue
+            if accepted.model is None:
+                model = models[0]
+            elif accepted.model in models:
+                model = accepted.model
+            else:
+                continue
+            key = (accepted.q, accepted.specificity, -accepted.order, -rank)
+            if best is None or key > best[0]:
+                default = media_type == JSON and model == models[0]
+                best = (key, Choice(media_type, model, default))
+    if best is None:
+        available = [f"{f}; domain-model={m}; version={VERSION}" for f in formats for m in models]
+        raise Problem(
+            NOT_ACCEPTABLE,
+            "No representation on offer matches Accept: " + ", ".join(available) + ".",
+            available=available,
+        )
+    return best[1]
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def encode(choice: Choice, value: Any) -> bytes:
+    """``value`` (a Struct) in the chosen format."""
+    return _encode(value) if choice.format == JSON else xmldocs.render(choice.model, value)
+
+
+def respond(req: falcon.Request, resp: falcon.Response, model: str, value: Any) -> None:
+    """A 200 of one model, in the format the client asks for."""
+    choice = negotiate(req.get_header("Accept"), [model])
+    resp.vary = ["Accept"]
+    resp.content_type = content_type(model, choice.format)
+    resp.data = encode(choice, value)
