@@ -30,6 +30,7 @@ from app.problems import (
 from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
 from app.queries.timeline import Timeline
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
+from app.resources.changes import Changes, Slots
 from app.settings import ConfigurationError, Settings
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
 from projections.store import ReadModels
@@ -126,6 +127,8 @@ def create_app(
     mount("/v1/cars/{item_id:uuid}/history", car_resource, "history")
     mount("/v1/cars/{item_id:uuid}/timemap", car_resource, "timemap")
     mount("/v1/search", Search(routes, queries))
+    slots = Slots(settings.data_dir / "longpoll", settings.long_poll_slots)
+    mount("/v1/changes", Changes(routes, reads, etags, slots))
     errors = ErrorPages(routes)
     mount("/v1/errors", errors)
     mount("/v1/errors/{number:int}", errors, "one")

@@ -271,6 +271,13 @@ NOT_ACCEPTABLE = Kind(
     "Not acceptable",
     "No representation on offer matches Accept; the problem lists those available.",
 )
+TOO_MANY_WAITING = Kind(
+    1030,
+    503,
+    "too-many-waiting",
+    "Too many waiting",
+    "Every long-poll slot is taken (Prefer: wait); retry, or ask without waiting.",
+)
 KINDS: tuple[Kind, ...] = (
     MALFORMED_BODY,
     UNSUPPORTED_MEDIA_TYPE,
@@ -302,6 +309,7 @@ KINDS: tuple[Kind, ...] = (
     NOT_IMPLEMENTED,
     EXPECTATION_FAILED,
     NOT_ACCEPTABLE,
+    TOO_MANY_WAITING,
 )
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}
 BY_NUMBER = {kind.number: kind for kind in KINDS}

@@ -141,3 +141,24 @@ class Change(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 class History(ListPage[Change], frozen=True, kw_only=True):
     """``/history``: a resource's changes, oldest first."""
+
+
+class FeedEntry(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One change of the change feed: which resource, its new version and ETag, the event."""
+
+    resource: str
+    collection: str
+    version: int
+    etag: str
+    type: str
+    position: int
+    time: datetime.datetime | None
+
+
+class ChangeFeed(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """``/v1/changes``: every change after a cursor, in commit order."""
+
+    after: int
+    limit: int
+    items: list[FeedEntry]
+    links: list[Link]

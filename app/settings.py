@@ -35,6 +35,7 @@ VARIABLES: dict[str, str] = {
     "READ_WAIT": "2",
     "LOG_LEVEL": "info",
     "MAX_BODY_BYTES": "65536",
+    "LONG_POLL_SLOTS": "2",
 }
 
 
@@ -64,6 +65,7 @@ class Settings:
     require_auth: bool = False
     esdb_root_certificates: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    long_poll_slots: int = 2
 
     def event_store(self) -> EventStore:
         """The event store adapter these settings describe (not connected yet)."""
@@ -111,6 +113,7 @@ class Settings:
             require_auth=require_auth,
             esdb_root_certificates=root_certificates(env),
             max_body_bytes=_body_limit(env),
+            long_poll_slots=int(_number(env, "LONG_POLL_SLOTS", int)),
         )
 
 

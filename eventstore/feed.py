@@ -29,6 +29,7 @@ class Recorded:
     data: bytes
     version: int
     position: int
+    time: float | None = None  # when the store wrote it (seconds since the epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class Feed:
                         event.data,
                         event.stream_position,
                         event.commit_position or 0,
+                        event.recorded_at.timestamp() if event.recorded_at else None,
                     )
         except EventStoreDBClientException as error:
             self.reset()

@@ -105,8 +105,15 @@ QUARANTINE = (
     " revision INTEGER NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL,"
     " PRIMARY KEY (stream, revision));"
 )
+# The change feed: one entry per event that moved a row's version, committed with the rows.
+CHANGES = (
+    "CREATE TABLE IF NOT EXISTS changes (position INTEGER NOT NULL, category TEXT NOT NULL,"
+    " id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, time REAL,"
+    " PRIMARY KEY (category, id, version)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS changes_position ON changes (position);"
+)
 SCHEMA = (
-    QUARANTINE + "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    QUARANTINE + CHANGES + "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE blocks (tbl TEXT, active INTEGER, block INTEGER, n INTEGER NOT NULL,"
     " PRIMARY KEY (tbl, active, block)) WITHOUT ROWID;"
     # rowid = ordinal * len(VIEWS) + the view's index: one search row per resource.
@@ -185,6 +192,7 @@ class Writer:
         self.path = path
         self._db = _connect(path)
         self._db.execute(QUARANTINE)  # generations made before the quarantine existed
+        self._db.executescript(CHANGES)  # ... or the change feed (rebuild to fill it)
         self._quarantined: list[Quarantined] = []
 
     def position(self) -> int | None:
@@ -288,10 +296,12 @@ class Writer:
             )
             row_text = None if row is None else view.search_text(state).lower()
             version = -1 if row is None else row[1]
+            moved = []  # the events that move the row's version, for the change feed
             for event in recorded:
                 if event.version <= version:
                     continue
                 version = event.version
+                moved.append(event)
                 try:
                     after = view.aggregate.evolve(state, event.type, event.data)
                     _fits(view.to_columns(after))
@@ -324,6 +334,10 @@ class Writer:
                 if active != row[2]:
                     blocks[(view.table, row[2], ordinal // BLOCK)] -= 1
                     blocks[(view.table, active, ordinal // BLOCK)] += 1
+            db.executemany(
+                "INSERT OR IGNORE INTO changes VALUES (?, ?, ?, ?, ?, ?)",
+                ((e.position, view.category, row_id, e.version, e.type, e.time) for e in moved),
+            )
             text = view.search_text(state).lower()  # SQLite's lower() knows only ASCII
             if row is not None and (text, active) == (row_text, row[2]):
                 continue  # a stock change: what search matches is unchanged
@@ -535,6 +549,24 @@ class ReadModels:
         ).fetchall()
         return Page(total, [view.record(row) for row in rows])
 
+    def changes(self, after: int, limit: int, categories: Sequence[str]) -> list[Change]:
+        """The feed after commit position ``after``, in commit order (and version order within
+        one commit), at most ``limit`` entries of these categories."""
+        db = self._db()
+        if db is None:
+            return []
+        marks = ", ".join("?" * len(categories))
+        try:
+            rows = db.execute(
+                "SELECT position, category, id, version, type, time FROM changes"
+                f" WHERE position > ? AND category IN ({marks})"
+                " ORDER BY position, version LIMIT ?",
+                (after, *categories, limit),
+            ).fetchall()
+        except sqlite3.OperationalError:  # a generation from before the feed
+            return []
+        return [Change(*row) for row in rows]
+
     def search(
         self, query: str, offset: int, limit: int
     ) -> tuple[int, list[tuple[View[Any], Stored[Any]]]]:
@@ -558,6 +590,18 @@ class ReadModels:
             ).fetchone()
             found.append((view, view.record(row)))
         return total, found
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change feed: an event that moved a resource to ``version``."""
+
+    position: int
+    category: str
+    id: str
+    version: int
+    type: str
+    time: float | None
 
 
 def _selected(view: View[Any]) -> str:

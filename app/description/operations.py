@@ -86,6 +86,25 @@ PARAMETERS = {
             {"type": "string"},
         ),
         Parameter(
+            "after",
+            "query",
+            "The cursor: changes after this commit position (0, the default: from the start).",
+            {"type": "integer", "minimum": 0},
+        ),
+        Parameter(
+            "collection",
+            "query",
+            "Only changes to this collection.",
+            {"enum": ["inventory-items", "cars"]},
+        ),
+        Parameter(
+            "Prefer",
+            "header",
+            "RFC 7240 wait=N: wait up to N seconds (at most 30) while nothing follows the"
+            " cursor; Preference-Applied says so.",
+            {"type": "string"},
+        ),
+        Parameter(
             "If-None-Match",
             "header",
             "ETags the client holds: 304 when one is current (or * to create only once).",

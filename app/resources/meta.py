@@ -31,6 +31,7 @@ class Root(Described):
                 Link("inventory-items", f"{base}/inventory-items"),
                 Link("cars", f"{base}/cars"),
                 Link("search", f"{base}/search"),
+                Link("changes", f"{base}/changes"),
                 Link("errors", f"{base}/errors"),
                 Link("openapi", f"{base}/openapi.json"),
                 Link("health", f"{req.prefix}/healthz"),
