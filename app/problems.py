@@ -177,7 +177,9 @@ UNAVAILABLE = Kind(
     503,
     "unavailable",
     "Service unavailable",
-    "The event store cannot be reached right now; retry later.",
+    "The event store cannot be reached right now; retry later. A write answered 503 may"
+    " have been applied as the store went away: retry it with the same Idempotency-Key or"
+    " If-Match, never blindly.",
 )
 INTERNAL_ERROR = Kind(
     1017,

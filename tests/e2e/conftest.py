@@ -85,13 +85,10 @@ def running(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], subpro
             assert process.wait(timeout=30) == 0
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
-    """esdblocal, the projector and gunicorn (2 workers) as `make run` starts them.
-
-    Yields (port, esdb uri).
-    """
-    data = tmp_path_factory.mktemp("e2e")
+@contextlib.contextmanager
+def whole_stack(data: Path, **extra: str) -> Iterator[tuple[int, str, subprocess.Popen[str]]]:
+    """esdblocal (durable, under ``data``), the projector and gunicorn as `make run` starts
+    them, with ``extra`` settings. Yields (port, esdb uri, the projector process)."""
     esdb = subprocess.Popen(
         [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
         stdout=subprocess.PIPE,
@@ -101,11 +98,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]
     uri = esdb.stdout.readline().strip()
     port = free_port()
     try:
-        with running(stack_env(data, uri, port)):
-            yield port, uri
+        with running(stack_env(data, uri, port, **extra)) as (_, projector):
+            yield port, uri, projector
     finally:
         esdb.terminate()
         assert esdb.wait(timeout=20) == 0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """The whole stack with 2 workers. Yields (port, esdb uri)."""
+    with whole_stack(tmp_path_factory.mktemp("e2e")) as (port, uri, _):
+        yield port, uri
 
 
 def call(

@@ -3,8 +3,6 @@ store's versions; a long-poll wakes on a write; waiting is bounded and plain rea
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import call, free_port, running, stack_env
+from tests.e2e.conftest import call, whole_stack
 
 pytestmark = pytest.mark.slow
 CREATE = "application/json; domain-model=CreateInventoryItemCommand"
@@ -33,20 +31,8 @@ CAR = {
 @pytest.fixture(scope="module")
 def feed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     data = tmp_path_factory.mktemp("feed")
-    esdb = subprocess.Popen(
-        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert esdb.stdout is not None
-    uri = esdb.stdout.readline().strip()
-    port = free_port()
-    try:
-        with running(stack_env(data, uri, port, LONG_POLL_SLOTS="1", WEB_WORKERS="3")):
-            yield port
-    finally:
-        esdb.terminate()
-        assert esdb.wait(timeout=20) == 0
+    with whole_stack(data, LONG_POLL_SLOTS="1", WEB_WORKERS="3") as (port, _, _):
+        yield port
 
 
 def path(url: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 
-from tests.e2e.conftest import ROOT, call, free_port, running, stack_env
+from tests.e2e.conftest import ROOT, call, stack_env, whole_stack
 
 pytestmark = pytest.mark.slow
 JSON = "application/json"
@@ -38,20 +38,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("hostile")
-    esdb = subprocess.Popen(
-        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data / "esdb")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert esdb.stdout is not None
-    uri = esdb.stdout.readline().strip()
-    port = free_port()
-    try:
-        with running(stack_env(data, uri, port)) as (_, projector):
-            yield Stack(port, uri, data, projector)
-    finally:
-        esdb.terminate()
-        assert esdb.wait(timeout=20) == 0
+    with whole_stack(data) as (port, uri, projector):
+        yield Stack(port, uri, data, projector)
 
 
 def raw(port: int, request: bytes) -> tuple[int, dict[str, str], Any]:
