@@ -15,8 +15,9 @@ metadata as ``requestId``). The mix: inventory creates; check-ins and removals w
 without If-Match, on the client's own items and on items all clients share (a GET's ETag
 then If-Match: 202 or 412; no If-Match: the server's retries, or 409); renames; deactivations
 (twice: the second appends nothing); car creates, PUTs and merge-PATCHes on own and shared
-cars; car deletes; reads of the client's own write with its ``Commit-Position`` (the ETag
-must be the 202's); list pages and shared reads.
+cars; car deletes; POSTs with an ``Idempotency-Key`` (creates and check-ins), sent again
+with the same key while they get no answer or a 503; reads of the client's own write with
+its ``Commit-Position`` (the ETag must be the 202's); list pages and shared reads.
 
 Faults, at random times (every ``--fault-every`` seconds on average; the kinds taken in a
 shuffled round so that each happens): ``kill -9`` of esdblocal (restarted on the same data
@@ -29,6 +30,8 @@ At the end the load stops, the projector catches up, and the script checks:
 
 - every 202 has exactly its ``eventsAppended`` events in the store (``$all`` read with
   esdbclient, counted by ``requestId``), all in the resource's stream; no event id twice;
+  a keyed POST's events are in the store as many times as its 202 says, however many
+  attempts it took (counted by ``idempotencyKey``);
 - no other answer appended anything. A 503 that overlapped an esdblocal window may have
   appended (the store committed, then died before answering): counted apart, not a failure.
   A request that got no answer (its connection cut by a kill) has an unknown outcome:
@@ -40,9 +43,10 @@ At the end the load stops, the projector catches up, and the script checks:
   ETag; 410 after a delete);
 - no process exited without being killed; the projector caught up at the end;
 - the read store equals a fresh ``python -m projections --rebuild`` into another DATA_DIR:
-  every table of both current generations, row by row (the checkpoint rows of ``meta`` left
-  out; a ``blocks`` count of 0 is the same as no row; FTS5 tables compared through the
-  virtual table, not their shadow tables);
+  every table of both current generations, row by row (left out: the checkpoint rows of
+  ``meta`` and columns of when a row was written, such as the quarantine's ``at``; a
+  ``blocks`` count of 0 is the same as no row; FTS5 tables compared through the virtual
+  table, not their shadow tables);
 
 and prints each process's RSS at the start and at the end of the load.
 
@@ -102,6 +106,7 @@ VIN_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 CLIENT_TIMEOUT_S = 40.0  # above the app's own bounds (10 s per store call, READ_WAIT)
 FTS5_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 META_BOOKKEEPING = ("position", "updated")  # the checkpoint, and when it was written
+WHEN_COLUMNS = ("at", "updated")  # a column of when the projector wrote a row, in any table
 
 # op name -> weight in the mix
 MIX: dict[str, int] = {
@@ -111,6 +116,9 @@ MIX: dict[str, int] = {
     "item-check-in-shared": 8,
     "item-remove-shared": 3,
     "item-check-in-shared-if-match": 6,
+    "item-create-keyed": 2,
+    "item-check-in-keyed": 4,
+    "car-create-keyed": 1,
     "item-rename-own": 3,
     "item-rename-shared": 2,
     "item-deactivate-own": 2,
@@ -125,6 +133,7 @@ MIX: dict[str, int] = {
     "read-search": 1,
 }
 RYW_AFTER_WRITE = 0.5  # how often a 202 on an own resource is read back at once
+KEYED_ATTEMPTS = 30  # a keyed POST is retried while it gets no answer or a 503
 
 
 # ---------------------------------------------------------------------------- the clients
@@ -204,6 +213,9 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
         record: dict[str, Any] = {"rid": rid, "op": op, "method": method, "path": path}
+        key = (headers or {}).get("Idempotency-Key")
+        if key is not None:
+            record["key"] = key
         conn = http.client.HTTPConnection(HOST, self.port, timeout=CLIENT_TIMEOUT_S)
         answer = Answer(None)
         record["t0"] = time.time()
@@ -384,6 +396,44 @@ class Client:
             {"Content-Type": CHECK_IN, "If-Match": etag},
             f"{INVENTORY}-{rid}",
         )
+
+    def keyed(self, op: str, path: str, body: Any, content_type: str, stream: str | None) -> Answer:
+        """A POST with an Idempotency-Key, sent again (same key, same body) while it gets no
+        answer or a 503: however many attempts, its events must be in the store once."""
+        headers = {"Content-Type": content_type, "Idempotency-Key": f"soak-{uuid.uuid4()}"}
+        answer = Answer(None)
+        for _ in range(KEYED_ATTEMPTS):
+            answer = self.call(op, "POST", path, body, headers, stream)
+            if answer.status is not None and answer.status != 503:
+                break
+            time.sleep(0.2)
+        return answer
+
+    def op_item_create_keyed(self, op: str) -> None:
+        body = {"name": f"Soak {self.name} k{self.counter}"}
+        answer = self.keyed(op, "/v1/inventory-items", body, CREATE_ITEM, None)
+        if answer.status == 202:
+            rid = answer.headers["location"].rstrip("/").rsplit("/", 1)[1]
+            self.items[rid] = Own(answer.headers.get("etag"))
+
+    def op_item_check_in_keyed(self, op: str) -> None:
+        chosen = self.pick(self.items)
+        if self.rng.random() < 0.5 or chosen is None:
+            rid = self.rng.choice(self.shared["items"])
+            path = f"/v1/inventory-items/{rid}"
+            self.keyed(op, path, {"count": 1}, CHECK_IN, f"{INVENTORY}-{rid}")
+            return
+        rid, own = chosen
+        body = {"count": self.rng.randint(1, 10)}
+        answer = self.keyed(op, f"/v1/inventory-items/{rid}", body, CHECK_IN, f"{INVENTORY}-{rid}")
+        self.settle(own, answer)
+
+    def op_car_create_keyed(self, op: str) -> None:
+        rep = random_car(self.rng)
+        answer = self.keyed(op, "/v1/cars", rep, JSON, None)
+        if answer.status == 202:
+            cid = answer.headers["location"].rstrip("/").rsplit("/", 1)[1]
+            self.cars[cid] = Own(answer.headers.get("etag"), rep)
 
     def op_car_create(self, op: str) -> None:
         rep = random_car(self.rng)
@@ -720,15 +770,22 @@ class Stack:
         return window
 
     def faults(self, stop: threading.Event, until: float, rng: random.Random) -> None:
-        kinds: list[str] = []
+        """Kill at random times until ``until``: the kinds in shuffled rounds, and the gaps of
+        the first round shortened when needed so that every kind happens at least once."""
+        kinds = ["esdblocal", "projector", "worker"]
+        rng.shuffle(kinds)
+        first_round = True
         while True:
             gap = rng.uniform(0.3, 1.7) * self.args.fault_every
+            if first_round:
+                gap = min(gap, max(0.5, (until - time.time()) / (len(kinds) + 1)))
             if stop.wait(gap) or time.time() >= until:
                 return
+            kind = kinds.pop()
             if not kinds:
                 kinds = ["esdblocal", "projector", "worker"]
                 rng.shuffle(kinds)
-            kind = kinds.pop()
+                first_round = False
             log(f"fault: kill -9 {kind}")
             try:
                 self.kill(kind, rng)
@@ -765,6 +822,7 @@ def store_events(uri: str) -> list[dict[str, Any]]:
                     "type": event.type,
                     "rid": meta.get("requestId") if isinstance(meta, dict) else None,
                     "causation": meta.get("$causationId") if isinstance(meta, dict) else None,
+                    "key": meta.get("idempotencyKey") if isinstance(meta, dict) else None,
                 }
             )
     return events
@@ -804,7 +862,12 @@ def wait_position(data: Path, target: int, timeout: float) -> bool:
 
 
 def table_rows(db: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table's rows, sorted, in a form two read stores can be compared by."""
+    """Every table's rows, sorted, in a form two read stores can be compared by.
+
+    Left out: FTS5 shadow tables (the virtual table is compared instead; its segments
+    depend on batch sizes), the checkpoint rows of ``meta``, columns saying when a row was
+    written (``WHEN_COLUMNS``); a ``blocks`` count of 0 is the same as no row.
+    """
     tables = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
     virtual = [n for n, sql in tables if (sql or "").upper().startswith("CREATE VIRTUAL")]
     shadows = {v + suffix for v in virtual for suffix in FTS5_SHADOWS}
@@ -812,7 +875,9 @@ def table_rows(db: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
     for name, _ in tables:
         if name in shadows or name.startswith("sqlite_"):
             continue
-        columns = "rowid, *" if name in virtual else "*"
+        names = [c[1] for c in db.execute(f'PRAGMA table_info("{name}")')]
+        kept = [f'"{c}"' for c in names if c not in WHEN_COLUMNS]
+        columns = ", ".join((["rowid"] if name in virtual else []) + kept)
         found = db.execute(f'SELECT {columns} FROM "{name}"').fetchall()
         if name == "meta":
             found = [r for r in found if r[0] not in META_BOOKKEEPING]
@@ -912,6 +977,7 @@ def analyse(
             continue
         if status == 202:
             figures["202"] += 1
+        if status == 202 and "key" not in record:  # keyed ones: checked per key below
             expected = record.get("appended")
             figures["events acknowledged"] += expected or 0
             streams = {e["stream"] for e in mine}
@@ -925,9 +991,7 @@ def analyse(
                 problems["wrong stream"].append(
                     f"{record['rid']}: events in {sorted(streams)}, expected {record.get('stream')}"
                 )
-            if any(e["causation"] != record["rid"] for e in mine):
-                problems["metadata"].append(f"{record['rid']}: $causationId is not the request id")
-        elif mine:
+        elif status != 202 and mine:
             if status == 503 and in_any(record, store_w):
                 figures["503 in a store window, appended"] += 1
             else:
@@ -957,6 +1021,10 @@ def analyse(
                     f"{record['rid']} GET {record['path']}: {status} {record.get('etag')},"
                     f" expected {expect['status']} {expect.get('etag')}"
                 )
+    keyed_checks(records, events, figures, problems)
+    for event in events:
+        if event["causation"] != event["rid"]:
+            problems["metadata"].append(f"{event['id']}: $causationId is not its requestId")
     ids = collections.Counter(e["id"] for e in events)
     twice = [i for i, n in ids.items() if n > 1]
     orphans = [e for e in events if e["rid"] not in sent]
@@ -972,7 +1040,9 @@ def analyse(
         Check(
             "every 202's events in the store exactly once",
             not problems["lost"] and not problems["duplicated"] and not problems["wrong stream"],
-            f"{figures['202']} 202s, {figures['events acknowledged']} events acknowledged;"
+            f"{figures['202']} 202s, {figures['events acknowledged']} events acknowledged"
+            f" (+{figures['keyed, events acknowledged']} by {figures['keyed requests']} keyed"
+            f" requests in {figures['keyed attempts']} attempts, retried while unanswered);"
             f" lost {len(problems['lost'])}, duplicated {len(problems['duplicated'])},"
             f" wrong stream {len(problems['wrong stream'])}"
             + "".join(
@@ -1017,6 +1087,61 @@ def analyse(
         ),
     ]
     return checks, dict(figures)
+
+
+def keyed_checks(
+    records: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    figures: dict[str, Any],
+    problems: dict[str, list[str]],
+) -> None:
+    """Requests sent with an Idempotency-Key, retried while unanswered or 503: however many
+    attempts, the key's events are in the store exactly as many times as the 202 says."""
+    groups: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for record in records:
+        if "key" in record:
+            groups[record["key"]].append(record)
+    by_key: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for event in events:
+        if event["key"] is not None:
+            by_key[event["key"]].append(event)
+    for key, group in groups.items():
+        figures["keyed requests"] += 1
+        figures["keyed attempts"] += len(group)
+        got = by_key.get(key, [])
+        rids = {r["rid"] for r in group}
+        accepted = [r for r in group if r["status"] == 202]
+        first = group[0]
+        where = f"key {key} ({first['method']} {first['path']}, {len(group)} attempt(s))"
+        if any(e["rid"] not in rids for e in got):
+            problems["duplicated"].append(f"{where}: events of another request carry the key")
+        if not accepted:
+            refused = [r for r in group if r["status"] is not None and r["status"] != 503]
+            if refused and got:
+                problems["refusal appended"].append(
+                    f"{where}: answered {refused[-1]['status']}, yet {len(got)} event(s)"
+                )
+            elif not refused:
+                figures["keyed, no definitive answer"] += 1
+            continue
+        figures["keyed, events acknowledged"] += accepted[0].get("appended") or 0
+        if len(group) > 1:
+            figures["keyed, 202 after a retry"] += 1
+        counts = {r.get("appended") for r in accepted}
+        streams = {r.get("stream") for r in accepted}
+        if len(counts) != 1 or len(streams) != 1:
+            problems["duplicated"].append(f"{where}: the 202s disagree: {counts} {streams}")
+            continue
+        (expected,) = counts
+        if expected is None or len(got) != expected:
+            kind = "lost" if expected is not None and len(got) < expected else "duplicated"
+            problems[kind].append(
+                f"{where}: 202 said {expected} event(s), the store has {len(got)}"
+            )
+        elif got and {e["stream"] for e in got} != streams:
+            problems["wrong stream"].append(
+                f"{where}: events in {sorted({e['stream'] for e in got})}"
+            )
 
 
 def status_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
