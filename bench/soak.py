@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -133,6 +134,7 @@ MIX: dict[str, int] = {
     "read-search": 1,
 }
 RYW_AFTER_WRITE = 0.5  # how often a 202 on an own resource is read back at once
+POISON_PREFIX = "soak-poison-"
 KEYED_ATTEMPTS = 30  # a keyed POST is retried while it gets no answer or a 503
 
 
@@ -614,6 +616,7 @@ class Stack:
         self.windows: list[Window] = []
         self.unexpected_exits: list[str] = []
         self.killed: set[int] = set()  # pids this script killed
+        self.poisoned: list[tuple[str, str]] = []  # (case, stream) written into the store
         self.lock = threading.Lock()
         self.lives: list[float] = []  # when each "caught up; live" line was seen
         self._seen_lines: dict[str, int] = {}
@@ -715,9 +718,9 @@ class Stack:
                             window.live = now
                 for service in (self.esdb, self.projector, self.web):
                     if service.proc.poll() is not None and service.pid not in self.killed:
+                        last = service.stderr_tail().strip().splitlines() or ["(no output)"]
                         self.unexpected_exits.append(
-                            f"{service.name} exited with {service.proc.returncode}:"
-                            f" {service.stderr_tail()[-500:]}"
+                            f"{service.name} exited with {service.proc.returncode}: {last[-1]}"
                         )
                         self.killed.add(service.pid)
                         self._replace(service)
@@ -797,6 +800,96 @@ class Stack:
         for service in reversed(self.services):
             if service.proc.poll() is None:
                 service.stop()
+
+
+# ---------------------------------------------------------------------------- poison
+
+
+def _event(kind: str, **fields: Any) -> tuple[str, bytes]:
+    return kind, json.dumps({"type": kind, **fields}).encode()
+
+
+def poison_cases() -> list[tuple[str, str, list[tuple[str, bytes]]]]:
+    """Hostile histories written straight into the store: (name, category, events)."""
+    created = _event("InventoryItemCreated", name="Poison")
+    car = {
+        "year": 2020,
+        "make": "Ford",
+        "model": "F150",
+        "color": "red",
+        "mileage": 10,
+        "vin": "1FTEW1E50JFA00000",
+        "condition": "good",
+        "owner": str(uuid.uuid4()),
+    }
+    return [
+        ("not JSON", INVENTORY, [created, ("ItemsCheckedInToInventory", b"\xff{not json")]),
+        ("wrong shape", INVENTORY, [created, _event("ItemsCheckedInToInventory", count="ten")]),
+        ("unknown type", INVENTORY, [created, _event("ItemsTeleported", count=1)]),
+        ("count beyond 64 bits", INVENTORY, [created, _event("ItemsCheckedInToInventory",
+                                                              count=10**25)]),
+        ("stock below zero", INVENTORY, [created, _event("ItemsRemovedFromInventory", count=5)]),
+        ("event before creation", INVENTORY, [_event("ItemsCheckedInToInventory", count=5)]),
+        ("car mileage beyond 64 bits", CAR, [_event("CarCreated", **{**car, "mileage": 10**30})]),
+        ("car event before creation", CAR, [_event("ColorChanged", color="blue")]),
+        ("car empty data", CAR, [("CarCreated", b"")]),
+    ]  # fmt: skip
+
+
+def poisoner(stack: Stack, stop: threading.Event, every: float, rng: random.Random) -> None:
+    """Every ``every`` seconds, one hostile history into a fresh stream of the API's
+    categories, as another client of the store would write it (retried with the same event
+    ids while the store is down). Its events carry a ``requestId`` starting ``soak-poison-``."""
+    from esdbclient import EventStoreDBClient, NewEvent, StreamState
+
+    cases = poison_cases()
+    client: EventStoreDBClient | None = None
+    number = 0
+    while not stop.wait(rng.uniform(0.5, 1.5) * every):
+        name, category, history = cases[number % len(cases)]
+        number += 1
+        rid = f"{POISON_PREFIX}{number}"
+        meta = json.dumps({"requestId": rid, "$causationId": rid, "poison": name}).encode()
+        stream = f"{category}-{uuid.uuid4()}"
+        events = [NewEvent(type=t, data=d, metadata=meta, id=uuid.uuid4()) for t, d in history]
+        for _ in range(100):
+            try:
+                if client is None:
+                    client = EventStoreDBClient(stack.uri)
+                client.append_to_stream(
+                    stream, current_version=StreamState.NO_STREAM, events=events, timeout=5
+                )
+                stack.poisoned.append((name, stream))
+                break
+            except Exception as error:  # the store is down, or the first try got in
+                if "WrongCurrentVersion" in type(error).__name__:
+                    stack.poisoned.append((name, stream))
+                    break
+                with contextlib.suppress(Exception):
+                    if client is not None:
+                        client.close()
+                client = None
+                if stop.wait(0.3):
+                    break
+    if client is not None:
+        client.close()
+
+
+def quarantined(data: Path) -> int | None:
+    """Rows in the read store's quarantine table (None: the store has none)."""
+    from projections import store
+
+    path = store.current_generation(data / "read")
+    if path is None:
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (count,) = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        db.close()
+    return int(count)
 
 
 # ---------------------------------------------------------------------------- checking
@@ -1027,7 +1120,9 @@ def analyse(
             problems["metadata"].append(f"{event['id']}: $causationId is not its requestId")
     ids = collections.Counter(e["id"] for e in events)
     twice = [i for i, n in ids.items() if n > 1]
-    orphans = [e for e in events if e["rid"] not in sent]
+    poison = [e for e in events if str(e["rid"]).startswith(POISON_PREFIX)]
+    figures["poison events in the store"] = len(poison)
+    orphans = [e for e in events if e["rid"] not in sent and e not in poison]
     figures["events in the store"] = len(events)
 
     def detail(kind: str, ok_text: str) -> str:
@@ -1248,6 +1343,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fault-every", type=float, default=None, help="mean seconds between faults (15; 5 quick)"
     )
+    parser.add_argument(
+        "--poison-every",
+        type=float,
+        default=0.0,
+        help="also write a hostile history straight into the store every N s (0: off)",
+    )
     parser.add_argument("--grace", type=float, default=2.0, help="seconds after a fault (2)")
     parser.add_argument("--shared-items", type=int, default=4)
     parser.add_argument("--shared-cars", type=int, default=3)
@@ -1322,6 +1423,11 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
     until = started + args.seconds - min(10.0, args.seconds / 5)  # the last faults settle
     faults = threading.Thread(target=stack.faults, args=(stop_watch, until, rng))
     faults.start()
+    poison = threading.Thread(
+        target=poisoner, args=(stack, stop_watch, args.poison_every, random.Random(args.seed + 1))
+    )
+    if args.poison_every > 0:
+        poison.start()
     time.sleep(max(0.0, started + args.seconds - time.time()))
     stop_load.set()
     for client in clients:
@@ -1331,6 +1437,8 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
     load_seconds = time.time() - started
     stop_watch.set()
     faults.join()
+    if poison.is_alive():
+        poison.join()
     watcher.join()
     log("load stopped; waiting for the projector to catch up")
 
@@ -1356,11 +1464,13 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
             "; ".join(stack.unexpected_exits)[:1000] or "none",
         )
     )
+    quarantine_live, quarantine_rebuilt = quarantined(stack.data), None
     stack.projector.stop()  # the live store stays as it is while it is compared
     log("rebuilding into a fresh DATA_DIR")
     try:
         other, rebuild_s, how = rebuild(stack, target, args.settle)
         same, lines = compare_stores(stack.data, other)
+        quarantine_rebuilt = quarantined(other)
         detail = f"rebuild {rebuild_s:.1f} s ({how}); " + "; ".join(line.strip() for line in lines)
         checks.append(Check("read store equals a rebuild", same and how == "exit 0", detail))
     except RuntimeError as error:
@@ -1381,6 +1491,11 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
         f" shared: {args.shared_items} items, {args.shared_cars} cars",
         f"- faults: {len(stack.windows)} kill -9 (mean gap {args.fault_every:g} s), grace"
         f" {args.grace:g} s",
+        f"- poison: {len(stack.poisoned)} hostile histories written straight into the store"
+        f" ({', '.join(sorted({c for c, _ in stack.poisoned}))}); quarantine rows: live store"
+        f" {quarantine_live}, rebuild {quarantine_rebuilt}"
+        if args.poison_every > 0
+        else "- poison: none (--poison-every 0)",
         "",
     )
     report.add("## Checks", "")
