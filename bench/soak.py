@@ -775,6 +775,8 @@ class Stack:
     def faults(self, stop: threading.Event, until: float, rng: random.Random) -> None:
         """Kill at random times until ``until``: the kinds in shuffled rounds, and the gaps of
         the first round shortened when needed so that every kind happens at least once."""
+        if self.args.fault_every <= 0:
+            return
         kinds = ["esdblocal", "projector", "worker"]
         rng.shuffle(kinds)
         first_round = True
@@ -1042,6 +1044,18 @@ def overlaps(record: dict[str, Any], start: float, end: float) -> bool:
     return bool(record["t0"] <= end and record["t1"] >= start)
 
 
+def lateness(record: dict[str, Any], windows: list[Window], reads: bool) -> float | None:
+    """How long after the service of its fault window was back (the store answering; for
+    reads, the projector live again) a 503'd request was sent; negative: before."""
+    kinds = ("esdblocal", "projector") if reads else ("esdblocal",)
+    mine = [w for w in windows if w.kind in kinds and w.start <= record["t1"]]
+    if not mine:
+        return None
+    window = max(mine, key=lambda w: w.start)
+    back = window.live if reads else window.back
+    return None if back is None else float(record["t0"] - back)
+
+
 def analyse(
     records: list[dict[str, Any]],
     events: list[dict[str, Any]],
@@ -1101,6 +1115,10 @@ def analyse(
             )
             if allowed:
                 figures["503 in a fault window"] += 1
+                late = lateness(record, windows, reads=code == READ_MODEL_BEHIND)
+                name = f"503 {code}, latest sent after the service was back (s)"
+                if late is not None:
+                    figures[name] = round(max(figures.get(name, late), late), 2)
             else:
                 problems["unexpected 5xx"].append(
                     f"{record['rid']} {record['method']} {record['path']}: {status}"
@@ -1341,7 +1359,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=3, help="client processes (3)")
     parser.add_argument("--threads", type=int, default=2, help="client threads per process (2)")
     parser.add_argument(
-        "--fault-every", type=float, default=None, help="mean seconds between faults (15; 5 quick)"
+        "--fault-every",
+        type=float,
+        default=None,
+        help="mean seconds between faults (15; 5 quick; 0: none, to see memory without restarts)",
     )
     parser.add_argument(
         "--poison-every",
@@ -1490,7 +1511,9 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
         f" ({figures.get('requests', 0) / load_seconds:.0f}/s), a new connection each;"
         f" shared: {args.shared_items} items, {args.shared_cars} cars",
         f"- faults: {len(stack.windows)} kill -9 (mean gap {args.fault_every:g} s), grace"
-        f" {args.grace:g} s",
+        f" {args.grace:g} s"
+        if args.fault_every > 0
+        else "- faults: none (--fault-every 0): every process lives through the run",
         f"- poison: {len(stack.poisoned)} hostile histories written straight into the store"
         f" ({', '.join(sorted({c for c, _ in stack.poisoned}))}); quarantine rows: live store"
         f" {quarantine_live}, rebuild {quarantine_rebuilt}"
