@@ -617,6 +617,7 @@ class Stack:
         self.unexpected_exits: list[str] = []
         self.killed: set[int] = set()  # pids this script killed
         self.poisoned: list[tuple[str, str]] = []  # (case, stream) written into the store
+        self.stops: list[tuple[str, int | None, float]] = []  # name, exit status, seconds
         self.lock = threading.Lock()
         self.lives: list[float] = []  # when each "caught up; live" line was seen
         self._seen_lines: dict[str, int] = {}
@@ -798,10 +799,19 @@ class Stack:
                 with self.lock:
                     self.unexpected_exits.append(f"restarting {kind} failed: {error}")
 
+    def stop_one(self, service: Service) -> None:
+        """SIGTERM (SIGKILL after 15 s), noting how it ended: every process of the stack
+        must exit 0 on SIGTERM, within moments."""
+        if service.proc.poll() is not None:
+            return
+        started = time.perf_counter()
+        service.stop()
+        self.stops.append((service.name, service.proc.returncode, time.perf_counter() - started))
+
     def stop(self) -> None:
-        for service in reversed(self.services):
-            if service.proc.poll() is None:
-                service.stop()
+        """Everything still running, the event store last."""
+        for service in sorted(reversed(self.services), key=lambda s: s.name.startswith("esdb")):
+            self.stop_one(service)
 
 
 # ---------------------------------------------------------------------------- poison
@@ -1028,7 +1038,7 @@ def rebuild(stack: Stack, target: int, timeout: float) -> tuple[Path, float, str
         reached = wait_position(other, target, timeout)
         seconds = time.perf_counter() - started
     finally:
-        service.stop()
+        stack.stop_one(service)
     how = f"exit {service.proc.returncode}" + ("" if reached else ", never reached the head")
     return other, seconds, how
 
@@ -1486,7 +1496,7 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
         )
     )
     quarantine_live, quarantine_rebuilt = quarantined(stack.data), None
-    stack.projector.stop()  # the live store stays as it is while it is compared
+    stack.stop_one(stack.projector)  # the live store stays as it is while it is compared
     log("rebuilding into a fresh DATA_DIR")
     try:
         other, rebuild_s, how = rebuild(stack, target, args.settle)
@@ -1497,6 +1507,21 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
     except RuntimeError as error:
         lines = []
         checks.append(Check("read store equals a rebuild", False, str(error)))
+
+    stack.stop()
+    unclean = [(n, rc, t) for n, rc, t in stack.stops if rc != 0]
+    checks.append(
+        Check(
+            "every process exits 0 on SIGTERM",
+            not unclean,
+            (
+                "; ".join(f"{n}: exit {rc} after {t:.1f} s" for n, rc, t in unclean)
+                + " (a negative status: killed after ignoring SIGTERM for 15 s)"
+                if unclean
+                else ", ".join(f"{n} {t:.1f} s" for n, _, t in stack.stops)
+            ),
+        )
+    )
 
     # ------------------------------------------------------------------ the report
     report.add("# Soak under faults", "")
