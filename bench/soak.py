@@ -41,7 +41,8 @@ At the end the load stops, the projector catches up, and the script checks:
   window; ``read-model-behind`` in an esdblocal or projector window);
 - each read of a client's own write with its ``Commit-Position`` saw that write (the 202's
   ETag; 410 after a delete);
-- no process exited without being killed; the projector caught up at the end;
+- no process exited without being killed; the projector caught up at the end; every process
+  still running at the end exits 0 on SIGTERM;
 - the read store equals a fresh ``python -m projections --rebuild`` into another DATA_DIR:
   every table of both current generations, row by row (left out: the checkpoint rows of
   ``meta`` and columns of when a row was written, such as the quarantine's ``at``; a
@@ -49,6 +50,11 @@ At the end the load stops, the projector catches up, and the script checks:
   table, not their shadow tables);
 
 and prints each process's RSS at the start and at the end of the load.
+
+``--poison-every N`` also writes a hostile history (undecodable data, wrong shapes, unknown
+types, numbers beyond 64 bits, events before the creation event, stock below zero) straight
+into a fresh stream of the API's categories every N seconds, as another client of the store
+would: the projector must go on, and the rebuild must meet them as the live store did.
 
 Run: ``python bench/soak.py [--seconds 300] [--quick] [--seed N] [--json FILE] [--keep]``.
 """
