@@ -154,7 +154,6 @@ class Own:
     etag: str | None
     rep: dict[str, Any] | None = None  # a car's representation
     gone: bool = False
-    writes: int = 0
 
 
 @dataclass
@@ -282,7 +281,6 @@ class Client:
 
     def settle(self, own: Own, answer: Answer) -> bool:
         """Fold a write's answer into what we know of an own resource; True on a 202."""
-        own.writes += 1
         if answer.status == 202:
             own.etag = answer.headers.get("etag")
             return True
@@ -625,7 +623,6 @@ class Stack:
         self.poisoned: list[tuple[str, str]] = []  # (case, stream) written into the store
         self.stops: list[tuple[str, int | None, float]] = []  # name, exit status, seconds
         self.lock = threading.Lock()
-        self.lives: list[float] = []  # when each "caught up; live" line was seen
         self._seen_lines: dict[str, int] = {}
         try:
             self._start()
@@ -649,7 +646,7 @@ class Stack:
         )
         if args.workers:
             self.env["WEB_WORKERS"] = str(args.workers)
-        self.generation = {"esdblocal": 1, "projector": 0, "web": 1}
+        self.generation = {"esdblocal": 1, "projector": 0}
         self.projector = self.start_projector()
         self.web = Service(
             "web", [GUNICORN, "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"], self.tmp, self.env
@@ -715,7 +712,6 @@ class Stack:
                 key = projector.name
                 if count > self._seen_lines.get(key, 0):
                     self._seen_lines[key] = count
-                    self.lives.append(now)
                     for window in self.windows:
                         if (
                             window.live is None
