@@ -83,18 +83,32 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from read_bench import (
-    HOST,
-    Report,
-    Service,
-    bench_env,
-    free_port,
-    log,
-    machine,
-    revision,
-    start_esdblocal,
-    wait_http,
-)
+try:  # the benchmarks' shared set-up: bench/common.py on main since its redesign
+    from common import (
+        HOST,
+        Report,
+        Service,
+        bench_env,
+        free_port,
+        log,
+        machine,
+        revision,
+        start_esdblocal,
+        wait_http,
+    )
+except ImportError:  # before it: bench/read_bench.py
+    from read_bench import (
+        HOST,
+        Report,
+        Service,
+        bench_env,
+        free_port,
+        log,
+        machine,
+        revision,
+        start_esdblocal,
+        wait_http,
+    )
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 INVENTORY = "inventoryItem"
