@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/paging_bench.py
 	$(PY) bench/read_bench.py
 	$(PY) bench/worker_bench.py
+	$(PY) bench/command_bench.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -305,6 +305,7 @@ class Window:
     latencies: list[float]
     server_cpu: float
     client_cpu: float
+    parts: tuple[float, float, float] = (0.0, 0.0, 0.0)  # esdblocal, projector, web CPU s
 
     @property
     def rate(self) -> float:
@@ -314,15 +315,17 @@ class Window:
         return percentile(self.latencies, q) * 1000
 
 
-def merge(samples: list[Sample], seconds: float, server_cpu: float) -> Window:
+def merge(samples: list[Sample], seconds: float, parts: list[float]) -> Window:
     latencies = sorted(x for s in samples for x in s.latencies)
+    esdb, projector, web = [*parts, 0.0, 0.0, 0.0][:3]
     return Window(
         done=sum(s.done for s in samples),
         errors=sum(s.errors for s in samples),
         seconds=seconds,
         latencies=latencies,
-        server_cpu=server_cpu,
+        server_cpu=sum(parts),
         client_cpu=sum(s.cpu for s in samples),
+        parts=(esdb, projector, web),
     )
 
 
@@ -355,8 +358,7 @@ def measure(
     else:
         samples = raw_threads(threaded, start, end)
     after = [tree_cpu_seconds(pid) for pid in watched]
-    cpu = sum(a - b for a, b in zip(after, before, strict=True))
-    return merge(samples, seconds, cpu)
+    return merge(samples, seconds, [a - b for a, b in zip(after, before, strict=True)])
 
 
 # ---------------------------------------------------------------------------- cold worker
@@ -410,12 +412,16 @@ def timed_post(port: int, path: str, auth: dict[str, str]) -> float:
 
 @dataclass
 class Cold:
-    long: list[float] = field(default_factory=list)  # fresh worker, long stream
-    fresh: list[float] = field(default_factory=list)  # fresh worker, fresh stream
-    warm: list[float] = field(default_factory=list)  # the next command, long stream
+    long: list[float] = field(default_factory=list)  # new aggregate in this worker: long stream
+    fresh: list[float] = field(default_factory=list)  # new aggregate in this worker: 1 event
+    warm: list[float] = field(default_factory=list)  # the next command on the long stream
+    first: list[float] = field(default_factory=list)  # the new worker's first command
 
 
 def cold_worker(uri: str, server: Service, port: int, auth: dict[str, str], args: Any) -> Cold:
+    """Per sample: reload the one-worker server (its cache is empty), warm its code paths
+    with a command on a throwaway item, then a check-in on the long stream and one on a
+    fresh stream (order alternating), then the long stream again (now cached)."""
     import msgspec
     from esdbclient import EventStoreDBClient, NewEvent, StreamState
     from long_stream_bench import fill
@@ -428,27 +434,236 @@ def cold_worker(uri: str, server: Service, port: int, auth: dict[str, str], args
     created = msgspec.json.encode(inventory.InventoryItemCreated(name="Fresh"))
     out = Cold()
     with EventStoreDBClient(uri) as client:
-        for sample in range(args.cold_samples):
-            fresh_id = uuid.uuid4()
+
+        def new_item() -> str:
+            item = uuid.uuid4()
             client.append_to_stream(
-                f"{inventory.CATEGORY}-{fresh_id}",
+                f"{inventory.CATEGORY}-{item}",
                 current_version=StreamState.NO_STREAM,
                 events=[NewEvent(type="InventoryItemCreated", data=created)],
             )
-            order = ["long", "fresh"] if sample % 2 == 0 else ["fresh", "long"]
-            for which in order:
-                fresh_worker(server, port)
-                if which == "long":
-                    path = f"/v1/inventory-items/{long_id}"
-                    out.long.append(timed_post(port, path, auth))
-                    out.warm.append(timed_post(port, path, auth))
-                else:
-                    out.fresh.append(timed_post(port, f"/v1/inventory-items/{fresh_id}", auth))
+            return f"/v1/inventory-items/{item}"
+
+        long_path = f"/v1/inventory-items/{long_id}"
+        for sample in range(args.cold_samples):
+            throwaway, fresh = new_item(), new_item()
+            fresh_worker(server, port)
+            out.first.append(timed_post(port, throwaway, auth))
+            if sample % 2 == 0:
+                out.long.append(timed_post(port, long_path, auth))
+                out.fresh.append(timed_post(port, fresh, auth))
+            else:
+                out.fresh.append(timed_post(port, fresh, auth))
+                out.long.append(timed_post(port, long_path, auth))
+            out.warm.append(timed_post(port, long_path, auth))
             log(
-                f"cold sample {sample + 1}: long {out.long[-1] * 1000:.1f} ms,"
-                f" fresh {out.fresh[-1] * 1000:.1f} ms, warm {out.warm[-1] * 1000:.1f} ms"
+                f"cold sample {sample + 1}: first {out.first[-1] * 1000:.1f} ms, long"
+                f" {out.long[-1] * 1000:.1f} ms, fresh {out.fresh[-1] * 1000:.1f} ms, warm"
+                f" {out.warm[-1] * 1000:.1f} ms"
             )
     return out
+
+
+# ---------------------------------------------------------------------------- profile
+
+# (file suffix, function, label): the parts of one command that cProfile times as a whole.
+PARTS = (
+    ("eventstore/streams.py", "read", "store.read: gRPC Read of the stream's new events"),
+    ("eventstore/streams.py", "append", "store.append: gRPC Append (fsync'd by esdblocal)"),
+    ("logging/__init__.py", "info", "access line: logging + JSON + write"),
+    ("app/auth.py", "process_resource", "API key check (SHA-256 + compare)"),
+    ("app/etags.py", "encode", "ETag: AES-SIV seal"),
+    ("app/media.py", "read", "body: media type, read, I-JSON check, decode (Accepts.read)"),
+    ("app/api.py", "serialize", "JSON out (msgspec)"),
+    ("app/commands.py", "_pending", "event + metadata encoding, uuid4 (app.commands._pending)"),
+)
+TOTAL = ("falcon/app.py", "__call__")
+
+
+def cumulative(stats: Any, suffix: str, name: str) -> tuple[int, float]:
+    """Calls and cumulative seconds of the functions ``name`` in files ending ``suffix``."""
+    calls, seconds = 0, 0.0
+    for (file, _, function), (_, nc, _, ct, _) in stats.stats.items():
+        if function == name and file.replace("\\", "/").endswith(suffix):
+            calls += nc
+            seconds += ct
+    return calls, seconds
+
+
+class InProcess:
+    """The app as a worker builds it (``app.api.create_app`` with the bench's settings), in
+    this process, against the bench's esdblocal; its access log goes to a file."""
+
+    def __init__(self, env: dict[str, str], auth: dict[str, str], tmp: Path) -> None:
+        import logging
+
+        from app import logs
+        from app.api import create_app
+        from app.settings import Settings
+
+        logs.configure("info")
+        handler = logging.getLogger().handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        self.log_file = (tmp / "in-process-access.log").open("w")
+        handler.setStream(self.log_file)
+        settings = Settings.from_env(env)
+        self.store = settings.event_store()
+        self.app = create_app(settings, store=self.store)
+        self.auth = auth
+        status, headers = self.call("POST", "/v1/inventory-items", CREATE, b'{"name": "Prof"}')
+        if status != "202 Accepted":
+            raise RuntimeError(f"in-process create answered {status}")
+        location = dict(headers)["location"]
+        self.path = urlsplit(location).path
+        self.stream = "inventoryItem-" + self.path.rsplit("/", 1)[1]
+
+    def environ(self, method: str, path: str, content_type: str, body: bytes) -> dict[str, Any]:
+        from falcon import testing
+
+        headers = {**self.auth, "Content-Type": content_type}
+        return testing.create_environ(
+            method=method, path=path, headers=headers, body=body, host=HOST, port=8000
+        )
+
+    def call(
+        self, method: str, path: str, content_type: str, body: bytes
+    ) -> tuple[str, list[tuple[str, str]]]:
+        out: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
+            out["status"], out["headers"] = status, headers
+
+        b"".join(self.app(self.environ(method, path, content_type, body), start_response))
+        return out["status"], out["headers"]
+
+    def check_in(self, profiler: Any = None) -> tuple[float, float]:
+        """One check-in: its wall and CPU seconds (this process's CPU, gRPC threads too)."""
+        out: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
+            out["status"] = status
+
+        environ = self.environ("POST", self.path, CHECK_IN, CHECK_IN_BODY)
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        b"".join(self.app(environ, start_response))
+        if profiler is not None:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if out["status"] != "202 Accepted":
+            raise RuntimeError(f"in-process check-in answered {out['status']}")
+        return wall, cpu
+
+    def close(self) -> None:
+        self.store.close()
+        self.log_file.close()
+
+
+def timed(function: Any, n: int) -> tuple[float, float]:
+    """Median wall and CPU microseconds of ``function()`` over ``n`` calls."""
+    walls, cpus = [], []
+    for _ in range(n):
+        cpu, wall = time.process_time(), time.perf_counter()
+        function()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6
+
+
+def profile(
+    args: Any, env: dict[str, str], auth: dict[str, str], tmp: Path, port: int, report: Report
+) -> None:
+    """Where one command's time goes: the app in this process with a real esdblocal, one
+    client, no other load; then cProfile (wall, then CPU) over the same commands."""
+    import cProfile
+    import pstats
+
+    from esdbclient import NewEvent
+
+    n = args.profile_commands
+    log(f"profile: {n} in-process commands per measure")
+    app = InProcess(env, auth, tmp)
+    try:
+        for _ in range(20):
+            app.check_in()
+        command = timed(app.check_in, n)
+        read = timed(lambda: app.store.read(app.stream, after=10**9), n)
+        raw = RawClient(env["ESDB_URI"])
+        data = raw.data
+
+        def raw_append() -> None:
+            event = NewEvent(type="ItemsCheckedInToInventory", data=data, metadata=RAW_METADATA)
+            raw.client.append_to_stream(raw.stream, current_version=raw.version, events=[event])
+            raw.version += 1
+
+        append = timed(raw_append, n)
+        raw.close()
+        http_new = timed(lambda: timed_post(port, app.path, auth), n)
+        profiles = {}
+        for mode, timer in (("wall", time.perf_counter), ("cpu", time.process_time)):
+            profiler = cProfile.Profile(timer)
+            for _ in range(n):
+                app.check_in(profiler)
+            profiles[mode] = pstats.Stats(profiler)
+    finally:
+        app.close()
+
+    rows = []
+    totals = {mode: cumulative(stats, *TOTAL)[1] / n * 1e6 for mode, stats in profiles.items()}
+    parts_sum = {"wall": 0.0, "cpu": 0.0}
+    for suffix, name, label in PARTS:
+        cells = [label]
+        for mode in ("wall", "cpu"):
+            calls, seconds = cumulative(profiles[mode], suffix, name)
+            us = seconds / n * 1e6
+            parts_sum[mode] += us
+            cells += [fmt(us), f"{100 * us / totals[mode]:.0f}%"]
+        cells.append(f"{calls / n:g}")
+        rows.append(cells)
+    rest = ["the rest: Falcon, middleware, routing, domain, handler, headers"]
+    for mode in ("wall", "cpu"):
+        us = totals[mode] - parts_sum[mode]
+        rest += [fmt(us), f"{100 * us / totals[mode]:.0f}%"]
+    rows.append([*rest, "—"])
+    whole = fmt(totals["wall"]), "100%", fmt(totals["cpu"]), "100%", "1"
+    rows.append(["the WSGI call (falcon.App.__call__)", *whole])
+    report.add(
+        "### Where a command's time goes (in-process profile)",
+        "",
+        f"`create_app` as a worker builds it (API key on, access log at info to a file), in the"
+        f" bench process, against the same esdblocal, one client, no other load, {n} check-ins"
+        " per measure (medians; µs):",
+        "",
+    )
+    report.table(
+        ["measure", "wall µs", "CPU µs"],
+        [
+            ["one check-in, WSGI call in-process (no profiler)", fmt(command[0]), fmt(command[1])],
+            [
+                "raw: store.read of nothing new (the command's first round trip)",
+                fmt(read[0]),
+                fmt(read[1]),
+            ],
+            ["raw: esdbclient append_to_stream of one event", fmt(append[0]), fmt(append[1])],
+            [
+                "one check-in over HTTP to the sync gunicorn, new connection (client side)",
+                fmt(http_new[0]),
+                fmt(http_new[1]),
+            ],
+        ],
+    )
+    report.add(
+        "CPU µs is this process's CPU over the call (gRPC's own threads included). For the"
+        " HTTP row it is the client's CPU only; the server's is in the per-path table above.",
+        "",
+        "cProfile of the same check-ins (cumulative time per command; cProfile's own overhead"
+        " inflates the Python-heavy parts):",
+        "",
+    )
+    report.table(
+        ["part", "wall µs", "wall share", "CPU µs", "CPU share", "calls per command"], rows
+    )
 
 
 # ---------------------------------------------------------------------------- main
@@ -471,10 +686,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=10_000, help="the cold worker's stream")
     parser.add_argument("--cold-samples", type=int, default=5, help="cold commands of each kind")
     parser.add_argument("--log-level", default="info", help="LOG_LEVEL of the servers")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the in-process profile of one command (cProfile)",
+    )
+    parser.add_argument("--profile-commands", type=int, default=500, help="per profile measure")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s, 3 cold samples")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds, args.warmup, args.cold_samples = 2.0, 2, 0.5, 3
+        args.profile_commands = 100
     return args
 
 
@@ -577,6 +800,9 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
                 f"round {round_ + 1} {path.key}: {window.rate:,.0f}/s p50 {window.p(50):.1f} ms"
                 f" p99 {window.p(99):.1f} ms errors {window.errors}"
             )
+    profile_report = Report()
+    if args.profile:
+        profile(args, base_env, auth, tmp, servers[0][3], profile_report)
     for raw in threaded:
         raw.close()
 
@@ -588,9 +814,13 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
         rows = windows[key]
         if attr == "rate":
             return statistics.median(w.rate for w in rows)
-        if attr == "cpu":
+        if attr.startswith("cpu"):
+            index = {"cpu": -1, "cpu-esdb": 0, "cpu-projector": 1, "cpu-web": 2}[attr]
             return statistics.median(
-                1000 * w.server_cpu / w.done if w.done else math.nan for w in rows
+                1000 * (w.server_cpu if index < 0 else w.parts[index]) / w.done
+                if w.done
+                else math.nan
+                for w in rows
             )
         return statistics.median(w.p(50 if attr == "p50" else 99) for w in rows)
 
@@ -665,7 +895,7 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
     rows.append(
         [
             f"cold worker: one check-in on a {args.events:,}-event stream"
-            " (baseline: fresh worker, fresh stream)",
+            " (baseline: the same on a fresh stream)",
             f"{long_ms:.1f} ms",
             f"{max(cold.long) * 1000:.1f} (max)",
             f"{fresh_ms:.1f} ms",
@@ -687,6 +917,19 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
             "—",
         ]
     )
+    first_ms = statistics.median(cold.first) * 1000
+    rows.append(
+        [
+            "(a new worker's first command, a throwaway item)",
+            f"{first_ms:.1f} ms",
+            f"{max(cold.first) * 1000:.1f} (max)",
+            f"{fresh_ms:.1f} ms",
+            f"{max(cold.fresh) * 1000:.1f} (max)",
+            f"{first_ms / fresh_ms:.2f}x",
+            "—",
+            "—",
+        ]
+    )
     report.table(
         [
             "path",
@@ -702,12 +945,16 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
         text=(1, 3, 7),
     )
     report.add(
-        "ratio = ours ÷ baseline (rates; for the cold worker, median latencies: cold"
-        f" {len(cold.long)} samples, fresh {len(cold.fresh)}). Latencies are from the client:"
-        " for new connections they include the TCP connect.",
+        "ratio = ours ÷ baseline (rates; for the cold worker, median latencies of"
+        f" {len(cold.long)} samples). Latencies are from the client: with a new connection per"
+        " request they include the TCP connect. Cold worker: a gunicorn with one sync worker,"
+        " reloaded (SIGHUP) before each sample; after one command on a throwaway item (so the"
+        " new worker's first-request costs are paid), one check-in on the long stream and one"
+        " on a fresh stream (order alternating), both aggregates new to the worker's cache;"
+        " then the long stream again (cached).",
         "",
-        "Per round (rate/s, and CPU ms per operation of esdblocal + projector + that server"
-        " in the window; client CPU ms per operation):",
+        "Per path: rate per round, and CPU per operation (medians of the rounds) of esdblocal,"
+        " the projector and that path's gunicorn (master + workers), and of the clients:",
         "",
     )
     detail = []
@@ -717,6 +964,9 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
             [
                 path.label,
                 " ".join(fmt(w.rate) for w in ws),
+                fmt(med(path.key, "cpu-esdb"), 2),
+                fmt(med(path.key, "cpu-projector"), 2),
+                fmt(med(path.key, "cpu-web"), 2) if path.kind == "api" else "—",
                 fmt(med(path.key, "cpu"), 2),
                 fmt(
                     statistics.median(
@@ -728,17 +978,27 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
             ]
         )
     report.table(
-        ["path", "per round /s", "server-side CPU ms/op", "client CPU ms/op", "errors"],
+        [
+            "path",
+            "per round /s",
+            "esdblocal CPU ms/op",
+            "projector",
+            "gunicorn",
+            "all three",
+            "clients",
+            "errors",
+        ],
         detail,
         text=(1,),
     )
     report.add(
-        "Cold samples, ms (long / fresh / warm): "
+        "Cold samples, ms (first / long / fresh / warm): "
         + "; ".join(
-            f"{a * 1000:.1f} / {b * 1000:.1f} / {c * 1000:.1f}"
-            for a, b, c in zip(cold.long, cold.fresh, cold.warm, strict=False)
+            f"{a * 1000:.1f} / {b * 1000:.1f} / {c * 1000:.1f} / {d * 1000:.1f}"
+            for a, b, c, d in zip(cold.first, cold.long, cold.fresh, cold.warm, strict=False)
         ),
         "",
+        *profile_report.lines,
     )
 
 
