@@ -598,6 +598,13 @@ def profile(
             raw.version += 1
 
         append = timed(raw_append, n)
+
+        def raw_append_one() -> None:  # a NewEvent, not a list: esdbclient's Append RPC
+            event = NewEvent(type="ItemsCheckedInToInventory", data=data, metadata=RAW_METADATA)
+            raw.client.append_to_stream(raw.stream, current_version=raw.version, events=event)
+            raw.version += 1
+
+        append_one = timed(raw_append_one, n)
         raw.close()
         http_new = timed(lambda: timed_post(port, app.path, auth), n)
         profiles = {}
@@ -645,7 +652,16 @@ def profile(
                 fmt(read[0]),
                 fmt(read[1]),
             ],
-            ["raw: esdbclient append_to_stream of one event", fmt(append[0]), fmt(append[1])],
+            [
+                "raw: esdbclient append_to_stream(events=[one]) (BatchAppend RPC, as the app)",
+                fmt(append[0]),
+                fmt(append[1]),
+            ],
+            [
+                "raw: esdbclient append_to_stream(events=one) (Append RPC)",
+                fmt(append_one[0]),
+                fmt(append_one[1]),
+            ],
             [
                 "one check-in over HTTP to the sync gunicorn, new connection (client side)",
                 fmt(http_new[0]),
