@@ -330,7 +330,7 @@ def merge(samples: list[Sample], seconds: float, parts: list[float]) -> Window:
 
 
 @dataclass(frozen=True)
-class Path_:
+class Lane:
     key: str
     label: str
     kind: str  # "api" | "raw-processes" | "raw-threads"
@@ -340,7 +340,7 @@ class Path_:
 
 
 def measure(
-    path: Path_,
+    path: Lane,
     clients: Clients,
     threaded: list[RawClient],
     esdb: Service,
@@ -793,10 +793,10 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
     clients.run(("prepare", [port for *_, port, _ in servers]), 120)
     threaded = [RawClient(esdb_uri) for _ in range(args.clients)]
     paths = [
-        Path_("raw-p", f"raw appends, {args.clients} processes x 1 client", "raw-processes"),
-        Path_("raw-t", f"raw appends, 1 process x {args.clients} threads", "raw-threads"),
+        Lane("raw-p", f"raw appends, {args.clients} processes x 1 client", "raw-processes"),
+        Lane("raw-t", f"raw appends, 1 process x {args.clients} threads", "raw-threads"),
         *(
-            Path_(name, label, "api", port, keep_alive, server)
+            Lane(name, label, "api", port, keep_alive, server)
             for name, label, server, port, keep_alive in servers
         ),
     ]
@@ -969,17 +969,34 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
         " on a fresh stream (order alternating), both aggregates new to the worker's cache;"
         " then the long stream again (cached).",
         "",
-        "Per path: rate per round, and CPU per operation (medians of the rounds) of esdblocal,"
-        " the projector and that path's gunicorn (master + workers), and of the clients:",
+        "Per path: rate per round and its ratio to the baseline's rate in the same round"
+        " (adjacent windows); CPU per operation (medians of the rounds) of esdblocal, the"
+        " projector, that path's gunicorn (master + workers), the clients, and all of them;"
+        " CPU ratio = the baseline's CPU per operation ÷ this path's, the rate ratio the two"
+        " would show on saturated cores that nothing else used:",
         "",
     )
+
+    def all_cpu(key: str) -> float:
+        """CPU ms per operation of every process involved, clients included (median)."""
+        return statistics.median(
+            1000 * (w.server_cpu + w.client_cpu) / w.done if w.done else math.nan
+            for w in windows[key]
+        )
+
     detail = []
     for path in paths:
         ws = windows[path.key]
+        per_round = [
+            w.rate / b.rate if b.rate else math.nan
+            for w, b in zip(ws, windows[raw_key], strict=True)
+        ]
         detail.append(
             [
                 path.label,
                 " ".join(fmt(w.rate) for w in ws),
+                " ".join(f"{r:.2f}" for r in per_round)
+                + f" (median {statistics.median(per_round):.2f})",
                 fmt(med(path.key, "cpu-esdb"), 2),
                 fmt(med(path.key, "cpu-projector"), 2),
                 fmt(med(path.key, "cpu-web"), 2) if path.kind == "api" else "—",
@@ -990,6 +1007,8 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
                     ),
                     2,
                 ),
+                fmt(all_cpu(path.key), 2),
+                f"{all_cpu(raw_key) / all_cpu(path.key):.2f}",
                 str(sum(w.errors for w in ws)),
             ]
         )
@@ -997,15 +1016,18 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
         [
             "path",
             "per round /s",
+            "÷ baseline, per round",
             "esdblocal CPU ms/op",
             "projector",
             "gunicorn",
             "all three",
             "clients",
+            "everything",
+            "CPU ratio",
             "errors",
         ],
         detail,
-        text=(1,),
+        text=(1, 2),
     )
     report.add(
         "Cold samples, ms (first / long / fresh / warm): "
