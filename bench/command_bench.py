@@ -556,7 +556,10 @@ class InProcess:
         return wall, cpu
 
     def close(self) -> None:
+        import logging
+
         self.store.close()
+        logging.getLogger().handlers[:] = []  # nothing more goes to the closed file
         self.log_file.close()
 
 
