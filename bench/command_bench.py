@@ -796,13 +796,12 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
         {**base_env, "PORT": str(cold_port), "WEB_WORKERS": "1", "WEB_THREADS": "1"},
     )
     services.append(cold_server)
+    log(f"starting {args.clients} client processes (while the servers boot)")
+    clients = Clients(args.clients, esdb_uri, auth)
+    pool.append(clients)
     for _, _, server, port, _ in servers:
         wait_http(server, port, "/healthz")
     wait_http(cold_server, cold_port, "/healthz")
-
-    log(f"starting {args.clients} client processes")
-    clients = Clients(args.clients, esdb_uri, auth)
-    pool.append(clients)
     clients.run(("prepare", [port for *_, port, _ in servers]), 120)
     threaded = [RawClient(esdb_uri) for _ in range(args.clients)]
     paths = [
