@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/read_bench.py
 	$(PY) bench/worker_bench.py
 	$(PY) bench/soak.py --quick
+	$(PY) bench/command_bench.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1057 @@
+"""Commands through the API against raw appends, side by side: a report, never pass/fail.
+
+The command row of issue 13's table, on ``make run``'s stack with production settings
+(LOG_LEVEL=info: one access line per request; an API key with REQUIRE_AUTH=true, carried by
+every request; the projector running; esdblocal durable, in a temp dir):
+
+- **POST check-in** (``domain-model=CheckInItemsToInventoryCommand``, count 1) through
+  ``gunicorn -c deploy/gunicorn.conf.py app.wsgi:app`` (sync workers, WEB_WORKERS default):
+  8 closed-loop clients, each on its own item (created through the API first), a new
+  connection per request (sync workers close each one); commands/s, p50, p99 (the latency
+  includes the TCP connect).
+- **Keep-alive**: the same POSTs against the same app under gthread workers (WEB_THREADS 2
+  and 4 by default), the clients keeping their ``http.client`` connection alive.
+- **Baseline**: raw esdbclient single-event appends, each client to its own
+  ``inventoryItem-<uuid>`` stream (created first, so the projector folds these events as it
+  folds the API's), with the expected version the client tracks, the same event data and
+  metadata size as the API writes, same store, same concurrency. Both shapes run: 8
+  processes of one client each, and 8 threads of one client each in one process; the faster
+  (median) is the baseline, the other is shown.
+- **Cold worker**: one check-in on a 10,000-event stream by a fresh worker (a gunicorn with
+  one sync worker, reloaded with SIGHUP before each command; its first request is a
+  ``/healthz``, which loads no aggregate) against a check-in on a fresh stream (one event)
+  by a fresh worker, alternating. Also shown: the same command right after, by the now warm
+  worker.
+
+Load comes from processes of this script (spawned, so no gRPC state crosses a fork), one per
+client, each working in a closed loop for the same wall-clock window. Rounds alternate the
+order of the paths (forward, then backward); the table gives medians of the rounds.
+
+Run: ``python bench/command_bench.py [--quick] [--rounds 5] [--seconds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import multiprocessing as mp
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    CHECK_IN,
+    CREATE,
+    HOST,
+    Report,
+    Service,
+    bench_env,
+    fmt,
+    free_port,
+    http_get,
+    log,
+    machine,
+    percentile,
+    revision,
+    start_esdblocal,
+    tree_cpu_seconds,
+    wait_http,
+)
+
+COMMAND_TARGET = 0.6  # API commands/s over raw appends/s, at least
+COLD_TARGET = 3.0  # cold command on a long stream over one on a fresh stream, at most
+CHECK_IN_BODY = b'{"count": 1}'
+# The metadata the API writes with each event, in size and shape (app.commands._pending).
+RAW_METADATA = json.dumps(
+    {
+        "$correlationId": "0" * 32,
+        "$causationId": "0" * 32,
+        "domainModel": "CheckInItemsToInventoryCommand",
+        "requestId": "0" * 32,
+        "principal": "bench",
+    },
+    separators=(",", ":"),
+).encode()
+
+
+# ---------------------------------------------------------------------------- client processes
+
+
+@dataclass
+class Sample:
+    """One client's share of one timed window."""
+
+    done: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # the client's own CPU in the window
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    conn.request("POST", path, body=body, headers=headers)
+    resp = conn.getresponse()
+    resp.read()
+    return resp
+
+
+class ApiClient:
+    """One closed-loop client of the API, on its own item (one per server)."""
+
+    def __init__(self, auth: dict[str, str]) -> None:
+        self.auth = auth
+        self.items: dict[int, str] = {}  # port -> item path
+        self.conns: dict[int, http.client.HTTPConnection] = {}
+
+    def item(self, port: int) -> str:
+        if port not in self.items:
+            conn = http.client.HTTPConnection(HOST, port, timeout=30)
+            try:
+                headers = {**self.auth, "Content-Type": CREATE}
+                resp = post(conn, "/v1/inventory-items", b'{"name": "Bench"}', headers)
+            finally:
+                conn.close()
+            if resp.status != 202:
+                raise RuntimeError(f"create answered {resp.status}")
+            self.items[port] = urlsplit(resp.headers["Location"]).path
+        return self.items[port]
+
+    def run(self, port: int, keep_alive: bool, start: float, end: float) -> Sample:
+        path = self.item(port)
+        headers = {**self.auth, "Content-Type": CHECK_IN}
+        sample = Sample()
+        wait_until(start)
+        cpu = time.process_time()
+        while time.time() < end:
+            began = time.perf_counter()
+            conn = self.conns.pop(port, None) if keep_alive else None
+            if conn is None:
+                conn = http.client.HTTPConnection(HOST, port, timeout=30)
+            try:
+                resp = post(conn, path, CHECK_IN_BODY, headers)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                sample.errors += 1
+                continue
+            if keep_alive and not resp.will_close:
+                self.conns[port] = conn
+            else:
+                conn.close()
+            if resp.status == 202:
+                sample.done += 1
+                sample.latencies.append(time.perf_counter() - began)
+            else:
+                sample.errors += 1
+        sample.cpu = time.process_time() - cpu
+        for conn in self.conns.values():
+            conn.close()
+        self.conns.clear()
+        return sample
+
+
+class RawClient:
+    """One closed-loop writer with esdbclient: single-event appends to its own stream."""
+
+    def __init__(self, uri: str) -> None:
+        from esdbclient import EventStoreDBClient, NewEvent, StreamState
+
+        self.new_event, self.no_stream = NewEvent, StreamState.NO_STREAM
+        self.client = EventStoreDBClient(uri)
+        self.stream = f"inventoryItem-{uuid.uuid4()}"
+        created = json.dumps({"type": "InventoryItemCreated", "name": "Raw"}).encode()
+        self.client.append_to_stream(
+            self.stream,
+            current_version=self.no_stream,
+            events=[NewEvent(type="InventoryItemCreated", data=created, metadata=RAW_METADATA)],
+        )
+        self.version = 0
+        self.data = json.dumps({"type": "ItemsCheckedInToInventory", "count": 1}).encode()
+
+    def run(self, start: float, end: float) -> Sample:
+        sample = Sample()
+        wait_until(start)
+        while time.time() < end:
+            began = time.perf_counter()
+            event = self.new_event(
+                type="ItemsCheckedInToInventory", data=self.data, metadata=RAW_METADATA
+            )
+            try:
+                self.client.append_to_stream(
+                    self.stream, current_version=self.version, events=[event]
+                )
+            except Exception:
+                sample.errors += 1
+                continue
+            self.version += 1
+            sample.done += 1
+            sample.latencies.append(time.perf_counter() - began)
+        return sample
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def wait_until(wall: float) -> None:
+    delay = wall - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def client_process(uri: str, auth: dict[str, str], jobs: Any, results: Any) -> None:
+    """A spawned client process: one API client and one raw writer, driven by ``jobs``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    api = ApiClient(auth)
+    raw: RawClient | None = None
+    while True:
+        job = jobs.get()
+        if job is None:
+            break
+        try:
+            kind = job[0]
+            if kind == "prepare":  # create this client's items and stream now, not timed
+                for port in job[1]:
+                    api.item(port)
+                raw = raw or RawClient(uri)
+                results.put(("ok", None))
+            elif kind == "api":
+                _, port, keep_alive, start, end = job
+                results.put(("ok", api.run(port, keep_alive, start, end)))
+            elif kind == "raw":
+                raw = raw or RawClient(uri)
+                cpu = time.process_time()
+                sample = raw.run(job[1], job[2])
+                sample.cpu = time.process_time() - cpu
+                results.put(("ok", sample))
+        except Exception as error:
+            results.put(("error", repr(error)))
+    if raw is not None:
+        raw.close()
+
+
+class Clients:
+    """``n`` spawned client processes; each job runs on all of them in one time window."""
+
+    def __init__(self, n: int, uri: str, auth: dict[str, str]) -> None:
+        ctx = mp.get_context("spawn")
+        self.results = ctx.Queue()
+        self.jobs = [ctx.Queue() for _ in range(n)]
+        self.procs = [
+            ctx.Process(target=client_process, args=(uri, auth, q, self.results), daemon=True)
+            for q in self.jobs
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def run(self, job: tuple[Any, ...], timeout: float) -> list[Any]:
+        for q in self.jobs:
+            q.put(job)
+        out = []
+        for _ in self.jobs:
+            status, value = self.results.get(timeout=timeout)
+            if status != "ok":
+                raise RuntimeError(f"a client process failed: {value}")
+            out.append(value)
+        return out
+
+    def close(self) -> None:
+        for q in self.jobs:
+            q.put(None)
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+
+
+def raw_threads(clients: list[RawClient], start: float, end: float) -> list[Sample]:
+    """The same raw writers as threads of this one process."""
+    out: list[Sample] = [Sample() for _ in clients]
+    cpu = time.process_time()
+
+    def one(index: int) -> None:
+        out[index] = clients[index].run(start, end)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out[0].cpu = time.process_time() - cpu  # the whole process, once
+    return out
+
+
+# ---------------------------------------------------------------------------- measures
+
+
+@dataclass
+class Window:
+    """One path in one round: every client's sample merged."""
+
+    done: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    server_cpu: float
+    client_cpu: float
+    parts: tuple[float, float, float] = (0.0, 0.0, 0.0)  # esdblocal, projector, web CPU s
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies, q) * 1000
+
+
+def merge(samples: list[Sample], seconds: float, parts: list[float]) -> Window:
+    latencies = sorted(x for s in samples for x in s.latencies)
+    esdb, projector, web = [*parts, 0.0, 0.0, 0.0][:3]
+    return Window(
+        done=sum(s.done for s in samples),
+        errors=sum(s.errors for s in samples),
+        seconds=seconds,
+        latencies=latencies,
+        server_cpu=sum(parts),
+        client_cpu=sum(s.cpu for s in samples),
+        parts=(esdb, projector, web),
+    )
+
+
+@dataclass(frozen=True)
+class Lane:
+    key: str
+    label: str
+    kind: str  # "api" | "raw-processes" | "raw-threads"
+    port: int = 0
+    keep_alive: bool = False
+    server: Service | None = None
+
+
+def measure(
+    path: Lane,
+    clients: Clients,
+    threaded: list[RawClient],
+    esdb: Service,
+    projector: Service,
+    seconds: float,
+) -> Window:
+    start = time.time() + 0.3
+    end = start + seconds
+    watched = [esdb.pid, projector.pid] + ([path.server.pid] if path.server else [])
+    before = [tree_cpu_seconds(pid) for pid in watched]
+    if path.kind == "api":
+        samples = clients.run(("api", path.port, path.keep_alive, start, end), seconds + 60)
+    elif path.kind == "raw-processes":
+        samples = clients.run(("raw", start, end), seconds + 60)
+    else:
+        samples = raw_threads(threaded, start, end)
+    after = [tree_cpu_seconds(pid) for pid in watched]
+    return merge(samples, seconds, [a - b for a, b in zip(after, before, strict=True)])
+
+
+# ---------------------------------------------------------------------------- cold worker
+
+
+def children(master: int) -> set[int]:
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == master:
+            out.add(int(entry.name))
+    return out
+
+
+def fresh_worker(server: Service, port: int) -> None:
+    """Reload the one-worker gunicorn (SIGHUP) and wait until the new worker answers
+    ``/healthz`` (no aggregate loaded): the next command meets an empty cache."""
+    old = children(server.pid)
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        server.check_alive()
+        now = children(server.pid)
+        if now and not (now & old):
+            try:
+                if http_get(port, "/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise RuntimeError("the reloaded worker did not come up")
+
+
+def timed_post(port: int, path: str, auth: dict[str, str]) -> float:
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    try:
+        began = time.perf_counter()
+        resp = post(conn, path, CHECK_IN_BODY, {**auth, "Content-Type": CHECK_IN})
+        elapsed = time.perf_counter() - began
+    finally:
+        conn.close()
+    if resp.status != 202:
+        raise RuntimeError(f"POST {path} answered {resp.status}")
+    return elapsed
+
+
+@dataclass
+class Cold:
+    long: list[float] = field(default_factory=list)  # new aggregate in this worker: long stream
+    fresh: list[float] = field(default_factory=list)  # new aggregate in this worker: 1 event
+    warm: list[float] = field(default_factory=list)  # the next command on the long stream
+    first: list[float] = field(default_factory=list)  # the new worker's first command
+
+
+def cold_worker(uri: str, server: Service, port: int, auth: dict[str, str], args: Any) -> Cold:
+    """Per sample: reload the one-worker server (its cache is empty), warm its code paths
+    with a command on a throwaway item, then a check-in on the long stream and one on a
+    fresh stream (order alternating), then the long stream again (now cached)."""
+    import msgspec
+    from esdbclient import EventStoreDBClient, NewEvent, StreamState
+    from long_stream_bench import fill
+
+    from domain import inventory
+
+    long_id = uuid.uuid4()
+    log(f"cold worker: filling a stream with {args.events:,} events")
+    fill(uri, f"{inventory.CATEGORY}-{long_id}", args.events)
+    created = msgspec.json.encode(inventory.InventoryItemCreated(name="Fresh"))
+    out = Cold()
+    with EventStoreDBClient(uri) as client:
+
+        def new_item() -> str:
+            item = uuid.uuid4()
+            client.append_to_stream(
+                f"{inventory.CATEGORY}-{item}",
+                current_version=StreamState.NO_STREAM,
+                events=[NewEvent(type="InventoryItemCreated", data=created)],
+            )
+            return f"/v1/inventory-items/{item}"
+
+        long_path = f"/v1/inventory-items/{long_id}"
+        for sample in range(args.cold_samples):
+            throwaway, fresh = new_item(), new_item()
+            fresh_worker(server, port)
+            out.first.append(timed_post(port, throwaway, auth))
+            if sample % 2 == 0:
+                out.long.append(timed_post(port, long_path, auth))
+                out.fresh.append(timed_post(port, fresh, auth))
+            else:
+                out.fresh.append(timed_post(port, fresh, auth))
+                out.long.append(timed_post(port, long_path, auth))
+            out.warm.append(timed_post(port, long_path, auth))
+            log(
+                f"cold sample {sample + 1}: first {out.first[-1] * 1000:.1f} ms, long"
+                f" {out.long[-1] * 1000:.1f} ms, fresh {out.fresh[-1] * 1000:.1f} ms, warm"
+                f" {out.warm[-1] * 1000:.1f} ms"
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------- profile
+
+# (file suffix, function, label): the parts of one command that cProfile times as a whole.
+PARTS = (
+    ("eventstore/streams.py", "read", "store.read: gRPC Read of the stream's new events"),
+    ("eventstore/streams.py", "append", "store.append: gRPC Append (fsync'd by esdblocal)"),
+    ("logging/__init__.py", "info", "access line: logging + JSON + write"),
+    ("app/auth.py", "process_resource", "API key check (SHA-256 + compare)"),
+    ("app/etags.py", "encode", "ETag: AES-SIV seal"),
+    ("app/media.py", "read", "body: media type, read, I-JSON check, decode (Accepts.read)"),
+    ("app/api.py", "serialize", "JSON out (msgspec)"),
+    ("app/commands.py", "_pending", "event + metadata encoding, uuid4 (app.commands._pending)"),
+)
+TOTAL = ("falcon/app.py", "__call__")
+
+
+def cumulative(stats: Any, suffix: str, name: str) -> tuple[int, float]:
+    """Calls and cumulative seconds of the functions ``name`` in files ending ``suffix``."""
+    calls, seconds = 0, 0.0
+    for (file, _, function), (_, nc, _, ct, _) in stats.stats.items():
+        if function == name and file.replace("\\", "/").endswith(suffix):
+            calls += nc
+            seconds += ct
+    return calls, seconds
+
+
+class InProcess:
+    """The app as a worker builds it (``app.api.create_app`` with the bench's settings), in
+    this process, against the bench's esdblocal; its access log goes to a file."""
+
+    def __init__(self, env: dict[str, str], auth: dict[str, str], tmp: Path) -> None:
+        import logging
+
+        from app import logs
+        from app.api import create_app
+        from app.settings import Settings
+
+        logs.configure("info")
+        handler = logging.getLogger().handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        self.log_file = (tmp / "in-process-access.log").open("w")
+        handler.setStream(self.log_file)
+        settings = Settings.from_env(env)
+        self.store = settings.event_store()
+        self.app = create_app(settings, store=self.store)
+        self.auth = auth
+        status, headers = self.call("POST", "/v1/inventory-items", CREATE, b'{"name": "Prof"}')
+        if status != "202 Accepted":
+            raise RuntimeError(f"in-process create answered {status}")
+        location = dict(headers)["location"]
+        self.path = urlsplit(location).path
+        self.stream = "inventoryItem-" + self.path.rsplit("/", 1)[1]
+
+    def environ(self, method: str, path: str, content_type: str, body: bytes) -> dict[str, Any]:
+        from falcon import testing
+
+        headers = {**self.auth, "Content-Type": content_type}
+        return testing.create_environ(
+            method=method, path=path, headers=headers, body=body, host=HOST, port=8000
+        )
+
+    def call(
+        self, method: str, path: str, content_type: str, body: bytes
+    ) -> tuple[str, list[tuple[str, str]]]:
+        out: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
+            out["status"], out["headers"] = status, headers
+
+        b"".join(self.app(self.environ(method, path, content_type, body), start_response))
+        return out["status"], out["headers"]
+
+    def check_in(self, profiler: Any = None) -> tuple[float, float]:
+        """One check-in: its wall and CPU seconds (this process's CPU, gRPC threads too)."""
+        out: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
+            out["status"] = status
+
+        environ = self.environ("POST", self.path, CHECK_IN, CHECK_IN_BODY)
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        b"".join(self.app(environ, start_response))
+        if profiler is not None:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if out["status"] != "202 Accepted":
+            raise RuntimeError(f"in-process check-in answered {out['status']}")
+        return wall, cpu
+
+    def close(self) -> None:
+        import logging
+
+        self.store.close()
+        logging.getLogger().handlers[:] = []  # nothing more goes to the closed file
+        self.log_file.close()
+
+
+def timed(function: Any, n: int, watch: list[int]) -> list[float]:
+    """Median wall and CPU microseconds of ``function()`` over ``n`` calls, then the mean CPU
+    microseconds per call of each process in ``watch`` (with its children)."""
+    walls, cpus = [], []
+    before = [tree_cpu_seconds(pid) for pid in watch]
+    for _ in range(n):
+        cpu, wall = time.process_time(), time.perf_counter()
+        function()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    others = [(tree_cpu_seconds(pid) - b) / n * 1e6 for pid, b in zip(watch, before, strict=True)]
+    return [statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6, *others]
+
+
+def profile(
+    args: Any,
+    env: dict[str, str],
+    auth: dict[str, str],
+    tmp: Path,
+    server: tuple[Service, int],
+    watch: list[int],
+    report: Report,
+) -> None:
+    """Where one command's time goes: the app in this process with a real esdblocal, one
+    client, no other load; then cProfile (wall, then CPU) over the same commands."""
+    import cProfile
+    import pstats
+
+    from esdbclient import NewEvent
+
+    n = args.profile_commands
+    port = server[1]
+    watch = [*watch, server[0].pid]  # esdblocal, projector, the sync gunicorn
+    log(f"profile: {n} in-process commands per measure")
+    app = InProcess(env, auth, tmp)
+    try:
+        for _ in range(20):
+            app.check_in()
+        command = timed(app.check_in, n, watch)
+        read = timed(lambda: app.store.read(app.stream, after=10**9), n, watch)
+        raw = RawClient(env["ESDB_URI"])
+        data = raw.data
+
+        def raw_append() -> None:
+            event = NewEvent(type="ItemsCheckedInToInventory", data=data, metadata=RAW_METADATA)
+            raw.client.append_to_stream(raw.stream, current_version=raw.version, events=[event])
+            raw.version += 1
+
+        append = timed(raw_append, n, watch)
+
+        def raw_append_one() -> None:  # a NewEvent, not a list: esdbclient's Append RPC
+            event = NewEvent(type="ItemsCheckedInToInventory", data=data, metadata=RAW_METADATA)
+            raw.client.append_to_stream(raw.stream, current_version=raw.version, events=event)
+            raw.version += 1
+
+        append_one = timed(raw_append_one, n, watch)
+        raw.close()
+        http_new = timed(lambda: timed_post(port, app.path, auth), n, watch)
+        profiles = {}
+        for mode, timer in (("wall", time.perf_counter), ("cpu", time.process_time)):
+            profiler = cProfile.Profile(timer)
+            for _ in range(n):
+                app.check_in(profiler)
+            profiles[mode] = pstats.Stats(profiler)
+    finally:
+        app.close()
+
+    rows = []
+    totals = {mode: cumulative(stats, *TOTAL)[1] / n * 1e6 for mode, stats in profiles.items()}
+    parts_sum = {"wall": 0.0, "cpu": 0.0}
+    for suffix, name, label in PARTS:
+        cells = [label]
+        for mode in ("wall", "cpu"):
+            calls, seconds = cumulative(profiles[mode], suffix, name)
+            us = seconds / n * 1e6
+            parts_sum[mode] += us
+            cells += [fmt(us), f"{100 * us / totals[mode]:.0f}%"]
+        cells.append(f"{calls / n:g}")
+        rows.append(cells)
+    rest = ["the rest: Falcon, middleware, routing, domain, handler, headers"]
+    for mode in ("wall", "cpu"):
+        us = totals[mode] - parts_sum[mode]
+        rest += [fmt(us), f"{100 * us / totals[mode]:.0f}%"]
+    rows.append([*rest, "—"])
+    whole = fmt(totals["wall"]), "100%", fmt(totals["cpu"]), "100%", "1"
+    rows.append(["the WSGI call (falcon.App.__call__)", *whole])
+    report.add(
+        "### Where a command's time goes (in-process profile)",
+        "",
+        f"`create_app` as a worker builds it (API key on, access log at info to a file), in the"
+        f" bench process, against the same esdblocal, one client, no other load, {n} check-ins"
+        " per measure (medians; µs):",
+        "",
+    )
+    measures = [
+        ("one check-in, WSGI call in-process (no profiler)", command),
+        ("raw: store.read of nothing new (the command's first round trip)", read),
+        ("raw: append_to_stream(events=[one]) (BatchAppend RPC, as the app)", append),
+        ("raw: append_to_stream(events=one) (Append RPC)", append_one),
+        ("one check-in over HTTP to the sync gunicorn, new connection", http_new),
+    ]
+    report.table(
+        [
+            "measure",
+            "wall µs",
+            "caller CPU µs",
+            "esdblocal CPU µs",
+            "projector CPU µs",
+            "gunicorn CPU µs",
+        ],
+        [[label, *(fmt(x) for x in values)] for label, values in measures],
+    )
+    report.add(
+        "Caller CPU: this process's CPU over the call (gRPC's own threads included); for the"
+        " HTTP row, the HTTP client's. esdblocal, projector, gunicorn: their CPU over the"
+        " measure ÷ calls (the projector folds each appended event a moment later).",
+        "",
+        "cProfile of the same check-ins (cumulative time per command; cProfile's own overhead"
+        " inflates the Python-heavy parts):",
+        "",
+    )
+    report.table(
+        ["part", "wall µs", "wall share", "CPU µs", "CPU share", "calls per command"], rows
+    )
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per path and round")
+    parser.add_argument("--rounds", type=int, default=4, help="measured rounds (order alternates)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured run per path first")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent closed-loop clients")
+    parser.add_argument("--workers", type=int, default=0, help="WEB_WORKERS (0: the default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="*",
+        default=None,
+        help="WEB_THREADS of the keep-alive (gthread) servers (default: 2 4; --quick: 2)",
+    )
+    parser.add_argument("--events", type=int, default=10_000, help="the cold worker's stream")
+    parser.add_argument("--cold-samples", type=int, default=5, help="cold commands of each kind")
+    parser.add_argument("--log-level", default="info", help="LOG_LEVEL of the servers")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the in-process profile of one command (cProfile)",
+    )
+    parser.add_argument("--profile-commands", type=int, default=500, help="per profile measure")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 rounds of 1.5 s, WEB_THREADS=2 only, 2 cold samples, 100 profiled commands",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.rounds, args.warmup, args.cold_samples = 1.5, 2, 0.5, 2
+        args.profile_commands = 100
+    if args.threads is None:
+        args.threads = [2] if args.quick else [2, 4]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)  # so the finally below stops every process
+
+    signal.signal(signal.SIGTERM, terminate)
+    services: list[Service] = []
+    report = Report()
+    pool: list[Clients] = []
+    with tempfile.TemporaryDirectory(prefix="command-bench-") as tmp_name:
+        try:
+            run(args, Path(tmp_name), services, pool, report)
+        finally:
+            for clients in pool:
+                clients.close()
+            for service in reversed(services):
+                service.stop()
+    print("\n".join(report.lines), flush=True)
+    return 0
+
+
+def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], report: Report) -> None:
+    began = time.perf_counter()
+    load_before = os.getloadavg()
+    data = tmp / "data"
+    env, auth = bench_env(auth=True)
+    esdb_uri = start_esdblocal(data, tmp, env, services)
+    esdb = services[-1]
+    base_env = {
+        **env,
+        "ESDB_URI": esdb_uri,
+        "DATA_DIR": str(data),
+        "LOG_LEVEL": args.log_level,
+        "HOST": HOST,
+    }
+    if args.workers:
+        base_env["WEB_WORKERS"] = str(args.workers)
+    else:
+        base_env.pop("WEB_WORKERS", None)
+    base_env.pop("WEB_THREADS", None)
+    projector = Service("projector", [sys.executable, "-m", "projections"], tmp, base_env)
+    services.append(projector)
+
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"]
+    servers: list[tuple[str, str, Service, int, bool]] = []
+    for threads in [1, *args.threads]:
+        port = free_port()
+        name = "web-sync" if threads == 1 else f"web-gthread-{threads}"
+        server = Service(
+            name, gunicorn, tmp, {**base_env, "PORT": str(port), "WEB_THREADS": str(threads)}
+        )
+        services.append(server)
+        if threads == 1:
+            label = "POST check-in, sync workers, new connection per request"
+        else:
+            label = f"POST check-in, gthread WEB_THREADS={threads}, keep-alive clients"
+        servers.append((name, label, server, port, threads > 1))
+    cold_port = free_port()
+    cold_server = Service(
+        "web-cold",
+        gunicorn,
+        tmp,
+        {**base_env, "PORT": str(cold_port), "WEB_WORKERS": "1", "WEB_THREADS": "1"},
+    )
+    services.append(cold_server)
+    log(f"starting {args.clients} client processes (while the servers boot)")
+    clients = Clients(args.clients, esdb_uri, auth)
+    pool.append(clients)
+    for _, _, server, port, _ in servers:
+        wait_http(server, port, "/healthz")
+    wait_http(cold_server, cold_port, "/healthz")
+    clients.run(("prepare", [port for *_, port, _ in servers]), 120)
+    threaded = [RawClient(esdb_uri) for _ in range(args.clients)]
+    paths = [
+        Lane("raw-p", f"raw appends, {args.clients} processes x 1 client", "raw-processes"),
+        Lane("raw-t", f"raw appends, 1 process x {args.clients} threads", "raw-threads"),
+        *(
+            Lane(name, label, "api", port, keep_alive, server)
+            for name, label, server, port, keep_alive in servers
+        ),
+    ]
+    windows: dict[str, list[Window]] = {p.key: [] for p in paths}
+    orders: list[str] = []
+    if args.warmup > 0:
+        log("warm-up")
+        for path in paths:
+            measure(path, clients, threaded, esdb, projector, args.warmup)
+    for round_ in range(args.rounds):
+        order = paths if round_ % 2 == 0 else list(reversed(paths))
+        orders.append(" → ".join(p.key for p in order))
+        for path in order:
+            window = measure(path, clients, threaded, esdb, projector, args.seconds)
+            windows[path.key].append(window)
+            log(
+                f"round {round_ + 1} {path.key}: {window.rate:,.0f}/s p50 {window.p(50):.1f} ms"
+                f" p99 {window.p(99):.1f} ms errors {window.errors}"
+            )
+    profile_report = Report()
+    if args.profile:
+        watch = [esdb.pid, projector.pid]
+        profile(args, base_env, auth, tmp, (servers[0][2], servers[0][3]), watch, profile_report)
+    for raw in threaded:
+        raw.close()
+
+    cold = cold_worker(esdb_uri, cold_server, cold_port, auth, args)
+    wall = time.perf_counter() - began
+
+    # ------------------------------------------------------------------ report
+    def med(key: str, attr: str) -> float:
+        rows = windows[key]
+        if attr == "rate":
+            return statistics.median(w.rate for w in rows)
+        if attr.startswith("cpu"):
+            index = {"cpu": -1, "cpu-esdb": 0, "cpu-projector": 1, "cpu-web": 2}[attr]
+            return statistics.median(
+                1000 * (w.server_cpu if index < 0 else w.parts[index]) / w.done
+                if w.done
+                else math.nan
+                for w in rows
+            )
+        return statistics.median(w.p(50 if attr == "p50" else 99) for w in rows)
+
+    raw_key = "raw-p" if med("raw-p", "rate") >= med("raw-t", "rate") else "raw-t"
+    other_raw = "raw-t" if raw_key == "raw-p" else "raw-p"
+    base_rate = med(raw_key, "rate")
+    report.add(
+        f"## Commands vs raw appends ({args.clients} closed-loop clients, median of"
+        f" {args.rounds} round(s) of {args.seconds:g} s)",
+        "",
+        *(f"- {line}" for line in machine(load_before)),
+        f"- code: {revision()}",
+        "- stack: esdblocal (durable, temp dir), the projector (`python -m projections`), and"
+        " `gunicorn -c deploy/gunicorn.conf.py app.wsgi:app` per row, LOG_LEVEL="
+        f"{args.log_level}, API_KEYS with one read+write key and REQUIRE_AUTH=true,"
+        f" WEB_WORKERS={args.workers or 'default (2 x cores)'}",
+        f"- clients: {args.clients} spawned processes of `http.client` (API) / esdbclient"
+        " (raw), one item or stream each; the raw baseline also as 8 threads in one process",
+        f"- wall time {wall:.0f} s; round orders: {'; '.join(orders)}",
+        "",
+    )
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    rows: list[list[str]] = []
+    for path in paths:
+        if path.kind != "api":
+            continue
+        ratio = med(path.key, "rate") / base_rate
+        rows.append(
+            [
+                path.label,
+                f"{fmt(med(path.key, 'rate'))} cmd/s",
+                f"{med(path.key, 'p50'):.1f} / {med(path.key, 'p99'):.1f}",
+                f"{fmt(base_rate)} appends/s",
+                f"{med(raw_key, 'p50'):.1f} / {med(raw_key, 'p99'):.1f}",
+                f"{ratio:.3f}",
+                f"≥ {COMMAND_TARGET}",
+                met(ratio >= COMMAND_TARGET),
+            ]
+        )
+    other = next(p for p in paths if p.key == other_raw)
+    chosen = next(p for p in paths if p.key == raw_key)
+    rows.append(
+        [
+            f"baseline: {chosen.label}",
+            f"{fmt(base_rate)} appends/s",
+            f"{med(raw_key, 'p50'):.1f} / {med(raw_key, 'p99'):.1f}",
+            "—",
+            "—",
+            "1.00",
+            "—",
+            "baseline",
+        ]
+    )
+    rows.append(
+        [
+            f"(not the baseline: {other.label})",
+            f"{fmt(med(other_raw, 'rate'))} appends/s",
+            f"{med(other_raw, 'p50'):.1f} / {med(other_raw, 'p99'):.1f}",
+            f"{fmt(base_rate)} appends/s",
+            f"{med(raw_key, 'p50'):.1f} / {med(raw_key, 'p99'):.1f}",
+            f"{med(other_raw, 'rate') / base_rate:.2f}",
+            "—",
+            "—",
+        ]
+    )
+    long_ms = statistics.median(cold.long) * 1000
+    fresh_ms = statistics.median(cold.fresh) * 1000
+    warm_ms = statistics.median(cold.warm) * 1000
+    rows.append(
+        [
+            f"cold worker: one check-in on a {args.events:,}-event stream"
+            " (baseline: the same on a fresh stream)",
+            f"{long_ms:.1f} ms",
+            f"{max(cold.long) * 1000:.1f} (max)",
+            f"{fresh_ms:.1f} ms",
+            f"{max(cold.fresh) * 1000:.1f} (max)",
+            f"{long_ms / fresh_ms:.1f}x",
+            f"≤ {COLD_TARGET:g}x",
+            met(long_ms / fresh_ms <= COLD_TARGET),
+        ]
+    )
+    rows.append(
+        [
+            "(cached worker, the next check-in on that stream)",
+            f"{warm_ms:.1f} ms",
+            f"{max(cold.warm) * 1000:.1f} (max)",
+            f"{fresh_ms:.1f} ms",
+            f"{max(cold.fresh) * 1000:.1f} (max)",
+            f"{warm_ms / fresh_ms:.2f}x",
+            "—",
+            "—",
+        ]
+    )
+    first_ms = statistics.median(cold.first) * 1000
+    rows.append(
+        [
+            "(a new worker's first command, a throwaway item)",
+            f"{first_ms:.1f} ms",
+            f"{max(cold.first) * 1000:.1f} (max)",
+            f"{fresh_ms:.1f} ms",
+            f"{max(cold.fresh) * 1000:.1f} (max)",
+            f"{first_ms / fresh_ms:.2f}x",
+            "—",
+            "—",
+        ]
+    )
+    report.table(
+        [
+            "path",
+            "ours",
+            "ours p50 / p99 ms",
+            "baseline",
+            "baseline p50 / p99 ms",
+            "ratio",
+            "target",
+            "met?",
+        ],
+        rows,
+        text=(1, 3, 7),
+    )
+    report.add(
+        "ratio = ours ÷ baseline (rates; for the cold worker, median latencies of"
+        f" {len(cold.long)} samples). Latencies are from the client: with a new connection per"
+        " request they include the TCP connect. Cold worker: a gunicorn with one sync worker,"
+        " reloaded (SIGHUP) before each sample; after one command on a throwaway item (so the"
+        " new worker's first-request costs are paid), one check-in on the long stream and one"
+        " on a fresh stream (order alternating), both aggregates new to the worker's cache;"
+        " then the long stream again (cached).",
+        "",
+        "Per path: rate per round and its ratio to the baseline's rate in the same round"
+        " (adjacent windows); CPU per operation (medians of the rounds) of esdblocal, the"
+        " projector, that path's gunicorn (master + workers), the clients, and all of them;"
+        " CPU ratio = the baseline's CPU per operation ÷ this path's, the rate ratio the two"
+        " would show on saturated cores that nothing else used:",
+        "",
+    )
+
+    def all_cpu(key: str) -> float:
+        """CPU ms per operation of every process involved, clients included (median)."""
+        return statistics.median(
+            1000 * (w.server_cpu + w.client_cpu) / w.done if w.done else math.nan
+            for w in windows[key]
+        )
+
+    detail = []
+    for path in paths:
+        ws = windows[path.key]
+        per_round = [
+            w.rate / b.rate if b.rate else math.nan
+            for w, b in zip(ws, windows[raw_key], strict=True)
+        ]
+        detail.append(
+            [
+                path.label,
+                " ".join(fmt(w.rate) for w in ws),
+                " ".join(f"{r:.2f}" for r in per_round)
+                + f" (median {statistics.median(per_round):.2f})",
+                fmt(med(path.key, "cpu-esdb"), 2),
+                fmt(med(path.key, "cpu-projector"), 2),
+                fmt(med(path.key, "cpu-web"), 2) if path.kind == "api" else "—",
+                fmt(med(path.key, "cpu"), 2),
+                fmt(
+                    statistics.median(
+                        1000 * w.client_cpu / w.done if w.done else math.nan for w in ws
+                    ),
+                    2,
+                ),
+                fmt(all_cpu(path.key), 2),
+                f"{all_cpu(raw_key) / all_cpu(path.key):.2f}",
+                str(sum(w.errors for w in ws)),
+            ]
+        )
+    report.table(
+        [
+            "path",
+            "per round /s",
+            "÷ baseline, per round",
+            "esdblocal CPU ms/op",
+            "projector",
+            "gunicorn",
+            "all three",
+            "clients",
+            "everything",
+            "CPU ratio",
+            "errors",
+        ],
+        detail,
+        text=(1, 2),
+    )
+    report.add(
+        "Cold samples, ms (first / long / fresh / warm): "
+        + "; ".join(
+            f"{a * 1000:.1f} / {b * 1000:.1f} / {c * 1000:.1f} / {d * 1000:.1f}"
+            for a, b, c, d in zip(cold.first, cold.long, cold.fresh, cold.warm, strict=False)
+        ),
+        "",
+        *profile_report.lines,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
