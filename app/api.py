@@ -32,6 +32,7 @@ from app.queries.timeline import Timeline
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
 from app.resources.changes import Changes, Slots
 from app.settings import ConfigurationError, Settings
+from app.snapshots import Snapshots
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
 from projections.store import ReadModels
 
@@ -76,7 +77,8 @@ def create_app(
     given, is the event store adapter to use (else one for ``settings.esdb_uri``)."""
     store = store if store is not None else settings.event_store()
     etags = ETagCodec(settings.etag_key)
-    commands = CommandHandler(store, settings.require_if_match)
+    snapshots = Snapshots(settings.data_dir / "snapshots.sqlite3")
+    commands = CommandHandler(store, settings.require_if_match, snapshots=snapshots)
     reads = ReadModels(settings.read_directory)
     queries = Queries(reads, etags, settings.read_wait, store.head, store.head_is_current)
 

@@ -24,6 +24,7 @@ from uuid import UUID, uuid4, uuid5
 
 import msgspec
 
+from app.snapshots import SNAPSHOT_AFTER, Snapshots
 from domain.aggregates import Aggregate
 from domain.errors import DomainError, ImpossibleEvent
 from domain.history import event_type
@@ -153,16 +154,17 @@ _METADATA = msgspec.json.Decoder(dict[str, Any])
 class Repository:
     """Aggregates as of their last known version, per worker, least recently used first out."""
 
-    def __init__(self, store: EventStore, capacity: int = 10_000) -> None:
+    def __init__(
+        self, store: EventStore, capacity: int = 10_000, snapshots: Snapshots | None = None
+    ) -> None:
         self._store = store
+        self._snapshots = snapshots
         self._capacity = capacity
         self._cache: OrderedDict[str, Loaded[Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def load(self, aggregate: Aggregate[S], stream: str) -> Loaded[S]:
-        with self._lock:
-            cached: Loaded[S] | None = self._cache.get(stream)
-        loaded = cached if cached is not None else Loaded(aggregate.zero())
+        loaded = self.cached(stream, aggregate)
         try:
             new = self._store.read(stream, after=loaded.version)
         except StreamGone:
@@ -185,13 +187,45 @@ class Repository:
                     )
                 _remember(replays, stored.metadata, stored.version, stored.position)
             loaded = Loaded(state, new[-1].version, new[-1].position, replays)
+            if len(new) >= SNAPSHOT_AFTER:
+                self._snapshot(aggregate, stream, loaded)
         self.keep(stream, loaded)
         return loaded
 
+    def _snapshot(self, aggregate: Aggregate[S], stream: str, loaded: Loaded[S]) -> None:
+        if self._snapshots is not None:
+            row = (
+                loaded.version,
+                loaded.position,
+                _ENCODER.encode(loaded.state),
+                _ENCODER.encode(loaded.replays),
+            )
+            self._snapshots.put(stream, aggregate.fingerprint, row)
+
+    def _from_snapshot(self, aggregate: Aggregate[S], stream: str) -> Loaded[S] | None:
+        if self._snapshots is None:
+            return None
+        found = self._snapshots.get(stream, aggregate.fingerprint)
+        if found is None:
+            return None
+        version, position, state, replays = found
+        try:
+            return Loaded(
+                msgspec.json.decode(state, type=type(aggregate.zero())),
+                version,
+                position,
+                msgspec.json.decode(replays, type=dict[str, Replay]),
+            )
+        except msgspec.DecodeError:
+            return None  # written by another shape the fingerprint did not tell: ignore it
+
     def cached(self, stream: str, aggregate: Aggregate[S]) -> Loaded[S]:
-        """What this worker last knew of the stream, unread (empty if it never saw it)."""
+        """What this worker last knew of the stream, unread: its cache, else the host's
+        snapshot, else the empty state."""
         with self._lock:
             cached: Loaded[S] | None = self._cache.get(stream)
+        if cached is None:
+            cached = self._from_snapshot(aggregate, stream)
         return cached if cached is not None else Loaded(aggregate.zero())
 
     def keep(self, stream: str, loaded: Loaded[Any]) -> None:
@@ -230,11 +264,12 @@ class CommandHandler:
         store: EventStore,
         require_if_match: bool = False,
         retries: int = 3,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._store = store
         self._require_if_match = require_if_match
         self._retries = retries
-        self.repository = Repository(store)
+        self.repository = Repository(store, snapshots=snapshots)
 
     def execute(
         self,

@@ -8,6 +8,8 @@ union whose tags are the EventStoreDB event types).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -27,6 +29,15 @@ class Aggregate(Generic[S]):
     zero: Callable[[], S]
     apply: Callable[[S, Any], S]
     events: msgspec.json.Decoder[Any]
+    event_union: Any  # the tagged union the decoder reads
+    revision: int = 1  # bump when ``apply`` changes meaning: snapshots of another are ignored
+
+    @property
+    def fingerprint(self) -> str:
+        """What a snapshot of this aggregate must match: its state's schema, its event
+        types and its revision."""
+        state: Any = type(self.zero())
+        return _fingerprint(state, self.event_union, self.revision)
 
     def stream(self, aggregate_id: UUID | str) -> str:
         return f"{self.category}-{aggregate_id}"
@@ -36,14 +47,25 @@ class Aggregate(Generic[S]):
         return evolve(self.events, self.apply, state, recorded_type, data)
 
 
+@functools.cache
+def _fingerprint(state: type, events: Any, revision: int) -> str:
+    shape = msgspec.json.encode([msgspec.json.schema(state), msgspec.json.schema(events)])
+    return f"{revision}:{hashlib.sha256(shape).hexdigest()[:32]}"
+
+
 INVENTORY_ITEM: Aggregate[inventory.InventoryItem] = Aggregate(
     inventory.CATEGORY,
     inventory.zero,
     inventory.apply,
     msgspec.json.Decoder(inventory.AnyInventoryEvent),
+    inventory.AnyInventoryEvent,
 )
 CAR: Aggregate[cars.Car] = Aggregate(
-    cars.CATEGORY, cars.zero, cars.apply, msgspec.json.Decoder(cars.AnyCarEvent)
+    cars.CATEGORY,
+    cars.zero,
+    cars.apply,
+    msgspec.json.Decoder(cars.AnyCarEvent),
+    cars.AnyCarEvent,
 )
 AGGREGATES: tuple[Aggregate[Any], ...] = (INVENTORY_ITEM, CAR)
 BY_CATEGORY = {aggregate.category: aggregate for aggregate in AGGREGATES}

@@ -1,0 +1,107 @@
+"""Snapshots (issue 13): a cold worker starts from the host's snapshot, never trusts it beyond
+its version, keeps idempotency keys across it, and ignores one of another shape."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import falcon.testing
+import msgspec
+from esdbclient import EventStoreDBClient, NewEvent, StreamState
+
+from app.api import create_app
+from app.snapshots import SNAPSHOT_AFTER
+from domain import inventory
+from tests.api.conftest import FIXED_NOW, command, path_of, settings
+
+CHECK_IN = "CheckInItemsToInventoryCommand"
+REMOVE = "RemoveItemsFromInventoryCommand"
+
+
+def worker(esdb_uri: str, data: Path) -> falcon.testing.TestClient:
+    """A fresh web worker: an empty cache, the host's DATA_DIR."""
+    return falcon.testing.TestClient(create_app(settings(esdb_uri, data), clock=lambda: FIXED_NOW))
+
+
+def snapshot_of(data: Path, stream: str) -> tuple[str, int] | None:
+    with closing(sqlite3.connect(data / "snapshots.sqlite3")) as db:
+        found = db.execute(
+            "SELECT fingerprint, version FROM snapshots WHERE stream = ?", (stream,)
+        ).fetchone()
+    return None if found is None else (found[0], found[1])
+
+
+def append(client: EventStoreDBClient, stream: str, count: int, times: int) -> None:
+    data = msgspec.json.encode(inventory.ItemsCheckedInToInventory(count=count))
+    client.append_to_stream(
+        stream,
+        current_version=StreamState.ANY,
+        events=[NewEvent(type="ItemsCheckedInToInventory", data=data) for _ in range(times)],
+    )
+
+
+def post(
+    api: falcon.testing.TestClient, path: str, model: str, count: int, **headers: str
+) -> falcon.testing.Result:
+    return api.simulate_post(
+        path, body=json.dumps({"count": count}), headers={**command(model), **headers}
+    )
+
+
+def test_a_cold_worker_starts_from_the_snapshot_and_reads_what_follows(
+    esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
+) -> None:
+    first = worker(esdb_uri, tmp_path)
+    created = first.simulate_post(
+        "/v1/inventory-items",
+        body=b'{"name": "Long"}',
+        headers=command("CreateInventoryItemCommand"),
+    )
+    item = path_of(created.headers["location"])
+    stream = "inventoryItem-" + item.rsplit("/", 1)[1]
+    keyed = post(first, item, CHECK_IN, 1, **{"Idempotency-Key": "early-key"})
+    assert keyed.status_code == 202
+    append(client, stream, 1, SNAPSHOT_AFTER + 50)  # another writer: versions 2..151
+    assert post(worker(esdb_uri, tmp_path), item, CHECK_IN, 1).status_code == 202
+    snapshot = snapshot_of(tmp_path, stream)
+    assert snapshot is not None and snapshot[1] == SNAPSHOT_AFTER + 51
+    stock = 1 + SNAPSHOT_AFTER + 50 + 1
+
+    append(client, stream, 2, 5)  # beyond the snapshot: a cold worker must read them
+    cold = worker(esdb_uri, tmp_path)
+    exact = post(cold, item, REMOVE, stock + 10)
+    assert exact.status_code == 202, exact.json
+    assert (post(cold, item, REMOVE, 1).json["errorCode"]) == 1011  # nothing left
+    # The idempotency key used before the snapshot is still answered as the first time.
+    retried = post(
+        worker(esdb_uri, tmp_path), item, CHECK_IN, 1, **{"Idempotency-Key": "early-key"}
+    )
+    assert (retried.status_code, retried.headers["etag"]) == (202, keyed.headers["etag"])
+    assert len(client.get_stream(stream)) == 1 + 1 + SNAPSHOT_AFTER + 50 + 1 + 5 + 1
+
+
+def test_a_snapshot_of_another_shape_is_ignored(
+    esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
+) -> None:
+    api = worker(esdb_uri, tmp_path)
+    created = api.simulate_post(
+        "/v1/inventory-items",
+        body=b'{"name": "Reshaped"}',
+        headers=command("CreateInventoryItemCommand"),
+    )
+    item = path_of(created.headers["location"])
+    stream = "inventoryItem-" + item.rsplit("/", 1)[1]
+    append(client, stream, 1, SNAPSHOT_AFTER)
+    assert post(worker(esdb_uri, tmp_path), item, CHECK_IN, 1).status_code == 202
+    with closing(sqlite3.connect(tmp_path / "snapshots.sqlite3")) as db:
+        db.execute(
+            "UPDATE snapshots SET fingerprint = '0:older', state = ? WHERE stream = ?",
+            (b'{"exists":true,"name":"Wrong","active":true,"count":999999}', stream),
+        )
+        db.commit()
+    removed = post(worker(esdb_uri, tmp_path), item, REMOVE, SNAPSHOT_AFTER + 1)
+    assert removed.status_code == 202  # decided on the whole stream, not the stale row
+    assert post(worker(esdb_uri, tmp_path), item, REMOVE, 1).json["errorCode"] == 1011
