@@ -78,6 +78,8 @@ class Subsystem:
                 log.error("unreadable persistent subscription entry %r", entry)
                 continue
             self._install(Group(self.log, stream, name, settings, event_filter))
+        for group in list(self.groups.values()):  # ready when every group knows its state
+            await group.loaded()
 
     def _install(self, group: Group) -> None:
         self.groups[group.key] = group
