@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/paging_bench.py
 	$(PY) bench/read_bench.py
 	$(PY) bench/worker_bench.py
+	$(PY) bench/persistent_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -77,7 +77,7 @@ class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsService
                 start = _stream_start(options.stream)
             else:  # before 21.10 the stream and revision were elsewhere
                 stream = options.stream_identifier.stream_name.decode()
-                start = Start(int(settings_pb.revision))
+                start = Start(_signed(settings_pb.revision))
             if stream == ALL:
                 await _failed(context, stream, options.group_name, ALL_ONLY_OVER_GRPC)
         strategy = settings_pb.consumer_strategy or NAMED_STRATEGIES.get(
@@ -115,7 +115,7 @@ class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsService
                 start = _stream_start(options.stream)
             else:
                 stream = options.stream_identifier.stream_name.decode()
-                start = Start(int(settings_pb.revision))
+                start = Start(_signed(settings_pb.revision))
             if stream == ALL:
                 await _failed(context, stream, options.group_name, ALL_ONLY_OVER_GRPC)
         strategy = NAMED_STRATEGIES.get(
@@ -340,8 +340,13 @@ def _all_start(options: Any) -> Start:
 def _stream_start(options: Any) -> Start:
     which = options.WhichOneof("revision_option")
     if which == "revision":
-        return Start(int(options.revision))
+        return Start(_signed(options.revision))
     return Start(-1 if which == "end" else 0)
+
+
+def _signed(value: int) -> int:
+    """A uint64 on the wire as the server's ``ToInt64()`` reads it: the maximum is -1 (end)."""
+    return value - 2**64 if value >= 2**63 else value
 
 
 def _filter(options: Any) -> Filter:
