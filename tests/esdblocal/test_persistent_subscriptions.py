@@ -197,6 +197,35 @@ class TestTargets:
         assert not [e for e in seen if e.stream_name.startswith("$persistentsubscription-$all")]
         subscription.stop()
 
+    def test_an_idle_filtered_group_checkpoints_past_skipped_events_then_rests(
+        self, client: EventStoreDBClient, stream_name: str
+    ) -> None:
+        """Skipped events move the checkpoint; its own checkpoints do not count as skipped
+        (otherwise every checkpoint would make the next one due, for ever)."""
+        name = group()
+        client.create_subscription_to_all(
+            name,
+            from_end=True,
+            filter_include=["nothing-matches-.*"],
+            filter_by_stream_name=True,
+            min_checkpoint_count=1,
+            max_checkpoint_count=1,
+            checkpoint_after=0.1,
+        )
+        position = client.append_to_stream(
+            stream_name, current_version=StreamState.ANY, events=events(1)
+        )
+        checkpoints = f"$persistentsubscription-$all::{name}-checkpoint"
+
+        def last() -> tuple[int, str]:
+            event = client.get_stream(checkpoints, backwards=True, limit=1)[0]
+            return event.stream_position, json.loads(event.data)
+
+        eventually(lambda: last()[1] == f"C:{position}/P:{position}")
+        settled = last()
+        time.sleep(2.2)  # two ticks of the clock
+        assert last() == settled
+
 
 # ----------------------------------------------------------------- settings
 
@@ -729,6 +758,24 @@ class TestErrors:
             f"Subscription group g on stream {stream_name} failed:"
             " 'Consumer strategy Nope does not exist.'"
         )
+
+    def test_a_uint64_maximum_start_is_the_end(
+        self, stub: persistent_pb2_grpc.PersistentSubscriptionsStub, stream_name: str
+    ) -> None:
+        """The server reads wire revisions and positions with ToInt64(): 2^64-1 is -1."""
+        settings = persistent_pb2.CreateReq.Settings(
+            consumer_strategy="RoundRobin", read_batch_size=10, history_buffer_size=20
+        )
+        create = persistent_pb2.CreateReq.Options(
+            group_name="ends",
+            settings=settings,
+            stream=persistent_pb2.CreateReq.StreamOptions(
+                stream_identifier=shared_pb2.StreamIdentifier(stream_name=stream_name.encode()),
+                revision=2**64 - 1,
+            ),
+        )
+        stub.Create(persistent_pb2.CreateReq(options=create))
+        assert raw_info(stub, stream_name, "ends").start_from == "-1"
 
     def test_maximum_subscribers_text(self, client: EventStoreDBClient, stream_name: str) -> None:
         name = group()
