@@ -575,7 +575,7 @@ class _AllSource(_Source):
                     skipped = 0
                     if len(found) == count:
                         return found, None, False
-                elif not record.stream.startswith(BOOKKEEPING):
+                elif not record.stream.removeprefix("$$").startswith(BOOKKEEPING):
                     # (counting the groups' own checkpoints would make each one due another)
                     skipped += 1
             if len(page) < PAGE:

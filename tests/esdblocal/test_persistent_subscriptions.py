@@ -90,6 +90,20 @@ class Consumer:
 
 
 @pytest.fixture(scope="module")
+def esdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A server of this module's own: its groups checkpoint in the background, and the other
+    modules' tests expect a quiet log."""
+    with EmbeddedServer(data_dir=tmp_path_factory.mktemp("persistent")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(esdb_server: EmbeddedServer) -> Iterator[EventStoreDBClient]:
+    with EventStoreDBClient(esdb_server.uri) as esdb_client:
+        yield esdb_client
+
+
+@pytest.fixture(scope="module")
 def stub(esdb_server: EmbeddedServer) -> Iterator[persistent_pb2_grpc.PersistentSubscriptionsStub]:
     """The raw service, for what esdbclient does not expose (stop_at, connections, restart)."""
     target = esdb_server.uri.removeprefix("esdb://").split("?")[0]
