@@ -64,22 +64,10 @@ class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsService
         user = await self._user(context)
         options = request.options
         settings_pb = options.settings
-        which = options.WhichOneof("stream_option")
+        stream, start = await _target(options, context)
         event_filter: Filter | None = None
-        if which == "all":
-            stream = ALL
-            start = _all_start(options.all)
-            if options.all.WhichOneof("filter_option") == "filter":
-                event_filter = _filter(options.all.filter)
-        else:
-            if which == "stream":
-                stream = options.stream.stream_identifier.stream_name.decode()
-                start = _stream_start(options.stream)
-            else:  # before 21.10 the stream and revision were elsewhere
-                stream = options.stream_identifier.stream_name.decode()
-                start = Start(_signed(settings_pb.revision))
-            if stream == ALL:
-                await _failed(context, stream, options.group_name, ALL_ONLY_OVER_GRPC)
+        if stream == ALL and options.all.WhichOneof("filter_option") == "filter":
+            event_filter = _filter(options.all.filter)
         strategy = settings_pb.consumer_strategy or NAMED_STRATEGIES.get(
             settings_pb.named_consumer_strategy, str(settings_pb.named_consumer_strategy)
         )
@@ -105,19 +93,7 @@ class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsService
         user = await self._user(context)
         options = request.options
         settings_pb = options.settings
-        which = options.WhichOneof("stream_option")
-        if which == "all":
-            stream = ALL
-            start = _all_start(options.all)
-        else:
-            if which == "stream":
-                stream = options.stream.stream_identifier.stream_name.decode()
-                start = _stream_start(options.stream)
-            else:
-                stream = options.stream_identifier.stream_name.decode()
-                start = Start(_signed(settings_pb.revision))
-            if stream == ALL:
-                await _failed(context, stream, options.group_name, ALL_ONLY_OVER_GRPC)
+        stream, start = await _target(options, context)
         strategy = NAMED_STRATEGIES.get(
             settings_pb.named_consumer_strategy, str(settings_pb.named_consumer_strategy)
         )
@@ -324,6 +300,22 @@ def _stream_of(options: Any) -> str:
     if options.WhichOneof("stream_option") == "all":
         return ALL
     return str(options.stream_identifier.stream_name.decode())
+
+
+async def _target(options: Any, context: grpc.aio.ServicerContext) -> tuple[str, Start]:
+    """The stream (or $all) and start of a Create or Update (their options are alike)."""
+    which = options.WhichOneof("stream_option")
+    if which == "all":
+        return ALL, _all_start(options.all)
+    if which == "stream":
+        stream = options.stream.stream_identifier.stream_name.decode()
+        start = _stream_start(options.stream)
+    else:  # before 21.10 the stream and revision were elsewhere
+        stream = options.stream_identifier.stream_name.decode()
+        start = Start(_signed(options.settings.revision))
+    if stream == ALL:
+        await _failed(context, stream, options.group_name, ALL_ONLY_OVER_GRPC)
+    return stream, start
 
 
 def _all_start(options: Any) -> Start:
