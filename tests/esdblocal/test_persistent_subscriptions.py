@@ -20,6 +20,7 @@ from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdbclient.events import RecordedEvent
 from esdbclient.exceptions import (
     AlreadyExists,
+    GrpcError,
     InternalError,
     MaximumSubscriptionsReached,
     NotFound,
@@ -28,6 +29,7 @@ from esdbclient.persistent import AbstractPersistentSubscription
 from esdbclient.protos.Grpc import persistent_pb2, persistent_pb2_grpc, shared_pb2
 
 from esdblocal import EmbeddedServer
+from tests.conftest import SecureNode
 
 Subscription = AbstractPersistentSubscription
 # esdbclient batches acks for up to this long (0 makes its request thread spin)
@@ -916,3 +918,36 @@ def test_from_end_group_keeps_its_end_across_a_restart(tmp_path: Path) -> None:
         event = take(subscription, 1)[0]
         assert (event.stream_name, event.type) == (stream, "AfterCreate")
         subscription.stop()
+
+
+# ------------------------------------------------------------------- secure
+
+
+class TestSecureNode:
+    def test_users_run_groups_on_the_streams_they_may_read(self, secure_node: SecureNode) -> None:
+        stream, system = f"app-{uuid4()}", f"$system-{uuid4()}"
+        with EventStoreDBClient(secure_node.uri_as("app", "app-secret")) as app:
+            app.create_subscription_to_stream("workers", stream)
+            app.append_to_stream(stream, current_version=StreamState.ANY, events=events(2))
+            subscription = app.read_subscription_to_stream("workers", stream)
+            assert [e.stream_position for e in take(subscription, 2)] == [0, 1]
+            subscription.stop()
+            app.create_subscription_to_stream("workers", system)
+            with pytest.raises(GrpcError, match="Access Denied"):
+                app.read_subscription_to_stream("workers", system)
+        with EventStoreDBClient(secure_node.uri_as()) as admin:
+            subscription = admin.read_subscription_to_stream("workers", system)
+            subscription.stop()
+
+    def test_anonymous_callers_are_denied(self, secure_node: SecureNode) -> None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=secure_node.ca.read_bytes())
+        with grpc.secure_channel(secure_node.target, credentials) as channel:
+            stub = persistent_pb2_grpc.PersistentSubscriptionsStub(channel)
+            request = persistent_pb2.ListReq(
+                options=persistent_pb2.ListReq.Options(list_all_subscriptions=shared_pb2.Empty())
+            )
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.List(request)
+        error = raised.value
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert error.details() == "Access Denied"  # type: ignore[attr-defined]
