@@ -110,9 +110,12 @@ class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsService
         self, request: persistent_pb2.DeleteReq, context: grpc.aio.ServicerContext
     ) -> persistent_pb2.DeleteResp:
         user = await self._user(context)
-        stream = _stream_of(request.options)
+        options = request.options
+        stream = _stream_of(options)
         if stream == "":
-            await _failed(context, stream, request.options.group_name, "Bad stream name.")
+            await _failed(context, stream, options.group_name, "Bad stream name.")
+        if stream == ALL and options.WhichOneof("stream_option") != "all":
+            await _failed(context, stream, options.group_name, ALL_ONLY_OVER_GRPC)
         try:
             await self.subsystem.delete(stream, request.options.group_name, user)
         except GroupNotFound:
