@@ -463,7 +463,13 @@ class Group:
         if (difference >= settings.min_checkpoint_count and on_time) or (
             difference >= settings.max_checkpoint_count
         ):
-            if self._checkpoint_writing:
+            # A message a pinned strategy passed over is still in the buffer, behind messages
+            # pushed after it: the checkpoint stays before it (the sequence numbers alone,
+            # as on the server, would let it pass).
+            first = self.buffer[0].position if self.buffer else None
+            if first is not None and first <= position:
+                position = first - 1
+            if self._checkpoint_writing or position < 0 or position == self.last_checkpointed:
                 return
             self.last_checkpoint_time = now
             self.last_checkpointed_seq = sequence
