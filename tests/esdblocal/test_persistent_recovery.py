@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from esdblocal import EmbeddedServer
 from tests.esdblocal.test_process import esdblocal
 
 pytestmark = pytest.mark.slow
@@ -62,3 +66,66 @@ def test_kill_9_then_every_unacknowledged_event_comes_again(tmp_path: Path) -> N
                 break
         everything.stop()
         assert seen == list(range(200))
+
+
+ACTIONS = ("ack", "skip", "park", "retry", "none")
+
+
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(actions=st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=12))
+def test_whatever_consumers_answer_a_restart_skips_nothing_unanswered(
+    tmp_path_factory: pytest.TempPathFactory, actions: list[str]
+) -> None:
+    """Checkpointing after every completed event, then a restart: every event left
+    unanswered comes again, every parked one is in the parked stream, and the checkpoint
+    stands before the first unanswered one."""
+    data = tmp_path_factory.mktemp("property")
+    stream = f"jobs-{uuid4()}"
+    with EmbeddedServer(data_dir=data) as server, EventStoreDBClient(server.uri) as client:
+        client.create_subscription_to_stream(
+            "workers", stream, min_checkpoint_count=1, max_checkpoint_count=1
+        )
+        batch = [NewEvent(type="Job", data=b"{}") for _ in actions]
+        client.append_to_stream(stream, current_version=StreamState.NO_STREAM, events=batch)
+        subscription = client.read_subscription_to_stream(
+            "workers", stream, max_ack_delay=0.02, timeout=30
+        )
+        answered = 0
+        coming_back = {n for n, a in enumerate(actions) if a == "retry"}
+        for event in subscription:
+            if event.retry_count > 0:  # a retried one: done with it now
+                subscription.ack(event)
+                coming_back.discard(event.stream_position)
+            else:
+                action = actions[event.stream_position]
+                if action == "ack":
+                    subscription.ack(event)
+                elif action != "none":
+                    subscription.nack(event, action)  # type: ignore[arg-type]
+                answered += 1
+            if answered == len(actions) and not coming_back:
+                break
+        time.sleep(1.2)  # acks arrive; a tick passes
+        subscription.stop()
+        parked = actions.count("park")
+        info = client.get_subscription_info("workers", stream)
+        assert info.parked_message_count == parked
+    unanswered = [n for n, a in enumerate(actions) if a == "none"]
+    with EmbeddedServer(data_dir=data) as server, EventStoreDBClient(server.uri) as client:
+        info = client.get_subscription_info("workers", stream)
+        checkpoint = int(info.last_checkpointed_event_position or -1)
+        if unanswered:
+            assert checkpoint < unanswered[0]
+        assert info.parked_message_count == parked
+        if not unanswered:
+            return
+        subscription = client.read_subscription_to_stream("workers", stream, timeout=30)
+        again: set[int] = set()
+        for event in subscription:
+            subscription.ack(event)
+            again.add(event.stream_position)
+            if set(unanswered) <= again:
+                break
+        subscription.stop()
