@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/worker_bench.py
 	$(PY) bench/soak.py --quick
 	$(PY) bench/command_bench.py --quick
+	$(PY) bench/persistent_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

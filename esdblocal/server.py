@@ -24,7 +24,8 @@ from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
 from esdblocal.hub import Hub
 from esdblocal.security import Authenticate, Users
-from esdblocal.service import Gossip, PersistentSubscriptions, Streams
+from esdblocal.service import Gossip, Streams
+from esdblocal.services.persistent import PersistentSubscriptions
 from esdblocal.store import Outcome, Recorded, Store
 
 DB_FILE = "log.sqlite3"
@@ -80,7 +81,7 @@ class Node:
             Gossip(self.advertise_host, lambda: self.port), self._server
         )
         persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
-            PersistentSubscriptions(), self._server
+            PersistentSubscriptions(self.store, self._hub, self._readers, users), self._server
         )
 
     def _committed(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
