@@ -29,6 +29,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--advertise-host",
         help="host gossip tells clients to dial (default: localhost when on loopback)",
     )
+    http = parser.add_argument_group("HTTP API and stream browser")
+    http.add_argument(
+        "--http-port",
+        type=int,
+        default=2114,
+        help="port of the HTTP API and stream browser (0 picks a free one; default 2114)",
+    )
+    http.add_argument("--no-http", action="store_true", help="serve gRPC only")
+    http.add_argument(
+        "--web-ui",
+        type=Path,
+        metavar="DIR",
+        help="serve this copy of EventStoreDB's clusternode-web at /web/ instead of"
+        " esdblocal's own stream browser",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
     where.add_argument("--memory", action="store_true", help="keep nothing on disk")
@@ -68,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("certificates need --tls")
     if args.tls and args.memory and not (args.certs or any(given)):
         parser.error("--tls with --memory needs --certs DIR (or a certificate) to keep them")
+    if args.web_ui is not None and not (args.web_ui / "index.html").is_file():
+        parser.error(f"--web-ui: no index.html in {args.web_ui}")
     try:
         args.users = [parse_user(text) for text in args.user]
     except ValueError as error:
@@ -101,6 +118,8 @@ async def main(args: argparse.Namespace) -> None:
             None if args.memory else args.data,
             args.advertise_host,
             security=secure,
+            http_port=None if args.no_http else args.http_port,
+            web_ui=args.web_ui,
         )
     )
     loop = asyncio.get_running_loop()
