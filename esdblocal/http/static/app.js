@@ -101,7 +101,7 @@
   }
 
   function page(title, ...content) {
-    main.replaceChildren(el("h1", { text: title }), ...content);
+    main.replaceChildren(el("h1", { text: title }), ...content.flat().filter((c) => c));
     document.title = `${title} · esdblocal`;
   }
 
