@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 # the Procfile (web) exactly $PORT.
 export DATA_DIR ?= var
 export ESDB_PORT ?= 2113
+# esdblocal's HTTP API and stream browser (make run prints the URL).
+export ESDB_HTTP_PORT ?= 2114
 export PORT ?= 8000
 
 .PHONY: run test lint bench clean
