@@ -1,4 +1,4 @@
-"""esdblocal's HTTP side: what it costs gRPC, and how fast a feed page is. A report, never pass/fail.
+"""esdblocal's HTTP side: its cost to gRPC, and a feed page's latency. A report, never pass/fail.
 
 1. gRPC with the HTTP side off, on (its own port), and multiplexed: one esdblocal process per
    mode (durable, a temp dir), the same client workloads against each, rounds alternating the
@@ -14,7 +14,7 @@
    head page (``/streams/s``), a page deep in it (``/streams/s/50000/forward/20``) and near its
    start (``/streams/s/19/backward/20``), against the head page of a one-event stream.
 
-Run: ``python bench/http_bench.py [--seconds 4] [--rounds 3] [--events 100000] [--quick]``.
+Run: ``python bench/http_bench.py [--seconds 2] [--rounds 9] [--events 100000] [--quick]``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -84,7 +83,9 @@ async def serve(mode: str, data: Path) -> None:
         front = await _front(node.port, node.http.port)
         port = front.sockets[0].getsockname()[1]
     http_port = node.http.port if node.http is not None else 0
-    print(json.dumps({"uri": f"esdb://{HOST}:{port}?tls=false", "http_port": http_port}), flush=True)
+    print(
+        json.dumps({"uri": f"esdb://{HOST}:{port}?tls=false", "http_port": http_port}), flush=True
+    )
     try:
         await asyncio.Event().wait()
     finally:
@@ -111,7 +112,7 @@ def client(kind: str, uri: str, seconds: float, stream: str) -> dict[str, float]
         else:
             while time.perf_counter() < deadline:
                 done += len(esdb.get_stream(stream))
-        return {"rate": done / (time.perf_counter() - started)}
+        return {"rate": done / (time.perf_counter() - started), "done": done}
 
 
 def seed(uri: str, stream: str, events: int, batch: int = 1000) -> None:
@@ -151,15 +152,25 @@ class Server:
             self.process.kill()
 
 
-def run_client(kind: str, uri: str, seconds: float, stream: str) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_client(kind: str, server: Server, seconds: float, stream: str) -> tuple[float, float]:
+    """(operations/s, server CPU µs per operation) of one client run."""
+    before = cpu_seconds(server.process.pid)
     out = subprocess.run(
-        [sys.executable, __file__, "--client", kind, uri, str(seconds), stream],
+        [sys.executable, __file__, "--client", kind, server.uri, str(seconds), stream],
         capture_output=True,
         text=True,
         check=True,
         cwd=ROOT,
     )
-    return float(json.loads(out.stdout)["rate"])
+    result = json.loads(out.stdout)
+    used = cpu_seconds(server.process.pid) - before
+    return float(result["rate"]), used * 1e6 / max(1, result["done"])
 
 
 def latency(port: int, path: str, requests: int) -> tuple[float, float]:
@@ -183,8 +194,8 @@ def latency(port: int, path: str, requests: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="per workload per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per workload per round")
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--events", type=int, default=100_000, help="the long stream's length")
     parser.add_argument("--requests", type=int, default=300, help="per latency figure")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s, 10,000 events")
@@ -199,25 +210,37 @@ def main() -> None:
             for server in servers.values():
                 seed(server.uri, "read-10k", 10_000)
             rates: dict[tuple[str, str], list[float]] = {}
+            cpu: dict[tuple[str, str], list[float]] = {}
             for round_number in range(args.rounds):
                 order = MODES if round_number % 2 == 0 else tuple(reversed(MODES))
                 for kind in ("appends", "reads"):
                     for mode in order:
                         stream = "append-1" if kind == "appends" else "read-10k"
-                        rate = run_client(kind, servers[mode].uri, args.seconds, stream)
+                        rate, per_op = run_client(kind, servers[mode], args.seconds, stream)
                         rates.setdefault((kind, mode), []).append(rate)
+                        cpu.setdefault((kind, mode), []).append(per_op)
             print("\n## gRPC with the HTTP side off / on / multiplexed on one port\n")
-            print("| workload | mode | median | ratio to off | per round |")
-            print("|---|---|---:|---:|---|")
+            print(
+                "Each round runs the three modes back to back; *ratio* is the median of the"
+                " per-round ratios to off (paired, so load from elsewhere on the machine"
+                " cancels out). *server CPU* is the esdblocal process's CPU per operation.\n"
+            )
+            print(
+                "| workload | mode | median rate | rate ratio to off | server CPU µs/op |"
+                " CPU ratio to off | rates per round |"
+            )
+            print("|---|---|---:|---:|---:|---:|---|")
             for kind, unit in (("appends", "appends/s"), ("reads", "events/s")):
-                base = statistics.median(rates[(kind, "off")])
                 for mode in MODES:
                     values = rates[(kind, mode)]
-                    middle = statistics.median(values)
+                    paired = [v / b for v, b in zip(values, rates[(kind, "off")], strict=True)]
+                    costs = cpu[(kind, mode)]
+                    cost_ratio = [c / b for c, b in zip(costs, cpu[(kind, "off")], strict=True)]
                     rounds = ", ".join(f"{v:,.0f}" for v in values)
                     print(
-                        f"| {kind} ({unit}) | {mode} | {middle:,.0f} | {middle / base:.3f} |"
-                        f" {rounds} |"
+                        f"| {kind} ({unit}) | {mode} | {statistics.median(values):,.0f} |"
+                        f" {statistics.median(paired):.3f} | {statistics.median(costs):.1f} |"
+                        f" {statistics.median(cost_ratio):.3f} | {rounds} |"
                     )
             on = servers["on"]
             seed(on.uri, "long-stream", args.events, batch=2000)

@@ -114,6 +114,14 @@ def _link(uri: str, relation: str) -> dict[str, str]:
     return {"uri": uri, "relation": relation}
 
 
+def _pretty(text: str) -> str:
+    """``FormatJson`` where it applies, else the text as it was ("we tried")."""
+    try:
+        return _format_json(text)
+    except ValueError:
+        return text
+
+
 def _format_json(text: str) -> str:
     """``FormatJson``: an object re-indented (2 spaces); anything else raises ValueError."""
     if not text:
@@ -201,12 +209,7 @@ def _rich(resolved: Resolved, event: Recorded, embed: Embed) -> dict[str, Any]:
     if embed >= Embed.BODY:
         data = _text(event.data)
         if json_flag:
-            if embed >= Embed.PRETTY:
-                try:
-                    data = _format_json(data)
-                except ValueError:
-                    pass
-            rich["data"] = data
+            rich["data"] = _pretty(data) if embed >= Embed.PRETTY else data
         elif embed >= Embed.TRYHARDER:
             rich["data"] = data
             try:
@@ -217,21 +220,15 @@ def _rich(resolved: Resolved, event: Recorded, embed: Embed) -> dict[str, Any]:
         metadata = _text(event.metadata)
         is_metadata = bool(metadata)
         if embed >= Embed.PRETTY:
-            try:
-                metadata = _format_json(metadata)
-            except ValueError:
-                pass
+            metadata = _pretty(metadata)
         if metadata:
             rich["metaData"] = metadata
         if resolved.link is not None:
             link_metadata = _text(resolved.link.metadata)
             rich["isLinkMetaData"] = bool(link_metadata)
-            if embed >= Embed.PRETTY:
-                try:
-                    link_metadata = _format_json(link_metadata)
-                except ValueError:
-                    pass
-            rich["linkMetaData"] = link_metadata
+            rich["linkMetaData"] = (
+                _pretty(link_metadata) if embed >= Embed.PRETTY else link_metadata
+            )
         rich["isMetaData"] = is_metadata
     rich["streamId"] = event.stream
     rich["isJson"] = json_flag

@@ -125,7 +125,7 @@ class HttpSide:
     # ------------------------------------------------------------------ lifecycle
 
     def _build(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        app = web.Application(middlewares=[_answer], client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/streams/{tail:.*}", self._streams)
         app.router.add_get("/info", self._info)
         app.router.add_get("/info/options", self._options)
@@ -170,40 +170,11 @@ class HttpSide:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # The routes are bound methods of this object: drop the app so that the cycle does
+        # not keep the log's handles alive until the interpreter's final collection.
+        self.app = web.Application()
 
     # ------------------------------------------------------------------ plumbing
-
-    @web.middleware
-    async def _middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        if request.method == "OPTIONS":
-            response: web.StreamResponse = web.Response(status=200)
-        else:
-            try:
-                response = await handler(request)
-            except HttpError as error:
-                response = web.Response(
-                    status=error.status,
-                    reason=error.reason,
-                    text=error.body,
-                    content_type=TEXT,
-                    headers=error.headers,
-                )
-        # The server's CORS answer (ClusterVNode's http pipeline): any origin may read.
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, GET, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = (
-            "Content-Type, X-Requested-With, X-Forwarded-Host, X-Forwarded-Prefix, "
-            "X-PINGOTHER, Authorization, ES-LongPoll, ES-ExpectedVersion, ES-EventId, "
-            "ES-EventType, ES-RequireMaster, ES-RequireLeader, ES-HardDelete, "
-            "ES-ResolveLinkTos, Kurrent-ExpectedVersion, Kurrent-EventId, Kurrent-EventType, "
-            "Kurrent-LongPoll, Kurrent-ResolveLinkTos, Kurrent-HardDelete"
-        )
-        response.headers["Access-Control-Expose-Headers"] = (
-            "Location, ES-Position, ES-CurrentVersion, Kurrent-CurrentVersion"
-        )
-        return response
 
     def _principal(self, request: web.Request) -> Principal | None:
         """The caller; insecure nodes treat everyone as an admin (as ``--insecure`` does)."""
@@ -442,7 +413,7 @@ class HttpSide:
 
     @staticmethod
     def _number(text: str) -> int | None:
-        """"head" → None; a revision ≥ 0; anything else is a 400."""
+        """ "head" → None; a revision ≥ 0; anything else is a 400."""
         if text == "head":
             return None
         try:
@@ -531,9 +502,7 @@ class HttpSide:
         deadline = asyncio.get_running_loop().time() + (poll or 0)
         while True:
             changed = self._hub.changed
-            events, last = await self._call_read(
-                self._read_forward, stream, number, count, resolve
-            )
+            events, last = await self._call_read(self._read_forward, stream, number, count, resolve)
             if events or poll is None or not await self._wait(changed, deadline):
                 break
         end = number + count - 1 >= last
@@ -573,7 +542,9 @@ class HttpSide:
         log_head = self._hub.head
         events, end = await self._run(self._read_all, position, True, count, resolve)
         next_position = events[-1].original.position if events else 0
-        previous_position = events[0].original.position + 1 if events else min(position, log_head + 1)
+        previous_position = (
+            events[0].original.position + 1 if events else min(position, log_head + 1)
+        )
         feed = atom.all_backward_feed(
             self._base(request), events, count, end, next_position, previous_position, embed
         )
@@ -652,25 +623,21 @@ class HttpSide:
 
     async def _post(self, request: web.Request, stream: str, rest: list[str]) -> web.StreamResponse:
         included_id = request.headers.get("ES-EventId") or request.headers.get("Kurrent-EventId")
+        included_type = request.headers.get("ES-EventType") or request.headers.get(
+            "Kurrent-EventType"
+        )
         if rest == ["metadata"]:
             if is_metastream(stream):
                 raise bad_request(
                     "Invalid request. Stream must be non-empty string and should not be metastream"
                 )
-            given_type = request.headers.get("ES-EventType") or "$metadata"
-            if given_type != "$metadata":
+            if included_type not in (None, "$metadata"):
                 raise bad_request("Bad Request. You should not include an event type for metadata.")
             target, included_type = metastream_of(stream), "$metadata"
         elif len(rest) == 2 and rest[0] == "incoming":
             included_id, target = rest[1], stream
-            included_type = request.headers.get("ES-EventType") or request.headers.get(
-                "Kurrent-EventType"
-            )
         elif not rest:
             target = stream
-            included_type = request.headers.get("ES-EventType") or request.headers.get(
-                "Kurrent-EventType"
-            )
         else:
             raise HttpError(404, "Not Found")
         self._authorize(request, target)
@@ -688,7 +655,10 @@ class HttpSide:
             if included_id is None:
                 location = f"{str(request.url).split('?', 1)[0]}/incoming/{uuid.uuid4()}"
                 raise HttpError(
-                    307, "Temporary Redirect", {"Location": location}, "Forwarding to idempotent URI"
+                    307,
+                    "Temporary Redirect",
+                    {"Location": location},
+                    "Forwarding to idempotent URI",
                 )
             events = [_single_event(included_id, included_type, body, content_type == JSON)]
         else:
@@ -742,13 +712,14 @@ class HttpSide:
         principal = self._authenticated(request)
         if not (principal.is_admin or "$ops" in principal.groups):
             raise HttpError(401, "Unauthorized")
+        projections = "All" if self._node.projections() else "None"
         options = [
             ("EnableAtomPubOverHttp", "Enable AtomPub over HTTP.", "Interface", "true"),
-            ("Insecure", "Disable TLS and authentication.", "Application", str(self._users is None).lower()),
-            ("RunProjections", "Enables the running of projections.", "Projections", "All" if self._node.projections() else "None"),
-            ("NodePort", "The port the node serves gRPC on.", "Interface", str(self._node.grpc_port())),
-            ("HttpPort", "The port the node serves HTTP on (esdblocal: its own port).", "Interface", str(self.port)),
-        ]  # fmt: skip
+            ("Insecure", "Disable TLS and users.", "Application", str(self._users is None)),
+            ("RunProjections", "Which projections run.", "Projections", projections),
+            ("NodePort", "The gRPC port.", "Interface", str(self._node.grpc_port())),
+            ("HttpPort", "The HTTP port (esdblocal: its own).", "Interface", str(self.port)),
+        ]
         return self._json(
             [
                 {
@@ -839,7 +810,9 @@ class HttpSide:
         return self._json(
             {
                 "prefix": prefix,
-                "streams": [{"streamId": n, "lastEventNumber": last} for n, last in visible[:limit]],
+                "streams": [
+                    {"streamId": n, "lastEventNumber": last} for n, last in visible[:limit]
+                ],
                 "more": len(rows) > limit,
             },
             JSON,
@@ -854,6 +827,41 @@ class HttpSide:
         return self._json(
             {"eventTypes": [{"eventType": name, "count": count} for name, count in rows]}, JSON
         )
+
+
+@web.middleware
+async def _answer(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """HttpError → its status; CORS headers on every answer. (A module function: a bound
+    method here would tie the app and the node in a cycle that outlives the server.)"""
+    if request.method == "OPTIONS":
+        response: web.StreamResponse = web.Response(status=200)
+    else:
+        try:
+            response = await handler(request)
+        except HttpError as error:
+            response = web.Response(
+                status=error.status,
+                reason=error.reason,
+                text=error.body,
+                content_type=TEXT,
+                headers=error.headers,
+            )
+    # The server's CORS answer (ClusterVNode's http pipeline): any origin may read.
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, GET, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = (
+        "Content-Type, X-Requested-With, X-Forwarded-Host, X-Forwarded-Prefix, "
+        "X-PINGOTHER, Authorization, ES-LongPoll, ES-ExpectedVersion, ES-EventId, "
+        "ES-EventType, ES-RequireMaster, ES-RequireLeader, ES-HardDelete, "
+        "ES-ResolveLinkTos, Kurrent-ExpectedVersion, Kurrent-EventId, Kurrent-EventType, "
+        "Kurrent-LongPoll, Kurrent-ResolveLinkTos, Kurrent-HardDelete"
+    )
+    response.headers["Access-Control-Expose-Headers"] = (
+        "Location, ES-Position, ES-CurrentVersion, Kurrent-CurrentVersion"
+    )
+    return response
 
 
 def _resident_bytes() -> int:

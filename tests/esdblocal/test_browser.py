@@ -157,8 +157,10 @@ def test_browse_streams_pages_and_events(
     assert json.loads(browser.find_element(By.ID, "event-data").text) == {"stream": 0, "index": 3}
     assert len(browser.find_element(By.ID, "event-id").text) == 36
     assert f"corr-{category}" in browser.find_element(By.ID, "event-metadata").text
-    assert browser.find_element(By.LINK_TEXT, f"corr-{category}").get_attribute("href").endswith(
-        f"#/streams/%24bc-corr-{category}"
+    assert (
+        browser.find_element(By.LINK_TEXT, f"corr-{category}")
+        .get_attribute("href")
+        .endswith(f"#/streams/%24bc-corr-{category}")
     )
     shot(browser, "event")
     assert severe_console_errors(browser) == []

@@ -361,7 +361,9 @@ def test_all_backward_to_the_start_reads_what_esdbclient_reads(
     web: Http, esdb: EventStoreDBClient
 ) -> None:
     write(esdb, f"all-{uuid4().hex}", 3)
-    expected = [(e.stream_name, e.stream_position) for e in esdb.read_all(backwards=True, filter_exclude=[])]
+    expected = [
+        (e.stream_name, e.stream_position) for e in esdb.read_all(backwards=True, filter_exclude=[])
+    ]
     head = web.feed("/streams/%24all?embed=rich")
     assert head["title"] == "All events" and head["id"] == f"{web.base}/streams/%24all"
     assert set(links(head)) >= {"self", "first", "previous", "metadata"}
@@ -423,17 +425,29 @@ def test_post_events_and_expected_versions(web: Http, esdb: EventStoreDBClient) 
         ]
     ).encode()
     events_json = {"Content-Type": "application/vnd.eventstore.events+json"}
-    created = web.request("POST", f"/streams/{stream}", {**events_json, **_headers({"es_expected_version": "-1"})}, body)
+    created = web.request(
+        "POST",
+        f"/streams/{stream}",
+        {**events_json, **_headers({"es_expected_version": "-1"})},
+        body,
+    )
     assert created.status == 201
     assert created.headers["location"] == f"{web.base}/streams/{stream}/0"
     read = list(esdb.get_stream(stream))
     assert [e.type for e in read] == ["Posted", "Posted"]
     assert json.loads(read[0].data) == {"n": 1} and read[0].content_type == "application/json"
     assert read[1].data == b"plain" and json.loads(read[1].metadata) == {"m": 2}
-    wrong = web.request("POST", f"/streams/{stream}", {**events_json, "ES-ExpectedVersion": "5"}, body)
+    wrong = web.request(
+        "POST", f"/streams/{stream}", {**events_json, "ES-ExpectedVersion": "5"}, body
+    )
     assert (wrong.status, wrong.reason) == (400, "Wrong expected EventNumber")
     assert wrong.headers["es-currentversion"] == "1"
-    again = web.request("POST", f"/streams/{stream}", {**events_json, "ES-ExpectedVersion": "1"}, body.replace(b"Posted", b"More"))
+    again = web.request(
+        "POST",
+        f"/streams/{stream}",
+        {**events_json, "ES-ExpectedVersion": "1"},
+        body.replace(b"Posted", b"More"),
+    )
     assert again.status == 201 and again.headers["location"].endswith(f"/{stream}/2")  # fmt: skip
     assert web.request("POST", f"/streams/{stream}", events_json, b"[]").status == 400
 
@@ -540,7 +554,8 @@ def test_a_secure_node_serves_https_with_basic_auth(tmp_path: Path) -> None:
         body = json.dumps([{"eventId": str(uuid4()), "eventType": "S", "data": {}}]).encode()
         post = {"Content-Type": "application/vnd.eventstore.events+json"}
         assert web.request("POST", f"/streams/{stream}", post, body).status == 401
-        assert web.request("POST", f"/streams/{stream}", {**post, "Authorization": app}, body).status == 201  # fmt: skip
+        as_app = {**post, "Authorization": app}
+        assert web.request("POST", f"/streams/{stream}", as_app, body).status == 201
         anonymous = web.get(f"/streams/{stream}")
         assert anonymous.status == 401 and anonymous.headers["www-authenticate"].startswith("Basic")
         assert web.get(f"/streams/{stream}", authorization=app).status == 200
