@@ -133,6 +133,7 @@ class HttpSide:
         app.router.add_get("/stats", self._stats)
         app.router.add_get("/stats/{tail:.*}", self._stats)
         app.router.add_get("/ping", self._ping)
+        app.router.add_get("/license", self._license)
         app.router.add_get("/esdblocal/streams", self._stream_names)
         app.router.add_get("/esdblocal/event-types", self._event_types)
         app.router.add_get("/", self._to_ui)
@@ -794,6 +795,21 @@ class HttpSide:
 
     async def _ping(self, request: web.Request) -> web.Response:
         return self._json({"text": "Ping request successfully handled"}, JSON)
+
+    async def _license(self, request: web.Request) -> web.Response:
+        """What the 24.10+ UI's License page reads: no licence (a development server)."""
+        no = "False"
+        licence = {
+            "company": "",
+            "startDate": "0",
+            "daysRemaining": "0",
+            "isExpired": no,
+            "isValid": no,
+            "isTrial": no,
+            "isFloating": no,
+            "notes": "esdblocal: a development server; no licence applies.",
+        }
+        return self._json(licence, JSON)
 
     async def _to_ui(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/web/index.html")
