@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/paging_bench.py
 	$(PY) bench/read_bench.py
 	$(PY) bench/worker_bench.py
+	$(PY) bench/http_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
