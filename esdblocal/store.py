@@ -654,13 +654,20 @@ class Store:
             row = db.execute("SELECT last_revision FROM streams WHERE name = ?", (name,)).fetchone()
         return row[0] if row else -1
 
-    def stream_names(self, prefix: str, limit: int) -> list[tuple[str, int]]:
-        """Streams whose name starts with ``prefix`` (by name), with their last revision."""
+    def stream_names(
+        self, prefix: str, limit: int, newest_first: bool = False
+    ) -> list[tuple[str, int]]:
+        """Streams whose name starts with ``prefix``, with their last revision.
+
+        By name, or ``newest_first``: the most recently created first.
+        """
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._reader() as db:
             rows = db.execute(
                 "SELECT name, last_revision FROM streams WHERE name LIKE ? ESCAPE '\\'"
-                " AND last_revision >= 0 ORDER BY name LIMIT ?",
+                " AND last_revision >= 0 ORDER BY "
+                + ("id DESC" if newest_first else "name")
+                + " LIMIT ?",
                 (pattern, limit),
             ).fetchall()
         return [(name, last) for name, last in rows]

@@ -22,6 +22,7 @@ FEED_PAGE_SIZE = 20  # AtomSpecs.FeedPageSize
 AUTHOR = "EventStore"  # AtomSpecs.Author in 23.10/24.x ("Kurrent" from 25.0)
 LINK_EVENT_TYPE = "$>"
 ALL_ESCAPED = "%24all"
+ALL_FILTERED_ESCAPED = "%24all/filtered"
 MIN_DATE = "0001-01-01T00:00:00Z"  # DateTime.MinValue, what an empty feed shows as updated
 
 
@@ -332,13 +333,16 @@ def all_backward_feed(
     next_position: int,
     previous_position: int,
     embed: Embed,
+    filtered: str | None = None,
 ) -> dict[str, Any]:
     """``ToAllEventsBackwardFeed``: ``$all`` before a position, newest first.
 
     ``next_position``: where the following (older) page reads back from;
     ``previous_position``: where the newer page reads forward from.
     """
-    self_uri = f"{base}/streams/{ALL_ESCAPED}"
+    path = ALL_FILTERED_ESCAPED if filtered is not None else ALL_ESCAPED
+    query = f"?{filtered}" if filtered else ""
+    self_uri = f"{base}/streams/{path}"
     feed = _feed(
         "All events", self_uri, timestamp(events[0].original.created) if events else MIN_DATE
     )
@@ -346,20 +350,21 @@ def all_backward_feed(
     feed["headOfStream"] = False
     links = [
         _link(self_uri, "self"),
-        _link(f"{base}/streams/{ALL_ESCAPED}/head/backward/{count}", "first"),
+        _link(f"{base}/streams/{path}/head/backward/{count}{query}", "first"),
     ]
     if not end_of_stream:
-        links.append(_link(f"{base}/streams/{ALL_ESCAPED}/{tf_pos(0)}/forward/{count}", "last"))
+        links.append(_link(f"{base}/streams/{path}/{tf_pos(0)}/forward/{count}{query}", "last"))
         links.append(
-            _link(f"{base}/streams/{ALL_ESCAPED}/{tf_pos(next_position)}/backward/{count}", "next")
+            _link(f"{base}/streams/{path}/{tf_pos(next_position)}/backward/{count}{query}", "next")
         )
     links.append(
         _link(
-            f"{base}/streams/{ALL_ESCAPED}/{tf_pos(previous_position)}/forward/{count}",
+            f"{base}/streams/{path}/{tf_pos(previous_position)}/forward/{count}{query}",
             "previous",
         )
     )
-    links.append(_link(f"{base}/streams/{ALL_ESCAPED}/metadata", "metadata"))
+    if filtered is None:  # the filtered feeds have no metadata link
+        links.append(_link(f"{base}/streams/{ALL_ESCAPED}/metadata", "metadata"))
     feed["links"] = links
     feed["entries"] = [entry(e, base, embed) for e in events]
     return feed
@@ -374,13 +379,16 @@ def all_forward_feed(
     next_position: int,
     previous_position: int,
     embed: Embed,
+    filtered: str | None = None,
 ) -> dict[str, Any]:
     """``ToAllEventsForwardFeed``: ``$all`` from a position, entries newest first.
 
     ``previous_position``: where the newer page reads forward from (after the last event);
     ``next_position``: where the older page reads back from (the first event).
     """
-    self_uri = f"{base}/streams/{ALL_ESCAPED}"
+    path = ALL_FILTERED_ESCAPED if filtered is not None else ALL_ESCAPED
+    query = f"?{filtered}" if filtered else ""
+    self_uri = f"{base}/streams/{path}"
     feed = _feed(
         "All events", self_uri, timestamp(events[-1].original.created) if events else MIN_DATE
     )
@@ -388,21 +396,22 @@ def all_forward_feed(
     feed["headOfStream"] = False
     links = [
         _link(self_uri, "self"),
-        _link(f"{base}/streams/{ALL_ESCAPED}/head/backward/{count}", "first"),
+        _link(f"{base}/streams/{path}/head/backward/{count}{query}", "first"),
     ]
     if current_position != 0:
-        links.append(_link(f"{base}/streams/{ALL_ESCAPED}/{tf_pos(0)}/forward/{count}", "last"))
+        links.append(_link(f"{base}/streams/{path}/{tf_pos(0)}/forward/{count}{query}", "last"))
         links.append(
-            _link(f"{base}/streams/{ALL_ESCAPED}/{tf_pos(next_position)}/backward/{count}", "next")
+            _link(f"{base}/streams/{path}/{tf_pos(next_position)}/backward/{count}{query}", "next")
         )
     if not end_of_stream or events:
         links.append(
             _link(
-                f"{base}/streams/{ALL_ESCAPED}/{tf_pos(previous_position)}/forward/{count}",
+                f"{base}/streams/{path}/{tf_pos(previous_position)}/forward/{count}{query}",
                 "previous",
             )
         )
-    links.append(_link(f"{base}/streams/{ALL_ESCAPED}/metadata", "metadata"))
+    if filtered is None:  # the filtered feeds have no metadata link
+        links.append(_link(f"{base}/streams/{ALL_ESCAPED}/metadata", "metadata"))
     feed["links"] = links
     feed["entries"] = [entry(e, base, embed) for e in reversed(events)]
     return feed

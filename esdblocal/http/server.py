@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import ssl
 import time
 import uuid
@@ -20,7 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
@@ -63,6 +64,8 @@ MAX_POSSIBLE_AGE = 31_536_000  # Configure.MaxPossibleAge: a full page never cha
 MAX_EVENT_SIZE = 4 * 1024 * 1024  # the Atom controller's own limit on one event
 MAX_COUNT = 4096  # the server reads at most this many events per request
 HEAD_OF_LOG = 2**62
+FILTER_WINDOW = 10_000  # events a filtered $all page looks through for its matches
+READ_BATCH = 512
 REALM = 'Basic realm="esdblocal"'
 
 
@@ -239,6 +242,8 @@ class HttpSide:
         self, request: web.Request, stream: str, rest: list[str], metadata: bool
     ) -> web.StreamResponse:
         self._authorize(request, "$all" if stream == "$all" else stream)
+        if stream == "$all" and rest and rest[0] == "filtered" and not metadata:
+            return await self._all_filtered(request, rest[1:])
         if not rest:
             if metadata:
                 return await self._event(request, stream, "head")
@@ -525,6 +530,115 @@ class HttpSide:
         except TimeoutError:
             return False
         return True
+
+    @staticmethod
+    def _filter(request: web.Request) -> tuple[Callable[[Recorded], bool], str]:
+        """``GetFilterFromQueryString``: the predicate, and the query the feed's links keep."""
+        query = request.query
+        if "exclude-system-events" in query:
+            if query["exclude-system-events"].lower() != "true":
+                raise bad_request("exclude-sytem-events should have a value of true.")
+            return (lambda r: not r.type.startswith("$")), "exclude-system-events=true"
+        context, kind, data = query.get("context"), query.get("type"), query.get("data")
+        if context not in ("streamid", "eventtype"):
+            raise bad_request(
+                "Invalid context please provide one of the following: StreamId, EventType."
+            )
+        if kind not in ("prefix", "regex"):
+            raise bad_request("Invalid type please provide one of the following: Prefix, Regex.")
+        if not data:
+            raise bad_request(
+                "Please provide a comma delimited list of data with at least one item."
+            )
+        by_stream = context == "streamid"
+        if kind == "regex":
+            try:
+                pattern = re.compile(data)
+            except re.error as error:
+                raise bad_request(f"Invalid regex: {error}") from error
+
+            def match(record: Recorded) -> bool:
+                return pattern.search(record.stream if by_stream else record.type) is not None
+
+        else:
+            prefixes = tuple(p for p in data.split(",") if p)
+
+            def match(record: Recorded) -> bool:
+                return (record.stream if by_stream else record.type).startswith(prefixes)
+
+        return match, urlencode({"context": context, "type": kind, "data": data})
+
+    def _read_all_filtered(
+        self, position: int, backwards: bool, count: int, match: Callable[[Recorded], bool]
+    ) -> tuple[list[Resolved], bool, int]:
+        """Up to ``count`` matches, looking through at most FILTER_WINDOW events.
+
+        Returns the matches, whether the log ends there, and where the next page starts.
+        """
+        found: list[Resolved] = []
+        cursor, scanned = position, 0
+        while len(found) < count and scanned < FILTER_WINDOW:
+            batch = self._store.read_all(cursor, backwards, READ_BATCH)
+            if not batch:
+                break
+            for record in batch:
+                scanned += 1
+                cursor = record.position if backwards else record.position + 1
+                if match(record):
+                    found.append(Resolved(record))
+                    if len(found) == count:
+                        break
+        end = not self._store.read_all(cursor, backwards, 1)
+        return found, end, cursor
+
+    async def _all_filtered(self, request: web.Request, rest: list[str]) -> web.StreamResponse:
+        """``/streams/$all/filtered[/{position}/{backward|forward}/{count}]?context&type&data``."""
+        media = self._media_type(request, FEED_TYPES)
+        embed = self._embed(request, media)
+        match, query = self._filter(request)
+        if media == HTML:
+            return self._html_redirect("$all", None)
+        if not rest:
+            rest = ["head", "backward", str(atom.FEED_PAGE_SIZE)]
+        elif len(rest) == 2:
+            rest = [rest[0], "backward", rest[1]]
+        if len(rest) != 3 or rest[1] not in ("backward", "forward"):
+            raise HttpError(404, "Not Found")
+        count = self._count(rest[2])
+        log_head = self._hub.head
+        if rest[1] == "backward":
+            head = rest[0] == "head"
+            position = HEAD_OF_LOG if head else self._position(rest[0])
+            events, end, cursor = await self._run(
+                self._read_all_filtered, position, True, count, match
+            )
+            feed = atom.all_backward_feed(
+                self._base(request),
+                events,
+                count,
+                end,
+                cursor,
+                log_head + 1 if head else position,
+                embed,
+                filtered=query,
+            )
+        else:
+            position = self._position(rest[0])
+            events, end, cursor = await self._run(
+                self._read_all_filtered, position, False, count, match
+            )
+            feed = atom.all_forward_feed(
+                self._base(request),
+                events,
+                count,
+                position,
+                end,
+                position,
+                cursor,
+                embed,
+                filtered=query,
+            )
+        return self._json(feed, media, atom.etag(log_head, media))
 
     def _position(self, text: str) -> int:
         position = atom.parse_tf_pos(text)
@@ -817,11 +931,12 @@ class HttpSide:
     # ------------------------------------------------------------------ browser helpers
 
     async def _stream_names(self, request: web.Request) -> web.Response:
-        """esdblocal's own: streams by name prefix (what the browser's search lists)."""
+        """esdblocal's own: streams by name prefix (by name, or ``order=created``: newest first)."""
         principal = self._authenticated(request)
         prefix = request.query.get("prefix", "")
         limit = min(max(int(request.query.get("limit", "50") or 50), 1), 1000)
-        rows = await self._run(self._store.stream_names, prefix, limit + 1)
+        newest = request.query.get("order") == "created"
+        rows = await self._run(self._store.stream_names, prefix, limit + 1, newest)
         visible = [(n, last) for n, last in rows if may_access(principal, n)]
         return self._json(
             {

@@ -189,6 +189,23 @@ def test_follow_a_category_link_to_its_original(
     assert severe_console_errors(browser) == []
 
 
+def test_without_projections_category_and_type_streams_fall_back_to_all(
+    browser: WebDriver, server: EmbeddedServer, category: str
+) -> None:
+    browser.get(f"{server.http_url}/web/index.html#/streams/%24et-Thing2")
+    wait_for(browser, ".error", "system projections")
+    browser.find_element(By.ID, "fallback").click()
+    wait_for(browser, "#events tbody tr", f"23@{category}-0")
+    types = {
+        row.text.split()[1] for row in browser.find_elements(By.CSS_SELECTOR, "#events tbody tr")
+    }
+    assert types == {"Thing2"}
+    shot(browser, "fallback-event-type")
+    browser.get(f"{server.http_url}/web/index.html#/")
+    wait_for(browser, "#created-note", "system projections")
+    assert f"{category}-2" in browser.find_element(By.ID, "created").text
+
+
 def test_a_new_event_appears_at_the_head(
     browser: WebDriver, server: EmbeddedServer, esdb: EventStoreDBClient, category: str
 ) -> None:

@@ -393,6 +393,34 @@ def test_all_forward_from_the_start(web: Http, esdb: EventStoreDBClient) -> None
     assert older["entries"][0]["id"] == newest["id"]
 
 
+def test_all_filtered_by_event_type_and_stream_prefix(web: Http, esdb: EventStoreDBClient) -> None:
+    tag = uuid4().hex[:8]
+    for n in range(3):
+        esdb.append_to_stream(
+            f"flt{tag}-{n}",
+            current_version=StreamState.ANY,
+            events=[NewEvent(type=f"Kind{tag}{i % 2}", data=b"{}") for i in range(5)],
+        )
+    query = f"?context=eventtype&type=regex&data=%5EKind{tag}0%24&embed=rich"
+    head = web.feed(f"/streams/%24all/filtered{query}")
+    assert head["id"] == f"{web.base}/streams/%24all/filtered"
+    assert len(head["entries"]) == 9  # 3 of 5 in each of 3 streams
+    assert {e["eventType"] for e in head["entries"]} == {f"Kind{tag}0"}
+    assert "metadata" not in links(head)
+    assert "next" not in links(head)  # the whole log looked through: nothing older
+    assert "context=eventtype" in links(head)["previous"]  # the links keep the filter
+    page = web.feed(
+        f"/streams/%24all/filtered/head/backward/4?context=streamid&type=prefix&data=flt{tag}-"
+    )
+    assert titles(page) == [f"4@flt{tag}-2", f"3@flt{tag}-2", f"2@flt{tag}-2", f"1@flt{tag}-2"]
+    older = web.feed(web.path(links(page)["next"]))
+    assert titles(older) == [f"0@flt{tag}-2", f"4@flt{tag}-1", f"3@flt{tag}-1", f"2@flt{tag}-1"]
+    newer = web.feed(web.path(links(older)["previous"]))
+    assert titles(newer) == titles(page)
+    assert web.get("/streams/%24all/filtered?context=nope&type=prefix&data=x").status == 400
+    assert web.get("/streams/%24all/filtered?context=streamid&type=prefix").status == 400
+
+
 def test_long_poll_answers_when_an_event_arrives(web: Http, esdb: EventStoreDBClient) -> None:
     stream = f"poll-{uuid4().hex}"
     write(esdb, stream, 1)

@@ -58,11 +58,25 @@
 
   // A server link (absolute URL) → the browser's route for it.
   function routeOf(uri) {
-    return "#" + new URL(uri, location.href).pathname;
+    const url = new URL(uri, location.href);
+    return "#" + url.pathname + url.search; // a filtered $all page keeps its filter
   }
 
   function apiOf(uri) {
-    return new URL(uri, location.href).pathname;
+    const url = new URL(uri, location.href);
+    return url.pathname + url.search;
+  }
+
+  const withEmbed = (path, embed) => path + (path.includes("?") ? "&" : "?") + `embed=${embed}`;
+
+  // Where a projection-written stream's events can be read from $all instead.
+  function fallbackOf(stream) {
+    const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const filtered = (context, type, data) =>
+      `#/streams/%24all/filtered/head/backward/${PAGE}?context=${context}&type=${type}&data=${enc(data)}`;
+    if (stream.startsWith("$et-")) return filtered("eventtype", "regex", `^${escape(stream.slice(4))}$`);
+    if (stream.startsWith("$ce-")) return filtered("streamid", "prefix", `${stream.slice(4)}-`);
+    return null;
   }
 
   function link(feed, relation) {
@@ -106,7 +120,9 @@
   }
 
   function failure(title, error, stream) {
+    const fallback = error.status === 404 && stream ? fallbackOf(stream) : null;
     page(title, el("p", { class: "error", role: "alert" }, describe(error, stream)),
+      fallback ? el("p", {}, el("a", { href: fallback, id: "fallback" }, "Read them from $all instead")) : null,
       el("p", {}, el("a", { href: "#/" }, "Back to the streams")));
   }
 
@@ -187,10 +203,24 @@
           }));
           if (!feed.entries.length) created.append(el("li", { class: "muted" }, "None yet."));
         } catch (error) {
-          created.replaceChildren(el("li", { class: "muted" }, error.status === 404
-            ? "The $streams stream does not exist: it is written by the $streams system" +
-              " projection. Use the search or the categories meanwhile."
-            : describe(error, "$streams")));
+          if (error.status !== 404) {
+            created.replaceChildren(el("li", { class: "muted" }, describe(error, "$streams")));
+            return;
+          }
+          // No $streams (the system projections are not running): esdblocal's own list.
+          try {
+            const listing = await getJson("/esdblocal/streams?order=created&limit=60",
+              { accept: "application/json" });
+            if (mine !== generation) return;
+            const names = listing.streams.map((s) => s.streamId).filter((n) => !n.startsWith("$"));
+            created.replaceChildren(...names.slice(0, 20).map((name) =>
+              el("li", { "data-row": "" }, el("a", { href: streamRoute(name) }, name))));
+            if (!names.length) created.append(el("li", { class: "muted" }, "None yet."));
+            created.append(el("li", { class: "note", id: "created-note" },
+              "From esdblocal's stream list: the $streams stream appears when the system projections run."));
+          } catch (inner) {
+            created.replaceChildren(el("li", { class: "muted" }, describe(inner)));
+          }
         }
       })(),
       (async () => {
@@ -263,9 +293,11 @@
       await getJson(streamApi(stream, "head", "backward", "1"));
       note.replaceChildren("Its events in order: ", el("a", { href: streamRoute(stream) }, stream), ".");
     } catch (error) {
-      note.replaceChildren(error.status === 404
-        ? `${stream} does not exist (the $by_category system projection writes it). Its streams:`
-        : describe(error, stream));
+      note.replaceChildren(...(error.status === 404
+        ? [`${stream} does not exist (the $by_category system projection writes it): `,
+          el("a", { href: fallbackOf(stream), id: "fallback" }, "read its events from $all"),
+          ". Its streams:"]
+        : [describe(error, stream)]));
     }
     await shown;
   }
@@ -301,13 +333,13 @@
       el("td", { "data-label": "Written" }, when(entry.updated)));
   }
 
-  async function showStream(stream, path, fresh = new Set()) {
+  async function showStream(stream, path, fresh = new Set(), filtered = false) {
     const mine = generation;
     const api = path || streamApi(stream, "head", "backward", String(PAGE));
     status("Loading…");
     let feed;
     try {
-      feed = await getJson(`${api}?embed=rich`);
+      feed = await getJson(withEmbed(api, "rich"));
     } catch (error) {
       if (mine !== generation) return;
       status("");
@@ -333,7 +365,7 @@
       button("← Newer", "previous", "[", !head),
       button("Older →", "next", "]", true),
       button("Oldest ⇥", "last", null, true),
-      el("span", { class: "live", id: "live" }, head ? "Live: new events appear here" : ""));
+      el("span", { class: "live", id: "live" }, head && !filtered ? "Live: new events appear here" : ""));
     const table = el("table", { id: "events" },
       el("thead", {}, el("tr", {},
         el("th", {}, "Event"), el("th", {}, "Type"),
@@ -341,16 +373,19 @@
       el("tbody", {}, rows));
     const empty = feed.entries.length ? null
       : el("p", { class: "muted", id: "empty" }, head ? "No events yet: they appear here as they are written." : "No events on this page.");
-    const metadata = isAll(stream) || stream.startsWith("$$") ? null
+    const metadata = isAll(stream) || stream.startsWith("$$") || filtered ? null
       : el("a", { href: streamRoute(`$$${stream}`) }, "metadata");
     const category = !stream.startsWith("$") && stream.indexOf("-") > 0
       ? el("a", { href: `#/category/${enc(stream.slice(0, stream.indexOf("-")))}` }, "category") : null;
-    page(stream, el("p", { class: "note" },
-      isAll(stream) ? "Every event in the log, newest first." : "Events newest first. ",
-      metadata, metadata && category ? " · " : null, category),
-    pager, table, empty);
-    status(head ? "Live" : "");
-    if (head) live(stream, feed, mine);
+    const filter = filtered ? new URLSearchParams(api.split("?")[1] || "") : null;
+    page(filtered ? `$all: ${filter.get("context") === "eventtype" ? "event type" : "stream"} ${filter.get("type")} ${filter.get("data")}` : stream,
+      el("p", { class: "note" },
+        filtered ? "Events of $all that match, newest first (each page looks through up to 10,000 events)."
+          : isAll(stream) ? "Every event in the log, newest first." : "Events newest first. ",
+        metadata, metadata && category ? " · " : null, category),
+      pager, table, empty);
+    status(head && !filtered ? "Live" : "");
+    if (head && !filtered) live(stream, feed, mine);
   }
 
   async function live(stream, feed, mine) {
@@ -361,7 +396,7 @@
     poller = controller;
     while (mine === generation && !controller.signal.aborted) {
       try {
-        const newer = await getJson(`${apiOf(next)}?embed=rich`, {
+        const newer = await getJson(withEmbed(apiOf(next), "rich"), {
           headers: { "ES-LongPoll": POLL_SECONDS }, signal: controller.signal,
         });
         if (mine !== generation) return;
@@ -454,7 +489,9 @@
     generation += 1;
     stopPolling();
     status("");
-    const parts = location.hash.replace(/^#\/?/, "").split("/");
+    const [fragment, query] = location.hash.replace(/^#\/?/, "").split("?");
+    const parts = fragment.split("/");
+    if (query) parts[parts.length - 1] += "?" + query;
     const decoded = parts.map((p) => {
       try {
         return decodeURIComponent(p);
@@ -462,6 +499,9 @@
         return p;
       }
     });
+    if (parts[0] === "streams" && decoded[1] === "$all" && parts[2] === "filtered") {
+      return showStream("$all", "/" + parts.join("/"), new Set(), true);
+    }
     if (parts[0] === "streams" && parts.length >= 2 && parts[1]) {
       const stream = decoded[1];
       if (parts.length === 2) return showStream(stream, null);
