@@ -244,6 +244,20 @@ def _feed(title: str, self_uri: str, updated: str) -> dict[str, Any]:
     return {"title": title, "id": self_uri, "updated": updated}
 
 
+def _stream_feed(
+    base: str, stream: str, events: list[Resolved], head_of_stream: bool
+) -> tuple[str, str, dict[str, Any]]:
+    """What both directions of a stream's feed start with: (escaped name, self, feed)."""
+    escaped = escape(stream)
+    self_uri = f"{base}/streams/{escaped}"
+    updated = timestamp(events[0].original.created) if events else MIN_DATE
+    feed = _feed(f"Event stream '{stream}'", self_uri, updated)
+    feed["streamId"] = stream
+    feed["author"] = {"name": AUTHOR}
+    feed["headOfStream"] = head_of_stream
+    return escaped, self_uri, feed
+
+
 def stream_backward_feed(
     base: str,
     stream: str,
@@ -257,16 +271,7 @@ def stream_backward_feed(
     embed: Embed,
 ) -> dict[str, Any]:
     """``ToStreamEventBackwardFeed``: a page read backwards from ``from_number``."""
-    escaped = escape(stream)
-    self_uri = f"{base}/streams/{escaped}"
-    feed = _feed(
-        f"Event stream '{stream}'",
-        self_uri,
-        timestamp(events[0].original.created) if events else MIN_DATE,
-    )
-    feed["streamId"] = stream
-    feed["author"] = {"name": AUTHOR}
-    feed["headOfStream"] = head_of_stream
+    escaped, self_uri, feed = _stream_feed(base, stream, events, head_of_stream)
     feed["selfUrl"] = self_uri
     if head_of_stream:
         feed["eTag"] = etag(last_number, content_type)
@@ -297,16 +302,7 @@ def stream_forward_feed(
     embed: Embed,
 ) -> dict[str, Any]:
     """``ToStreamEventForwardFeed``: a page read forwards from ``from_number`` (oldest last)."""
-    escaped = escape(stream)
-    self_uri = f"{base}/streams/{escaped}"
-    feed = _feed(
-        f"Event stream '{stream}'",
-        self_uri,
-        timestamp(events[0].original.created) if events else MIN_DATE,
-    )
-    feed["streamId"] = stream
-    feed["author"] = {"name": AUTHOR}
-    feed["headOfStream"] = end_of_stream
+    escaped, self_uri, feed = _stream_feed(base, stream, events, end_of_stream)
     previous = min(from_number + count - 1, last_number) + 1
     following = from_number - 1
     links = [

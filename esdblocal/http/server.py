@@ -606,37 +606,19 @@ class HttpSide:
             raise HttpError(404, "Not Found")
         count = self._count(rest[2])
         log_head = self._hub.head
-        if rest[1] == "backward":
-            head = rest[0] == "head"
-            position = HEAD_OF_LOG if head else self._position(rest[0])
-            events, end, cursor = await self._run(
-                self._read_all_filtered, position, True, count, match
-            )
-            feed = atom.all_backward_feed(
-                self._base(request),
-                events,
-                count,
-                end,
-                cursor,
-                log_head + 1 if head else position,
-                embed,
-                filtered=query,
-            )
+        backwards = rest[1] == "backward"
+        head = backwards and rest[0] == "head"
+        position = HEAD_OF_LOG if head else self._position(rest[0])
+        events, end, cursor = await self._run(
+            self._read_all_filtered, position, backwards, count, match
+        )
+        base = self._base(request)
+        if backwards:
+            newer = log_head + 1 if head else position
+            feed = atom.all_backward_feed(base, events, count, end, cursor, newer, embed, query)
         else:
-            position = self._position(rest[0])
-            events, end, cursor = await self._run(
-                self._read_all_filtered, position, False, count, match
-            )
             feed = atom.all_forward_feed(
-                self._base(request),
-                events,
-                count,
-                position,
-                end,
-                position,
-                cursor,
-                embed,
-                filtered=query,
+                base, events, count, position, end, position, cursor, embed, query
             )
         return self._json(feed, media, atom.etag(log_head, media))
 

@@ -610,23 +610,16 @@ def test_the_command_line_prints_the_http_url_after_the_connection_string() -> N
     import subprocess
     import sys
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "esdblocal", "--port", "0", "--memory"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    from tests.esdblocal.test_process import esdblocal
+
+    with esdblocal("--memory") as (process, _):
         assert process.stdout is not None
-        uri = process.stdout.readline().strip()
         line = process.stdout.readline().strip()
-        assert uri.startswith("esdb://127.0.0.1:")
         assert line.startswith("esdblocal: stream browser and HTTP API at http://localhost:")
         url = line.rsplit(" ", 1)[1]
         assert url.endswith("/web/")
         web = Http(url.removesuffix("/web/"))
         assert web.get("/info", accept="application/json").json()["features"]["atomPub"] is True
-    finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
     refused = subprocess.run(
