@@ -174,9 +174,6 @@ class HttpSide:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        # The routes are bound methods of this object: drop the app so that the cycle does
-        # not keep the log's handles alive until the interpreter's final collection.
-        self.app = web.Application()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -946,8 +943,7 @@ class HttpSide:
 async def _answer(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """HttpError → its status; CORS headers on every answer. (A module function: a bound
-    method here would tie the app and the node in a cycle that outlives the server.)"""
+    """HttpError → its status; the server's CORS headers on every answer."""
     if request.method == "OPTIONS":
         response: web.StreamResponse = web.Response(status=200)
     else:
