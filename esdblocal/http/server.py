@@ -213,12 +213,15 @@ class HttpSide:
         stream, rest = parts[0], parts[1:]
         if not stream:
             raise bad_request("Invalid request. Stream must be non-empty string")
-        if rest and rest[-1] == "" and request.method == "GET":
+        if rest and rest[-1] == "":  # RedirectKeepVerb: the same request without the slash
             location = str(request.url).split("?", 1)[0][:-1]
+            if request.query_string:
+                location += f"?{request.query_string}"
             raise HttpError(
-                301,
-                "Moved Permanently",
+                307,
+                "Temporary Redirect",
                 {"Location": location, "Cache-Control": "max-age=31536000, public"},
+                "Moved Permanently",
             )
         if request.method == "POST":
             return await self._post(request, stream, rest)

@@ -545,7 +545,9 @@ def test_the_ui_redirects(web: Http, esdb: EventStoreDBClient) -> None:
     assert f"/web/index.html#/streams/{stream}".encode() in html.body
     event = web.get(f"/streams/{stream}/0", accept="text/html")
     assert f"#/streams/{stream}/0".encode() in event.body
-    assert web.get(f"/streams/{stream}/", accept=ATOM).status == 301
+    slash = web.get(f"/streams/{stream}/?embed=body", accept=ATOM)
+    assert slash.status == 307
+    assert slash.headers["location"] == f"{web.base}/streams/{stream}?embed=body"
 
 
 def test_web_ui_serves_the_given_directory(tmp_path: Path) -> None:
