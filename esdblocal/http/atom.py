@@ -8,6 +8,7 @@ log and chooses which of these to answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from dataclasses import dataclass
@@ -199,45 +200,44 @@ def entry(
 
 
 def _rich(resolved: Resolved, event: Recorded, embed: Embed) -> dict[str, Any]:
-    """``RichEntryElement``'s own fields, filled as far as ``embed`` asks."""
-    original = resolved.original
+    """``RichEntryElement``'s own fields, filled as far as ``embed`` asks, in its order."""
     json_flag = is_json(event)
+    data: str | None = None
+    metadata: str | None = None
+    link_metadata: str | None = None
+    is_metadata = is_link_metadata = False
+    if embed >= Embed.BODY:
+        text = _text(event.data)
+        if json_flag:
+            data = _pretty(text) if embed >= Embed.PRETTY else text
+        elif embed >= Embed.TRYHARDER:
+            data = text
+            with contextlib.suppress(ValueError):
+                data = _format_json(text)
+                json_flag = True
+        metadata = _text(event.metadata)
+        is_metadata = bool(metadata)
+        metadata = (_pretty(metadata) if embed >= Embed.PRETTY else metadata) or None
+        if resolved.link is not None:
+            link_metadata = _text(resolved.link.metadata)
+            is_link_metadata = bool(link_metadata)
+            if embed >= Embed.PRETTY:
+                link_metadata = _pretty(link_metadata)
     rich: dict[str, Any] = {
         "eventId": event.event_id,
         "eventType": event.type,
         "eventNumber": event.revision,
+        "data": data,
+        "metaData": metadata,
+        "linkMetaData": link_metadata,
+        "streamId": event.stream,
+        "isJson": json_flag,
+        "isMetaData": is_metadata,
+        "isLinkMetaData": is_link_metadata,
+        "positionEventNumber": resolved.original.revision,
+        "positionStreamId": resolved.original.stream,
     }
-    if embed >= Embed.BODY:
-        data = _text(event.data)
-        if json_flag:
-            rich["data"] = _pretty(data) if embed >= Embed.PRETTY else data
-        elif embed >= Embed.TRYHARDER:
-            rich["data"] = data
-            try:
-                rich["data"] = _format_json(data)
-                json_flag = True
-            except ValueError:
-                pass
-        metadata = _text(event.metadata)
-        is_metadata = bool(metadata)
-        if embed >= Embed.PRETTY:
-            metadata = _pretty(metadata)
-        if metadata:
-            rich["metaData"] = metadata
-        if resolved.link is not None:
-            link_metadata = _text(resolved.link.metadata)
-            rich["isLinkMetaData"] = bool(link_metadata)
-            rich["linkMetaData"] = (
-                _pretty(link_metadata) if embed >= Embed.PRETTY else link_metadata
-            )
-        rich["isMetaData"] = is_metadata
-    rich["streamId"] = event.stream
-    rich["isJson"] = json_flag
-    rich.setdefault("isMetaData", False)
-    rich.setdefault("isLinkMetaData", False)
-    rich["positionEventNumber"] = original.revision
-    rich["positionStreamId"] = original.stream
-    return rich
+    return {key: value for key, value in rich.items() if value is not None}
 
 
 def _feed(title: str, self_uri: str, updated: str) -> dict[str, Any]:
