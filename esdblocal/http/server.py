@@ -21,7 +21,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from aiohttp import web
 
@@ -66,6 +66,7 @@ MAX_COUNT = 4096  # the server reads at most this many events per request
 HEAD_OF_LOG = 2**62
 FILTER_WINDOW = 10_000  # events a filtered $all page looks through for its matches
 READ_BATCH = 512
+FRAGMENT_SAFE = "$@:+,;=!*'()-_.~"  # left as they are in the UI's #/streams/{stream} route
 REALM = 'Basic realm="esdblocal"'
 
 
@@ -331,7 +332,9 @@ class HttpSide:
 
     def _html_redirect(self, stream: str, number: int | None) -> web.Response:
         """``HtmlFeedCodec``: a page that sends a browser to the UI's view of the stream."""
-        target = f"/web/index.html#/streams/{atom.escape(stream)}"
+        # The stream id as the server puts it there (``$`` and all), escaping only what would
+        # end or split the fragment's route ("/", "?", "#", "%", spaces...).
+        target = "/web/index.html#/streams/" + quote(stream, safe=FRAGMENT_SAFE)
         if number is not None:
             target += f"/{number}"
         body = (

@@ -545,6 +545,8 @@ def test_the_ui_redirects(web: Http, esdb: EventStoreDBClient) -> None:
     assert f"/web/index.html#/streams/{stream}".encode() in html.body
     event = web.get(f"/streams/{stream}/0", accept="text/html")
     assert f"#/streams/{stream}/0".encode() in event.body
+    dollar = web.get("/streams/%24ce-a%2Fb", accept="text/html")  # as the server: $ stays
+    assert b'"/web/index.html#/streams/$ce-a%2Fb"' in dollar.body
     slash = web.get(f"/streams/{stream}/?embed=body", accept=ATOM)
     assert slash.status == 307
     assert slash.headers["location"] == f"{web.base}/streams/{stream}?embed=body"
