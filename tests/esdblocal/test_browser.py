@@ -241,6 +241,17 @@ def test_search_and_keyboard(browser: WebDriver, server: EmbeddedServer, categor
     wait_for(browser, "#events tbody tr", f"4@{category}-0")
 
 
+def test_a_missing_event_and_a_missing_stream_say_so(
+    browser: WebDriver, server: EmbeddedServer, category: str
+) -> None:
+    browser.get(f"{server.http_url}/web/index.html#/streams/{category}-0/99")
+    wait_for(browser, ".error", f"There is no event 99 in '{category}-0'")
+    browser.find_element(By.LINK_TEXT, f"Back to {category}-0").click()
+    wait_for(browser, "#events tbody tr", f"24@{category}-0")
+    browser.get(f"{server.http_url}/web/index.html#/streams/nothing-{category}")
+    wait_for(browser, ".error", f"Stream 'nothing-{category}' was not found.")
+
+
 def test_readable_on_a_phone(browser: WebDriver, server: EmbeddedServer, category: str) -> None:
     browser.set_window_size(390, 844)
     try:

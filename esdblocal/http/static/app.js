@@ -440,7 +440,14 @@
     try {
       entry = await getJson(`${streamApi(stream, number)}?embed=tryharder`);
     } catch (error) {
-      if (mine === generation) failure(`${number}@${stream}`, error, stream);
+      if (mine !== generation) return;
+      if (error.status === 404) {
+        page(`${number}@${stream}`, el("p", { class: "error", role: "alert" },
+          `There is no event ${number} in '${stream}' (or it is a link to an event that is gone).`),
+          el("p", {}, el("a", { href: streamRoute(stream) }, `Back to ${stream}`)));
+      } else {
+        failure(`${number}@${stream}`, error, stream);
+      }
       return;
     }
     if (mine !== generation) return;
