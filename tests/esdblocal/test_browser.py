@@ -111,7 +111,7 @@ def wait_for(driver: WebDriver, css: str, text: str | None = None) -> None:
         if text is not None
         else expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
     )
-    WebDriverWait(driver, 15).until(condition)
+    WebDriverWait(driver, 60).until(condition)
 
 
 def shot(driver: WebDriver, name: str) -> None:
@@ -292,7 +292,7 @@ def test_eventstoredbs_own_ui_browses_esdblocal(
         base = f"{node.http_url}/web/index.html"
         browser.get(f"{node.http_url}/")
         wait_for(browser, "body", "Dashboard")
-        WebDriverWait(browser, 5).until(lambda d: "Connections" in d.page_source)
+        WebDriverWait(browser, 60).until(lambda d: "Connections" in d.page_source)
         assert "Not Found" not in browser.find_element(By.TAG_NAME, "body").text
         shot(browser, "ui-dashboard")
         browser.get(f"{base}#/streams")
