@@ -779,12 +779,7 @@ class HttpSide:
         hard = (request.headers.get("ES-HardDelete") or "").lower()
         if hard not in ("", "true", "false"):
             raise bad_request("ES-HardDelete header in wrong format.")
-        try:
-            await self._write("tombstone" if hard == "true" else "delete", stream, expected, ())
-        except HttpError as error:
-            if error.status == 400 and error.headers.get("ES-CurrentVersion") == "-1":
-                raise HttpError(404, "Not Found") from error
-            raise
+        await self._write("tombstone" if hard == "true" else "delete", stream, expected, ())
         return web.Response(status=204, reason="Stream deleted")
 
     # ------------------------------------------------------------------ the node

@@ -500,6 +500,8 @@ def test_delete_soft_and_hard(web: Http, esdb: EventStoreDBClient) -> None:
     wrong = web.request("DELETE", f"/streams/{soft}", {"ES-ExpectedVersion": "7"})
     assert wrong.status == 400 and wrong.headers["es-currentversion"] == "1"
     assert web.request("DELETE", f"/streams/{soft}").status == 204
+    never = web.request("DELETE", f"/streams/never-{uuid4().hex}")
+    assert never.status == 400 and never.headers["es-currentversion"] == "-1"
     with pytest.raises(NotFound):
         list(esdb.get_stream(soft))
     assert web.request("DELETE", f"/streams/{hard}", {"ES-HardDelete": "true"}).status == 204
