@@ -8,6 +8,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -250,6 +251,30 @@ def test_a_missing_event_and_a_missing_stream_say_so(
     wait_for(browser, "#events tbody tr", f"24@{category}-0")
     browser.get(f"{server.http_url}/web/index.html#/streams/nothing-{category}")
     wait_for(browser, ".error", f"Stream 'nothing-{category}' was not found.")
+
+
+def test_a_secure_node_browses_over_https_as_a_user(browser: WebDriver, tmp_path: Path) -> None:
+    """HTTPS on the node's certificates, Basic auth (a person types it into the browser's
+    own prompt, which the API's 401 brings up; here the header is set directly)."""
+    with EmbeddedServer(data_dir=tmp_path, tls=True, http_port=0) as node:
+        with EventStoreDBClient(node.uri_as("admin", "changeit")) as admin:
+            admin.append_to_stream(
+                "secure-1", current_version=StreamState.ANY, events=[NewEvent(type="S", data=b"{}")]
+            )
+        basic = base64.b64encode(b"admin:changeit").decode()
+        browser.execute_cdp_cmd("Security.setIgnoreCertificateErrors", {"ignore": True})
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {basic}"}}
+        )
+        try:
+            browser.get(f"{node.http_url}/web/index.html#/streams/secure-1")
+            wait_for(browser, "#events tbody tr", "0@secure-1")
+            browser.get(f"{node.http_url}/web/index.html#/")
+            wait_for(browser, "#recent", "secure-1")
+        finally:
+            browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+            browser.execute_cdp_cmd("Security.setIgnoreCertificateErrors", {"ignore": False})
 
 
 def test_readable_on_a_phone(browser: WebDriver, server: EmbeddedServer, category: str) -> None:
