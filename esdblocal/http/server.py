@@ -129,19 +129,27 @@ class HttpSide:
     # ------------------------------------------------------------------ lifecycle
 
     def _build(self) -> web.Application:
-        app = web.Application(middlewares=[_answer], client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/streams/{tail:.*}", self._streams)
-        app.router.add_get("/info", self._info)
-        app.router.add_get("/info/options", self._options)
-        app.router.add_get("/gossip", self._gossip)
-        app.router.add_get("/stats", self._stats)
-        app.router.add_get("/stats/{tail:.*}", self._stats)
-        app.router.add_get("/ping", self._ping)
-        app.router.add_get("/license", self._license)
-        app.router.add_get("/esdblocal/streams", self._stream_names)
-        app.router.add_get("/esdblocal/event-types", self._event_types)
-        app.router.add_get("/", self._to_ui)
-        app.router.add_get("/web", self._to_ui)
+        # Handlers are wrapped one by one rather than through an aiohttp middleware: aiohttp
+        # caches middleware chains per handler in a module-level cache, which would keep this
+        # object, and through the log the whole node, alive until the interpreter's exit.
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        routes: list[tuple[str, str, Handler]] = [
+            ("*", "/streams/{tail:.*}", self._streams),
+            ("GET", "/info", self._info),
+            ("GET", "/info/options", self._options),
+            ("GET", "/gossip", self._gossip),
+            ("GET", "/stats", self._stats),
+            ("GET", "/stats/{tail:.*}", self._stats),
+            ("GET", "/ping", self._ping),
+            ("GET", "/license", self._license),
+            ("GET", "/esdblocal/streams", self._stream_names),
+            ("GET", "/esdblocal/event-types", self._event_types),
+            ("GET", "/", self._to_ui),
+            ("GET", "/web", self._to_ui),
+            ("OPTIONS", "/{tail:.*}", _preflight),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route(method, path, _answering(handler))
         app.router.add_static("/web", self._web, show_index=False, follow_symlinks=False)
         return app
 
@@ -224,6 +232,8 @@ class HttpSide:
                 {"Location": location, "Cache-Control": "max-age=31536000, public"},
                 "Moved Permanently",
             )
+        if request.method == "OPTIONS":
+            return await _preflight(request)
         if request.method == "POST":
             return await self._post(request, stream, rest)
         if request.method == "DELETE":
@@ -940,14 +950,17 @@ class HttpSide:
         )
 
 
-@web.middleware
-async def _answer(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _preflight(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=200)
+
+
+def _answering(handler: Handler) -> Handler:
     """HttpError → its status; the server's CORS headers on every answer."""
-    if request.method == "OPTIONS":
-        response: web.StreamResponse = web.Response(status=200)
-    else:
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         try:
             response = await handler(request)
         except HttpError as error:
@@ -958,20 +971,22 @@ async def _answer(
                 content_type=TEXT,
                 headers=error.headers,
             )
-    # The server's CORS answer (ClusterVNode's http pipeline): any origin may read.
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, GET, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = (
-        "Content-Type, X-Requested-With, X-Forwarded-Host, X-Forwarded-Prefix, "
-        "X-PINGOTHER, Authorization, ES-LongPoll, ES-ExpectedVersion, ES-EventId, "
-        "ES-EventType, ES-RequireMaster, ES-RequireLeader, ES-HardDelete, "
-        "ES-ResolveLinkTos, Kurrent-ExpectedVersion, Kurrent-EventId, Kurrent-EventType, "
-        "Kurrent-LongPoll, Kurrent-ResolveLinkTos, Kurrent-HardDelete"
-    )
-    response.headers["Access-Control-Expose-Headers"] = (
-        "Location, ES-Position, ES-CurrentVersion, Kurrent-CurrentVersion"
-    )
-    return response
+        # The server's CORS answer (ClusterVNode's http pipeline): any origin may read.
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, GET, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Content-Type, X-Requested-With, X-Forwarded-Host, X-Forwarded-Prefix, "
+            "X-PINGOTHER, Authorization, ES-LongPoll, ES-ExpectedVersion, ES-EventId, "
+            "ES-EventType, ES-RequireMaster, ES-RequireLeader, ES-HardDelete, "
+            "ES-ResolveLinkTos, Kurrent-ExpectedVersion, Kurrent-EventId, Kurrent-EventType, "
+            "Kurrent-LongPoll, Kurrent-ResolveLinkTos, Kurrent-HardDelete"
+        )
+        response.headers["Access-Control-Expose-Headers"] = (
+            "Location, ES-Position, ES-CurrentVersion, Kurrent-CurrentVersion"
+        )
+        return response
+
+    return answer
 
 
 def _resident_bytes() -> int:

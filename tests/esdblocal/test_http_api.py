@@ -528,6 +528,11 @@ def test_node_endpoints(web: Http) -> None:
     assert member["state"] == "Leader" and member["isAlive"] is True
     stats = web.get("/stats", accept="application/json").json()
     assert stats["proc"]["id"] > 0 and "es" in stats
+    for path in ("/streams/x", "/info"):  # CORS preflight, and the headers on answers
+        preflight = web.request("OPTIONS", path, {"Origin": "http://elsewhere"})
+        assert preflight.status == 200
+        assert "ES-ExpectedVersion" in preflight.headers["access-control-allow-headers"]
+    assert web.get("/info").headers["access-control-allow-origin"] == "*"
     options = web.get("/info/options", accept="application/json").json()
     assert {"name": "EnableAtomPubOverHttp"}.items() <= options[0].items()
 
