@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 # the Procfile (web) exactly $PORT.
 export DATA_DIR ?= var
 export ESDB_PORT ?= 2113
+# esdblocal's HTTP API and stream browser (make run prints the URL).
+export ESDB_HTTP_PORT ?= 2114
 export PORT ?= 8000
 
 .PHONY: run test lint bench clean
@@ -44,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/soak.py --quick
 	$(PY) bench/command_bench.py --quick
 	$(PY) bench/persistent_bench.py
+	$(PY) bench/http_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

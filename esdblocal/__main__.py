@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -28,6 +29,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--advertise-host",
         help="host gossip tells clients to dial (default: localhost when on loopback)",
+    )
+    http = parser.add_argument_group("HTTP API and stream browser")
+    http.add_argument(
+        "--http-port",
+        type=int,
+        help="port of the HTTP API and stream browser (0 picks a free one; default: --port + 1,"
+        " or a free one when --port is 0)",
+    )
+    http.add_argument("--no-http", action="store_true", help="serve gRPC only")
+    http.add_argument(
+        "--web-ui",
+        type=Path,
+        metavar="DIR",
+        help="serve this copy of EventStoreDB's clusternode-web at /web/ instead of"
+        " esdblocal's own stream browser",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
@@ -68,11 +84,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("certificates need --tls")
     if args.tls and args.memory and not (args.certs or any(given)):
         parser.error("--tls with --memory needs --certs DIR (or a certificate) to keep them")
+    if args.web_ui is not None and not (args.web_ui / "index.html").is_file():
+        parser.error(f"--web-ui: no index.html in {args.web_ui}")
+    if args.http_port is None:
+        args.http_port = default_http_port(args.host, args.port)
     try:
         args.users = [parse_user(text) for text in args.user]
     except ValueError as error:
         parser.error(f"--user: {error}")
     return args
+
+
+def default_http_port(host: str, port: int) -> int:
+    """``port + 1`` when it is free, else any free port (0): the URL is printed either way."""
+    if port == 0:
+        return 0
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port + 1))
+        except OSError:
+            return 0
+    return port + 1
 
 
 def security(args: argparse.Namespace) -> Security | None:
@@ -101,6 +133,8 @@ async def main(args: argparse.Namespace) -> None:
             None if args.memory else args.data,
             args.advertise_host,
             security=secure,
+            http_port=None if args.no_http else args.http_port,
+            web_ui=args.web_ui,
         )
     )
     loop = asyncio.get_running_loop()

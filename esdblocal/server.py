@@ -22,6 +22,7 @@ from esdbclient.protos.Grpc import gossip_pb2_grpc, persistent_pb2_grpc, streams
 
 from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
+from esdblocal.http import HttpSide, NodeInfo
 from esdblocal.hub import Hub
 from esdblocal.security import Authenticate, Users
 from esdblocal.service import Gossip, Streams
@@ -52,6 +53,8 @@ class Node:
         data_dir: Path | None,
         advertise_host: str | None = None,
         security: Security | None = None,
+        http_port: int | None = None,
+        web_ui: Path | None = None,
     ) -> None:
         self.host = host
         self.advertise_host = advertise_host or default_advertise_host(host)
@@ -83,6 +86,14 @@ class Node:
         persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
             PersistentSubscriptions(self.store, self._hub, self._readers, users), self._server
         )
+        # The HTTP API and stream browser, on a port of its own (None: off).
+        self.http: HttpSide | None = None
+        if http_port is not None:
+            node = NodeInfo(self.advertise_host, lambda: self.port)
+            self.http = HttpSide(
+                self.store, self._hub, self._readers, host, http_port, node, users,
+                security.tls if security is not None else None, web_ui,
+            )  # fmt: skip
 
     def _committed(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
         """Writer thread → loop, once per group: answers for writers, events for the hub."""
@@ -120,8 +131,17 @@ class Node:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host}:{self._requested_port}")
         await self._server.start()
+        if self.http is not None:
+            await self.http.start()
+
+    @property
+    def http_url(self) -> str | None:
+        """Where the HTTP API and the stream browser are (None: the HTTP side is off)."""
+        return self.http.url if self.http is not None else None
 
     async def stop(self, grace: float = 1.0) -> None:
+        if self.http is not None:
+            await self.http.stop()
         await self._server.stop(grace)
         self.store.close()
         self._readers.shutdown(wait=True)
@@ -149,11 +169,15 @@ async def serve(
     advertise_host: str | None = None,
     ready: asyncio.Event | None = None,
     security: Security | None = None,
+    http_port: int | None = None,
+    web_ui: Path | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
-    node = Node(host, port, data_dir, advertise_host, security)
+    node = Node(host, port, data_dir, advertise_host, security, http_port, web_ui)
     await node.start()
     print(node.uri, flush=True)
+    if node.http_url is not None:  # the second line: the first is the connection string
+        print(f"esdblocal: stream browser and HTTP API at {node.http_url}/web/", flush=True)
     try:
         if ready is not None:
             ready.set()
@@ -177,9 +201,13 @@ class EmbeddedServer:
         data_dir: Path | str | None = None,
         tls: bool = False,
         users: Users | None = None,
+        http_port: int | None = None,
+        web_ui: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.http_port = http_port
+        self.web_ui = web_ui
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self.security: Security | None = None
@@ -203,6 +231,12 @@ class EmbeddedServer:
         assert self._node is not None, "the server is not running"
         return self._node.uri
 
+    @property
+    def http_url(self) -> str:
+        """The HTTP side's base URL (``EmbeddedServer(http_port=0)`` turns it on)."""
+        assert self._node is not None and self._node.http_url is not None, "no HTTP side"
+        return self._node.http_url
+
     def uri_as(self, user: str = "admin", password: str = "changeit") -> str:
         """The connection string with credentials (a secure node's default admin by default)."""
         return with_credentials(self.uri, user, password)
@@ -222,7 +256,14 @@ class EmbeddedServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         try:
-            self._node = Node(self.host, self.port, self.data_dir, security=self.security)
+            self._node = Node(
+                self.host,
+                self.port,
+                self.data_dir,
+                security=self.security,
+                http_port=self.http_port,
+                web_ui=self.web_ui,
+            )
             await self._node.start()
         except BaseException as error:
             self._error = error

@@ -648,6 +648,39 @@ class Store:
             ).fetchone()
         return Recorded._make(row) if row else None
 
+    def last_revision(self, name: str) -> int:
+        """The stream's last revision as written (-1: none), ignoring metadata."""
+        with self._reader() as db:
+            row = db.execute("SELECT last_revision FROM streams WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else -1
+
+    def stream_names(
+        self, prefix: str, limit: int, newest_first: bool = False
+    ) -> list[tuple[str, int]]:
+        """Streams whose name starts with ``prefix``, with their last revision.
+
+        By name, or ``newest_first``: the most recently created first.
+        """
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT name, last_revision FROM streams WHERE name LIKE ? ESCAPE '\\'"
+                " AND last_revision >= 0 ORDER BY "
+                + ("id DESC" if newest_first else "name")
+                + " LIMIT ?",
+                (pattern, limit),
+            ).fetchall()
+        return [(name, last) for name, last in rows]
+
+    def event_types(self, limit: int) -> list[tuple[str, int]]:
+        """Event types in the log with how many events have each, most used first."""
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT type, COUNT(*) FROM events GROUP BY type ORDER BY COUNT(*) DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(name, number) for name, number in rows]
+
     @staticmethod
     def _base_tombstoned(db: sqlite3.Connection, name: str) -> bool:
         """``$$x`` reads as deleted once ``x`` is tombstoned (writing it still works)."""
