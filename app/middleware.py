@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -15,7 +15,9 @@ log = logging.getLogger("app.access")
 class RequestContext:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         incoming = req.get_header("X-Request-Id")
-        req.context.request_id = incoming if incoming and len(incoming) <= 200 else uuid.uuid4().hex
+        req.context.request_id = (
+            incoming if incoming and len(incoming) <= 200 else secrets.token_hex(16)
+        )
         req.context.started = time.perf_counter()
 
     def process_response(
