@@ -44,7 +44,7 @@ class Aggregate(Generic[S]):
 
     def evolve(self, state: S, recorded_type: str, data: bytes) -> S:
         """``state`` after one recorded event, or ``ImpossibleEvent`` (domain.history)."""
-        return evolve(self.events, self.apply, state, recorded_type, data)
+        return evolve(self.events, self.apply, state, recorded_type, data)  # one meaning
 
 
 @functools.cache

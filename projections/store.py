@@ -107,10 +107,8 @@ QUARANTINE = (
 )
 # The change feed: one entry per event that moved a row's version, committed with the rows.
 CHANGES = (
-    "CREATE TABLE IF NOT EXISTS changes (position INTEGER NOT NULL, category TEXT NOT NULL,"
-    " id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, time REAL,"
-    " PRIMARY KEY (category, id, version)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS changes_position ON changes (position);"
+    "CREATE TABLE IF NOT EXISTS changes (position INTEGER PRIMARY KEY, category TEXT NOT NULL,"
+    " id TEXT NOT NULL, version INTEGER NOT NULL, type TEXT NOT NULL, time REAL);"
 )
 SCHEMA = (
     QUARANTINE + CHANGES + "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
@@ -284,6 +282,7 @@ class Writer:
                 streams[target].append(event)
         blocks: dict[tuple[str, int, int], int] = defaultdict(int)
         next_ordinal: dict[str, int] = {}
+        changes: list[tuple[Any, ...]] = []  # the change feed's entries, written at once
         applied = 0
         for (view, row_id), recorded in streams.items():
             row = db.execute(
@@ -334,10 +333,9 @@ class Writer:
                 if active != row[2]:
                     blocks[(view.table, row[2], ordinal // BLOCK)] -= 1
                     blocks[(view.table, active, ordinal // BLOCK)] += 1
-            db.executemany(
-                "INSERT OR IGNORE INTO changes VALUES (?, ?, ?, ?, ?, ?)",
-                ((e.position, view.category, row_id, e.version, e.type, e.time) for e in moved),
-            )
+            changes += [
+                (e.position, view.category, row_id, e.version, e.type, e.time) for e in moved
+            ]
             text = view.search_text(state).lower()  # SQLite's lower() knows only ASCII
             if row is not None and (text, active) == (row_text, row[2]):
                 continue  # a stock change: what search matches is unchanged
@@ -347,6 +345,7 @@ class Writer:
                 "INSERT INTO search (rowid, text, kind, active) VALUES (?, ?, ?, ?)",
                 (rowid, text, view.category, active),
             )
+        db.executemany("INSERT OR IGNORE INTO changes VALUES (?, ?, ?, ?, ?, ?)", changes)
         for (table, active, _), n in list(blocks.items()):
             blocks[(table, active, TOTAL)] += n
         db.executemany(
@@ -384,12 +383,11 @@ def quarantine_of(directory: Path) -> list[Quarantined]:
 
 
 def _fits(values: Iterable[Any]) -> None:
-    """Every column value within what the read store and JSON clients keep exactly."""
+    """Every integer within what JSON clients hold exactly (what SQLite cannot bind, such as
+    a lone surrogate, fails the batch and is isolated by ``Writer.commit``)."""
     for value in values:
-        if isinstance(value, int) and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        if type(value) is int and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             raise ImpossibleEvent(f"{value} is beyond what JSON clients hold exactly")
-        if isinstance(value, str):
-            value.encode()  # UnicodeEncodeError (lone surrogates): not UTF-8 text
 
 
 def _text(value: str) -> str:
@@ -550,8 +548,8 @@ class ReadModels:
         return Page(total, [view.record(row) for row in rows])
 
     def changes(self, after: int, limit: int, categories: Sequence[str]) -> list[Change]:
-        """The feed after commit position ``after``, in commit order (and version order within
-        one commit), at most ``limit`` entries of these categories."""
+        """The feed after commit position ``after``, in commit order, at most ``limit``
+        entries of these categories."""
         db = self._db()
         if db is None:
             return []
@@ -560,7 +558,7 @@ class ReadModels:
             rows = db.execute(
                 "SELECT position, category, id, version, type, time FROM changes"
                 f" WHERE position > ? AND category IN ({marks})"
-                " ORDER BY position, version LIMIT ?",
+                " ORDER BY position LIMIT ?",
                 (after, *categories, limit),
             ).fetchall()
         except sqlite3.OperationalError:  # a generation from before the feed
