@@ -399,7 +399,7 @@ function itemActions(url, item, etag) {
       { class: "card", id },
       h("h2", {}, title),
       input ? field(input.dataset.label, input) : null,
-      h("button", { type: "submit" }, title),
+      h("button", { type: "submit", class: method === "DELETE" ? "danger" : null }, title),
       h("div", { class: "outcome" }),
     );
     form.addEventListener("submit", (event) => {
@@ -659,7 +659,7 @@ async function route(navigated = false) {
     content = [h("h1", { tabindex: "-1" }, "Something went wrong"), errorBox(error)];
   }
   if (ticket !== rendering) return; // a newer navigation won
-  main.replaceChildren(...(flash ? [flash] : []), ...content);
+  main.replaceChildren(...[flash, ...content].filter(Boolean));
   flash = null;
   main.dataset.view = path;
   main.removeAttribute("aria-busy");
