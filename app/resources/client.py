@@ -80,9 +80,9 @@ class ClientApp:
         resp.set_header("Content-Security-Policy", POLICY)
         resp.set_header("X-Content-Type-Options", "nosniff")
         resp.set_header("Referrer-Policy", "no-referrer")
-        resp.content_type = asset.content_type
         tags = req.if_none_match
         if tags and any(tag == "*" or str(tag) == asset.etag for tag in tags):
-            resp.status = falcon.HTTP_304
+            resp.status = falcon.HTTP_304  # no body, so no Content-Type either
             return
+        resp.content_type = asset.content_type
         resp.data = asset.body
