@@ -407,7 +407,7 @@ function itemActions(url, item, etag) {
       const payload = body();
       perform(
         {
-          label: `${title}${input ? ` ${input.value}` : ""}`,
+          label: input ? `${title} ${input.dataset.say}${input.value}${input.dataset.end || ""}` : title,
           command,
           url,
           body: payload,
@@ -421,11 +421,11 @@ function itemActions(url, item, etag) {
     });
     forms.push(form);
   };
-  const newName = h("input", { name: "newName", required: true, maxlength: "200", value: item.name, dataset: { label: "New name" } });
+  const newName = h("input", { name: "newName", required: true, maxlength: "200", value: item.name, dataset: { label: "New name", say: "to “", end: "”" } });
   action("rename", "Rename", "RenameInventoryItemCommand", newName, () => ({ newName: newName.value }));
-  const inCount = h("input", { name: "count", type: "number", min: "1", required: true, value: "1", dataset: { label: "How many" } });
+  const inCount = h("input", { name: "count", type: "number", min: "1", required: true, value: "1", dataset: { label: "How many", say: "" } });
   action("check-in", "Check in", "CheckInItemsToInventoryCommand", inCount, () => ({ count: Number(inCount.value) }));
-  const outCount = h("input", { name: "count", type: "number", min: "1", required: true, value: "1", dataset: { label: "How many" } });
+  const outCount = h("input", { name: "count", type: "number", min: "1", required: true, value: "1", dataset: { label: "How many", say: "" } });
   action("remove", "Remove", "RemoveItemsFromInventoryCommand", outCount, () => ({ count: Number(outCount.value) }));
   action("deactivate", "Deactivate", "DeactivateInventoryItemCommand", null, () => ({}), "DELETE");
   return h("div", { class: "actions" }, forms);
