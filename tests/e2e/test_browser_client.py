@@ -235,9 +235,12 @@ def test_an_item_through_its_life(browser: WebDriver) -> None:
     assert "PUT" in log and "domain-model=RenameInventoryItemCommand" in log
     assert "If-Match:" in log
     assert "Commit-Position sent:" in log  # the read after the write presented its position
-    fill(d, "#check-in input[name=count]", "5")
-    press(d, "#check-in button")
+    fill(d, "#check-in input[name=count]", "5", submit=True)
     shows(d, "#item-count", "5")
+    # The view is rendered again after the write; the keyboard stays where it was.
+    focused = d.switch_to.active_element
+    assert focused.get_attribute("name") == "count"
+    assert d.execute_script("return document.activeElement.closest('form').id") == "check-in"
     fill(d, "#remove input[name=count]", "2")
     press(d, "#remove button")
     shows(d, "#item-count", "3")

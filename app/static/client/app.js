@@ -262,6 +262,16 @@ async function itemsView(params) {
   ];
 }
 
+// A random UUID; crypto.randomUUID exists only in secure contexts (https, localhost), and a
+// team may well open the client over plain http on another host.
+function uuid4() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 function idOf(location_) {
   return location_ ? location_.split("/").pop() : "";
 }
@@ -288,7 +298,7 @@ async function carsView(params) {
     mileage: 0,
     vin: "",
     condition: "excellent",
-    owner: crypto.randomUUID(),
+    owner: uuid4(),
   };
   const form = carForm(fresh, false, "create-car");
   form.prepend(h("h2", {}, "New car"));
@@ -650,6 +660,10 @@ async function route(navigated = false) {
   const [path, query] = hash.split("?");
   const params = new URLSearchParams(query || "");
   const ticket = ++rendering;
+  // After a write the view is rendered again: keep the keyboard where it was.
+  const active = document.activeElement;
+  const form = active && active !== main ? active.closest("form[id]") : null;
+  const keep = form ? `#${form.id} ${active.name ? `[name="${active.name}"]` : active.localName}` : null;
   main.setAttribute("aria-busy", "true");
   let content;
   try {
@@ -668,6 +682,7 @@ async function route(navigated = false) {
     else link.removeAttribute("aria-current");
   }
   if (navigated) main.querySelector("h1")?.focus();
+  else if (keep) main.querySelector(keep)?.focus();
   document.getElementById("forget-key").hidden = !apiKey();
 }
 
