@@ -222,6 +222,31 @@ def create_item(base: str, name: str) -> str:
     return path.rsplit("/", 1)[1]
 
 
+def create_car(base: str) -> str:
+    port = int(base.rsplit(":", 1)[1])
+    bearer = f"Bearer {KEY}"
+    car = {
+        "year": 2021,
+        "make": "BMW",
+        "model": "M5",
+        "color": "blue",
+        "mileage": 10,
+        "vin": "WBA3A5C51DF000777",
+        "condition": "good",
+        "owner": "7f0c6b5e-2d4a-4f1e-9a57-3c2b1d0e9f8a",
+    }
+    status, headers, _ = call(
+        port, "POST", "/v1/cars", car, Content_Type="application/json", Authorization=bearer
+    )
+    assert status == 202
+    path = "/v1/cars/" + headers["location"].rsplit("/", 1)[1]
+    status, _, _ = call(
+        port, "GET", path, Authorization=bearer, Commit_Position=headers["commit-position"]
+    )
+    assert status == 200
+    return path.rsplit("/", 1)[1]
+
+
 def test_an_item_through_its_life(browser: WebDriver) -> None:
     d = browser
     go(d, "#/items")
@@ -377,5 +402,31 @@ def test_a_conflicting_edit_from_another_window_is_a_412_to_resolve(
         assert history_types(second)[1:] == ["InventoryItemRenamed", "InventoryItemRenamed"]
         assert text(second, "#item-etag") != stale
         shot(second, "conflict-resolved")
+
+        # A car: the second window's reapplied PUT keeps the first window's change and adds
+        # only its own, so that PUT produces one event.
+        car = f"#/cars/{create_car(base)}"
+        go(first, car)
+        go(second, car)
+        shows(second, "#car-title", "2021 BMW M5")
+        shows(first, "#car-title", "2021 BMW M5")
+        color = "#edit-car select[name=color]"
+        Select(first.find_element(By.CSS_SELECTOR, color)).select_by_value("white")
+        press(first, "#save-car")
+        until(first, lambda d: "ColorChanged" in text(d, "#put-events"))
+        fill(second, "#edit-car input[name=mileage]", "500", submit=True)
+        until(second, lambda d: d.find_element(By.ID, "conflict"))
+        press(second, "#conflict-reload")
+        until(second, lambda d: '"white"' in text(d, "#conflict-mine"))
+        assert '"mileage": 500' in text(second, "#conflict-mine")
+        press(second, "#conflict-reapply")
+        until(second, lambda d: d.find_element(By.ID, "put-events"))
+        assert [
+            li.text.split(" ")[0] for li in second.find_elements(By.CSS_SELECTOR, "#put-events li")
+        ] == ["MileageChanged"]
+        assert (
+            Select(second.find_element(By.CSS_SELECTOR, color)).first_selected_option.text
+            == "white"
+        )
     finally:
         close(second, "two")
