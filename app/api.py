@@ -31,6 +31,7 @@ from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
 from app.queries.timeline import Timeline
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
 from app.resources.changes import Changes, Slots
+from app.resources.client import ClientApp
 from app.settings import ConfigurationError, Settings
 from app.snapshots import Snapshots
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
@@ -137,4 +138,9 @@ def create_app(
     mount("/v1/openapi.json", OpenAPIDocument(routes))
     mount("/healthz", HealthCheck(routes))
     mount("/readyz", ReadinessCheck(routes, store, reads))
+    # The browser client: static files for people, not an API resource (not in the table).
+    client = ClientApp()
+    app.add_route("/app", client)
+    app.add_route("/app/", client, suffix="index")
+    app.add_route("/app/{name}", client, suffix="asset")
     return app

@@ -8,7 +8,8 @@ the API runs open (the embedded default, said loudly at start-up); ``REQUIRE_AUT
 makes that a start-up error instead.
 
 Health checks, OPTIONS, the OpenAPI document and the error pages stay public: load
-balancers and documentation tools must reach them without a key.
+balancers and documentation tools must reach them without a key. So do the browser client's
+files (``/app/``): they hold no data, and the page asks for a key when the API wants one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from app.problems import FORBIDDEN, UNAUTHORIZED, Problem
 
 SCOPES = ("read", "write")
 READ_METHODS = ("GET", "HEAD")
-PUBLIC = ("/healthz", "/readyz", "/v1/openapi.json", "/v1/errors")
+# The browser client's files are public too: they hold no data, and the page asks for a key.
+PUBLIC = ("/healthz", "/readyz", "/v1/openapi.json", "/v1/errors", "/app/")
+CLIENT = "/app"
 CHALLENGE = 'Bearer realm="api"'
 
 
@@ -87,7 +90,12 @@ class Authentication:
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
     ) -> None:
         req.context.principal = None
-        if self.open or req.method == "OPTIONS" or req.path.startswith(PUBLIC):
+        if (
+            self.open
+            or req.method == "OPTIONS"
+            or req.path.startswith(PUBLIC)
+            or req.path == CLIENT
+        ):
             return
         scheme, _, presented = (req.auth or "").partition(" ")
         if scheme.lower() != "bearer" or not presented:
