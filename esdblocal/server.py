@@ -18,19 +18,40 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from esdbclient.protos.Grpc import gossip_pb2_grpc, persistent_pb2_grpc, streams_pb2_grpc
+from esdbclient.protos.Grpc import (
+    gossip_pb2,
+    gossip_pb2_grpc,
+    persistent_pb2,
+    persistent_pb2_grpc,
+    projections_pb2,
+    projections_pb2_grpc,
+    streams_pb2,
+    streams_pb2_grpc,
+)
 
 from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
 from esdblocal.hub import Hub
+from esdblocal.projections.manager import RUN_SYSTEM, ProjectionManager
 from esdblocal.security import Authenticate, Users
 from esdblocal.service import Gossip, PersistentSubscriptions, Streams
+from esdblocal.services import server_features
+from esdblocal.services.projections import Projections
 from esdblocal.store import Outcome, Recorded, Store
 
 DB_FILE = "log.sqlite3"
 READER_THREADS = 4
 # esdbclient accepts messages up to 17 MiB; the server's own limit is the same.
 MAX_MESSAGE = 17 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    """--run-projections and --start-standard-projections; the defaults are what the real
+    server's --dev gives: the system projections, started."""
+
+    run: str = RUN_SYSTEM
+    start_standard: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,7 @@ class Node:
         data_dir: Path | None,
         advertise_host: str | None = None,
         security: Security | None = None,
+        projections: ProjectionOptions | None = None,
     ) -> None:
         self.host = host
         self.advertise_host = advertise_host or default_advertise_host(host)
@@ -82,6 +104,21 @@ class Node:
         persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
             PersistentSubscriptions(), self._server
         )
+        options = projections or ProjectionOptions()
+        self.projections = ProjectionManager(
+            self.store, self._hub, self._readers, options.run, options.start_standard
+        )
+        served = [
+            streams_pb2.DESCRIPTOR.services_by_name["Streams"],
+            gossip_pb2.DESCRIPTOR.services_by_name["Gossip"],
+            persistent_pb2.DESCRIPTOR.services_by_name["PersistentSubscriptions"],
+        ]
+        if self.projections.enabled:  # without the subsystem the service is not there
+            projections_pb2_grpc.add_ProjectionsServicer_to_server(
+                Projections(self.projections), self._server
+            )
+            served.append(projections_pb2.DESCRIPTOR.services_by_name["Projections"])
+        self._server.add_generic_rpc_handlers((server_features.handler(served),))
 
     def _committed(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
         """Writer thread → loop, once per group: answers for writers, events for the hub."""
@@ -119,11 +156,13 @@ class Node:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host}:{self._requested_port}")
         await self._server.start()
+        await self.projections.start()
 
     async def stop(self, grace: float = 1.0) -> None:
         await self._server.stop(grace)
+        await self.projections.stop()
+        self._readers.shutdown(wait=True)  # no read may still be using the log's connection
         self.store.close()
-        self._readers.shutdown(wait=True)
 
 
 def default_advertise_host(host: str) -> str:
@@ -148,9 +187,10 @@ async def serve(
     advertise_host: str | None = None,
     ready: asyncio.Event | None = None,
     security: Security | None = None,
+    projections: ProjectionOptions | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
-    node = Node(host, port, data_dir, advertise_host, security)
+    node = Node(host, port, data_dir, advertise_host, security, projections)
     await node.start()
     print(node.uri, flush=True)
     try:
@@ -176,9 +216,11 @@ class EmbeddedServer:
         data_dir: Path | str | None = None,
         tls: bool = False,
         users: Users | None = None,
+        projections: ProjectionOptions | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.projection_options = projections
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self.security: Security | None = None
@@ -221,7 +263,13 @@ class EmbeddedServer:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         try:
-            self._node = Node(self.host, self.port, self.data_dir, security=self.security)
+            self._node = Node(
+                self.host,
+                self.port,
+                self.data_dir,
+                security=self.security,
+                projections=self.projection_options,
+            )
             await self._node.start()
         except BaseException as error:
             self._error = error

@@ -309,11 +309,15 @@ class _Reader:
         return ReadResp(event=read_event)
 
     def _resolve(self, link: Recorded) -> Recorded | None:
-        revision, _, stream = link.data.decode(errors="replace").partition("@")
+        """The link's target as a read of its stream sees it: None when deleted, truncated
+        ($tb, $maxCount, $maxAge) or never written (the link then comes alone)."""
+        revision_text, _, stream = link.data.decode(errors="replace").partition("@")
         try:
-            return self._store.read_event(stream, int(revision))
-        except ValueError:
+            revision = int(revision_text)
+            page = self._store.read_stream(stream, revision, False, 1)
+        except (ValueError, StreamNotFound, StreamDeleted):
             return None
+        return page[0] if page and page[0].revision == revision else None
 
     def _recorded(self, record: Recorded) -> Any:
         return RecordedEventPb(
@@ -734,7 +738,13 @@ def _proposed(message: Any) -> Proposed:
 
 
 def _size(events: Sequence[Proposed]) -> int:
-    return sum(len(e.type) + len(e.data) + len(e.metadata) for e in events)
+    """An append's size as the server counts it toward the limit: the data bytes.
+
+    ``Event.SizeOnDisk`` reads ``data?.Length ?? 0 + metadata?.Length ?? 0 + type.Length * 2``,
+    which C# parses as ``data?.Length ?? (…)``: with data present, only its length counts
+    (23.x and 24.x; so 30,000 small JSON events fit in one append).
+    """
+    return sum(len(e.data) for e in events)
 
 
 def _uuid(value: str, structured: bool) -> shared_pb2.UUID:

@@ -1,0 +1,1 @@
+"""gRPC glue, one module per service as the real server splits them."""
