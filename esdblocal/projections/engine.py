@@ -66,7 +66,10 @@ class Runner:
         submit: Submit,
         on_fault: Callable[[str], None] | None = None,
         stop_when_caught_up: bool = False,
+        worker: Executor | None = None,
     ) -> None:
+        """``worker``: a thread to run the processor on (JavaScript must not hold up the
+        loop); None runs it on the loop (the system projections are quick)."""
         self.name = name
         self._store = store
         self._hub = hub
@@ -75,6 +78,7 @@ class Runner:
         self._submit = submit
         self._on_fault = on_fault
         self._stop_when_caught_up = stop_when_caught_up
+        self._worker = worker
         self.completed = False
         self._task: asyncio.Task[None] | None = None
         self.status = "Stopped"
@@ -141,18 +145,21 @@ class Runner:
                         return
                     await changed.wait()
                     continue
-                emitted: list[Emitted] = []
-                for record in page:
-                    try:
-                        out = self.processor.process(record)
-                    except Exception as error:  # the projection's own code failed
-                        await self._fault(error, record)
-                        return
-                    if out:
-                        emitted.extend(out)
-                        self._handled_since_checkpoint += 1
-                        self.events_processed_after_restart += 1
-                    last = record.position
+                if self._worker is not None:
+                    outcome = await loop.run_in_executor(self._worker, self._process, page)
+                else:
+                    outcome = self._process(page)
+                emitted, processed, handled, failure = outcome
+                self._handled_since_checkpoint += handled
+                self.events_processed_after_restart += handled
+                if processed:
+                    last = processed
+                if failure is not None:
+                    if emitted:
+                        await self._submit(emitted, {self.name: last})
+                    self.position = last
+                    await self._fault(*failure)
+                    return
                 if self._handled_since_checkpoint >= CHECKPOINT_HANDLED_THRESHOLD:
                     checkpoint = self.processor.checkpoint_event(last)
                     if checkpoint is not None:
@@ -168,6 +175,24 @@ class Runner:
             raise
         except Exception as error:  # the log failed under us: stop, say why
             await self._fault(error, None)
+
+    def _process(
+        self, page: list[Recorded]
+    ) -> tuple[list[Emitted], int, int, tuple[Exception, Recorded] | None]:
+        """Emitted events, the position reached, how many events emitted, and a failure."""
+        emitted: list[Emitted] = []
+        handled = 0
+        last = 0
+        for record in page:
+            try:
+                out = self.processor.process(record)
+            except Exception as error:  # the projection's own code failed
+                return emitted, last, handled, (error, record)
+            if out:
+                emitted.extend(out)
+                handled += 1
+            last = record.position
+        return emitted, last, handled, None
 
     async def _fault(self, error: BaseException, record: Recorded | None) -> None:
         where = f" at {record.revision}@{record.stream}" if record is not None else ""

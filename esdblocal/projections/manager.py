@@ -84,6 +84,7 @@ class Managed:
     user: Any = None  # UserProjection, when compiled
     runner: Runner | None = None
     fault: str = ""  # why the query did not compile
+    worker: Executor | None = None  # the thread its JavaScript runs on
 
     @property
     def status(self) -> str:
@@ -155,9 +156,7 @@ class ProjectionManager:
     async def stop(self) -> None:
         for managed in self.projections.values():
             await self._halt(managed)
-            if managed.user is not None:
-                managed.user.close()
-                managed.user = None
+            self._close(managed)
 
     async def restart(self) -> None:
         await self.stop()
@@ -180,6 +179,7 @@ class ProjectionManager:
             if managed.fault:
                 return
             processor = managed.user
+            await self._load_state(managed)
         managed.runner = Runner(
             managed.name,
             self._store,
@@ -188,14 +188,19 @@ class ProjectionManager:
             processor,
             self._submit,
             stop_when_caught_up=managed.mode != CONTINUOUS,
+            worker=managed.worker,
         )
         managed.runner.start()
 
     async def _compile(self, managed: Managed) -> None:
-        from esdblocal.projections.user import UserProjection
+        from esdblocal.projections.user import UserProjection, js_thread
 
+        managed.worker = js_thread()
+        loop = asyncio.get_running_loop()
         try:
-            user = UserProjection(
+            managed.user = await loop.run_in_executor(
+                managed.worker,
+                UserProjection,
                 managed.name,
                 managed.projection_id,
                 managed.query,
@@ -206,10 +211,20 @@ class ProjectionManager:
             managed.fault = str(error)
             return
         managed.fault = ""
+
+    async def _load_state(self, managed: Managed) -> None:
+        """The state as last committed with the checkpoint (on the projection's own thread,
+        after anything still running there)."""
+        checkpoint: dict[str, Any] = {}
         if await self._durable_position(managed.name) is not None:
-            last = await self._last_json(f"$projections-{managed.name}-checkpoint")
-            user.load(last or {})
-        managed.user = user
+            checkpoint = await self._last_json(f"$projections-{managed.name}-checkpoint") or {}
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(managed.worker, managed.user.load, checkpoint)
+
+    def _close(self, managed: Managed) -> None:
+        if managed.user is not None and managed.worker is not None:
+            managed.worker.submit(managed.user.close)  # after anything it still runs
+        managed.user = None
 
     async def _halt(self, managed: Managed) -> None:
         if managed.runner is not None:
@@ -270,9 +285,7 @@ class ProjectionManager:
             managed.query = query
             if emit_enabled is not None:
                 managed.emit_enabled = emit_enabled
-            if managed.user is not None:
-                managed.user.close()
-                managed.user = None
+            self._close(managed)
             managed.fault = ""
             await self._persist(managed)
             await self._compile(managed)
@@ -339,8 +352,7 @@ class ProjectionManager:
                     REGISTRATION_STREAM, "$ProjectionDeleted", name.encode(), json_data=False
                 )
                 await self._soft_delete(f"$projections-{name}")
-            if managed.user is not None:
-                managed.user.close()
+            self._close(managed)
 
     def state(self, name: str, partition: str) -> Any:
         managed = self.get(name)

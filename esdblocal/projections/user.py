@@ -12,6 +12,8 @@ change, so a restarted projection carries on from exactly what it wrote last.
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,24 @@ from esdblocal.projections.engine import Faulted, checkpoint_event
 from esdblocal.store import Emitted, Proposed, Recorded, Store
 
 PRELUDE = Path(__file__).with_name("prelude.js").read_text()
+_js_thread: ThreadPoolExecutor | None = None
+_js_thread_lock = threading.Lock()
+
+
+def js_thread() -> ThreadPoolExecutor:
+    """The one thread every user projection's JavaScript runs on, process-wide.
+
+    mini-racer crashes the process when V8 contexts are created on two different threads
+    while both live; one thread for all of them (and for every call into them) avoids it,
+    and keeps JavaScript off the event loop.
+    """
+    global _js_thread
+    with _js_thread_lock:
+        if _js_thread is None:
+            _js_thread = ThreadPoolExecutor(1, thread_name_prefix="esdblocal-js")
+        return _js_thread
+
+
 # ProjectionExecutionTimeout's default (ms): a handler running longer faults the projection.
 EXECUTION_TIMEOUT_MS = 250
 JSON = "application/json"
@@ -88,6 +108,7 @@ class UserProjection:
     # ---- state
 
     def load(self, checkpoint: dict[str, Any]) -> None:
+        self._dirty = False
         self.states = {k: json.dumps(v) for k, v in checkpoint.get("states", {}).items()}
         self.emitted_streams = set(checkpoint.get("emittedStreams", []))
 

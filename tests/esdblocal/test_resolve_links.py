@@ -91,7 +91,7 @@ def test_subscriptions_resolve_links_history_and_live(client: EventStoreDBClient
 
 
 def test_a_link_whose_target_is_gone(esdb_uri: str, client: EventStoreDBClient) -> None:
-    cat, stream, events = setup(client)
+    cat, stream, _ = setup(client)
     client.delete_stream(stream, current_version=1)
     ce = links(client, f"$ce-{cat}", 3)  # the delete is linked too
     assert ce[2].data == f"0@$${stream}".encode()
