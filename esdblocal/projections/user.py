@@ -63,11 +63,13 @@ class Definition:
     result_stream: str | None = None
     handled: list[str] = field(default_factory=list)
 
-    def selects(self, record: Recorded) -> bool:
+    def selects(self, record: Recorded, stream: str) -> bool:
+        """Whether the sources take ``record``; ``stream`` is the stream it belongs to (the
+        deleted stream for a soft delete in its metastream)."""
         if self.streams:
-            return record.stream in self.streams
+            return stream in self.streams
         if self.categories:
-            return system.category(record.stream) in self.categories
+            return system.category(stream) in self.categories
         return self.all and system.passes_source(record)
 
 
@@ -124,7 +126,10 @@ class UserProjection:
     # ---- processing
 
     def process(self, record: Recorded) -> list[Emitted]:
-        if not self.definition.selects(record) or not system.valid_content(record):
+        deleted = system.deleted_stream(record)
+        if not self.definition.selects(record, deleted or record.stream):
+            return []
+        if not system.valid_content(record):
             return []
         event = record
         link: Recorded | None = None
@@ -134,7 +139,6 @@ class UserProjection:
             if resolved is None:
                 return []
             event = resolved
-        deleted = system.deleted_stream(record)
         handled = self.definition.handled
         if deleted is None and event.type not in handled and "$any" not in handled:
             return []  # the reader only asks for the event types the handlers name
