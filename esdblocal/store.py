@@ -110,6 +110,9 @@ class Emitted:
     stream: str
     event: Proposed
     new_stream_metadata: bytes | None = None
+    # After a projection's reset, its first write to a stream hides what the old epoch
+    # wrote: $tb moves to the end (EmittedStream's "new logical stream").
+    truncate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +464,12 @@ class Store:
                 meta = self._stream(metastream_of(item.stream))
                 if meta.last_revision < 0:
                     self._add_row(meta, _metadata_event_raw(item.new_stream_metadata), rows)
+            elif item.truncate and stream.last_revision >= 0:
+                metadata = self._raw_metadata(item.stream)
+                metadata["$tb"] = stream.last_revision + 1
+                self._add_row(
+                    self._stream(metastream_of(item.stream)), _metadata_event(metadata), rows
+                )
             position = self._add_row(stream, item.event, rows)
         for name, at in (request.checkpoints or {}).items():
             if at < 0:

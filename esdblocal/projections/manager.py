@@ -215,9 +215,9 @@ class ProjectionManager:
     async def _load_state(self, managed: Managed) -> None:
         """The state as last committed with the checkpoint (on the projection's own thread,
         after anything still running there)."""
-        checkpoint: dict[str, Any] = {}
-        if await self._durable_position(managed.name) is not None:
-            checkpoint = await self._last_json(f"$projections-{managed.name}-checkpoint") or {}
+        # Written with every change of state and with the position, in one transaction (a
+        # reset writes an empty one of the next epoch).
+        checkpoint = await self._last_json(f"$projections-{managed.name}-checkpoint") or {}
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(managed.worker, managed.user.load, checkpoint)
 
@@ -454,7 +454,3 @@ class ProjectionManager:
             elif record.type == "$ProjectionDeleted":
                 names.pop(name, None)
         return list(names.items())
-
-    async def _durable_position(self, name: str) -> int | None:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, self._store.checkpoint, name)

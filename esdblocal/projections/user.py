@@ -105,6 +105,10 @@ class UserProjection:
         )
         self.states: dict[str, str] = {}
         self.emitted_streams: set[str] = set()
+        # Epochs: a reset starts a new one; the first write of the new epoch to each
+        # stream truncates what earlier epochs wrote there.
+        self.epoch = 0
+        self.written_in_epoch: set[str] = set()
         self._dirty = False
 
     # ---- state
@@ -113,6 +117,8 @@ class UserProjection:
         self._dirty = False
         self.states = {k: json.dumps(v) for k, v in checkpoint.get("states", {}).items()}
         self.emitted_streams = set(checkpoint.get("emittedStreams", []))
+        self.epoch = int(checkpoint.get("epoch", 0))
+        self.written_in_epoch = set(checkpoint.get("epochStreams", []))
 
     def state(self, partition: str) -> Any:
         """A partition's state; ``{}`` before its first event (the real server's "")."""
@@ -121,7 +127,17 @@ class UserProjection:
 
     def reset(self) -> None:
         self.states = {}
+        self.epoch += 1
+        self.written_in_epoch = set()
         self._dirty = True
+
+    def _emitted_to(self, stream: str, event: Proposed) -> Emitted:
+        acl = system.SYSTEM_STREAM_ACL if stream.startswith("$") else system.USER_STREAM_ACL
+        truncate = self.epoch > 0 and stream not in self.written_in_epoch
+        if self.epoch > 0 and truncate:
+            self.written_in_epoch.add(stream)
+            self._dirty = True
+        return Emitted(stream, event, acl, truncate)
 
     # ---- processing
 
@@ -182,6 +198,8 @@ class UserProjection:
         data = {
             "states": {k: json.loads(v) for k, v in self.states.items()},
             "emittedStreams": sorted(self.emitted_streams),
+            "epoch": self.epoch,
+            "epochStreams": sorted(self.written_in_epoch),
         }
         return checkpoint_event(self.name, self.version, position, json.dumps(data).encode())
 
@@ -217,7 +235,7 @@ class UserProjection:
             stream = f"$projections-{self.name}-result"
         metadata = self._metadata(record, None)
         event = Proposed(str(uuid4()), "Result", JSON, result.encode(), metadata)
-        return Emitted(stream, event, system.SYSTEM_STREAM_ACL)
+        return self._emitted_to(stream, event)
 
     def _metadata(self, record: Recorded, extra: str | None) -> bytes:
         pairs: list[tuple[str, str]] = []
@@ -253,8 +271,7 @@ class UserProjection:
                 )
             else:
                 event = Proposed(str(uuid4()), item["type"], JSON, item["data"].encode(), metadata)
-            acl = system.SYSTEM_STREAM_ACL if stream.startswith("$") else system.USER_STREAM_ACL
-            out.append(Emitted(stream, event, acl))
+            out.append(self._emitted_to(stream, event))
             if stream not in self.emitted_streams:
                 self.emitted_streams.add(stream)
                 self._dirty = True
