@@ -15,7 +15,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 from uuid import uuid4
+
+import msgspec
 
 from esdblocal.store import DELETED_STREAM, Emitted, Proposed, Recorded, StreamMetadata
 
@@ -63,13 +67,28 @@ def passes_source(record: Recorded) -> bool:
 
 def valid_content(record: Recorded) -> bool:
     """Content-type validation: an event flagged JSON must hold valid JSON."""
-    if record.content_type != JSON:
-        return True
+    return record.content_type != JSON or _valid_json(record.data)
+
+
+@lru_cache(maxsize=4096)
+def _valid_json(data: bytes) -> bool:
+    """Cached: the five projections see the same event objects (bytes cache their hash)."""
     try:
-        json.loads(record.data)
-    except ValueError:
+        msgspec.json.decode(data)
+    except msgspec.DecodeError:
         return False
     return True
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    """``data`` parsed when it is a JSON object, else None (empty metadata is common)."""
+    if not data or data[:1] not in (b"{", b" ", b"\n", b"\t", b"\r"):
+        return None
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def deleted_stream(record: Recorded) -> str | None:
@@ -84,18 +103,11 @@ def deleted_stream(record: Recorded) -> str | None:
 
 def correlation_id(record: Recorded) -> str | None:
     """ParseCheckpointTagCorrelationId: ``$correlationId`` of a JSON event's metadata."""
-    if record.content_type != JSON:
+    if record.content_type != JSON or b"$correlationId" not in record.metadata:
         return None
-    value = _metadata_value(record.metadata, "$correlationId")
+    parsed = _json_object(record.metadata)
+    value = parsed.get("$correlationId") if parsed is not None else None
     return value if isinstance(value, str) else None
-
-
-def _metadata_value(metadata: bytes, key: str) -> object:
-    try:
-        parsed = json.loads(metadata)
-    except ValueError:
-        return None
-    return parsed.get(key) if isinstance(parsed, dict) else None
 
 
 def timestamp(ticks: int) -> str:
@@ -126,6 +138,9 @@ def link_metadata(
 
 
 def _string(value: str) -> str:
+    """A JSON string literal (Json.NET leaves non-ASCII as it is)."""
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -190,13 +205,10 @@ def by_event_type(record: Recorded) -> list[Emitted]:
 
 def by_correlation_id(record: Recorded) -> list[Emitted]:
     """$by_correlation_id: events whose metadata has a ``$correlationId`` into $bc-<id>."""
-    if record.type == LINK:
+    if record.type == LINK or b"$correlationId" not in record.metadata:
         return []
-    try:
-        metadata = json.loads(record.metadata)
-    except ValueError:
-        return []
-    if not isinstance(metadata, dict):
+    metadata = _json_object(record.metadata)
+    if metadata is None:
         return []
     value = metadata.get("$correlationId")
     if value is None or isinstance(value, dict | list):
