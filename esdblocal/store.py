@@ -470,7 +470,7 @@ class Store:
                 self._add_row(
                     self._stream(metastream_of(item.stream)), _metadata_event(metadata), rows
                 )
-            position = self._add_row(stream, item.event, rows)
+            position = self._add_row(stream, item.event, rows, remember=False)
         for name, at in (request.checkpoints or {}).items():
             if at < 0:
                 self._writer_db.execute(
@@ -524,7 +524,12 @@ class Store:
             raise WrongExpectedVersion(stream.name, expected, current)
 
     def _add_row(
-        self, stream: _Stream, event: Proposed, rows: list[Recorded], revision: int | None = None
+        self,
+        stream: _Stream,
+        event: Proposed,
+        rows: list[Recorded],
+        revision: int | None = None,
+        remember: bool = True,
     ) -> int:
         if stream.id is None:
             cursor = self._writer_db.execute(
@@ -550,7 +555,8 @@ class Store:
         )
         stream.last_revision = revision
         assert stream.id is not None
-        self._remember_id(event.event_id, stream.id, revision, position)
+        if remember:  # projections' output is never re-sent: keep the cache for clients'
+            self._remember_id(event.event_id, stream.id, revision, position)
         return position
 
     def _insert(self, rows: list[Recorded]) -> None:

@@ -206,6 +206,7 @@ class ProjectionManager:
                 managed.query,
                 managed.emit_enabled,
                 self._store,
+                managed.track_emitted,
             )
         except Faulted as error:
             managed.fault = str(error)
@@ -307,7 +308,8 @@ class ProjectionManager:
             managed.enabled = False
             if managed.runner is not None:
                 await managed.runner.stop()
-                managed.runner.status = "Stopped"
+                # Without a checkpoint it is an abort (the Node.js client's abortProjection).
+                managed.runner.status = "Stopped" if write_checkpoint else "Aborted"
             await self._persist(managed)
 
     async def reset(self, name: str) -> None:
@@ -340,6 +342,7 @@ class ProjectionManager:
             streams: list[str] = []
             if emitted_streams and managed.user is not None and managed.track_emitted:
                 streams.extend(sorted(managed.user.emitted_streams))
+                streams.append(f"$projections-{name}-emittedstreams")
             if checkpoint_stream:
                 streams.append(f"$projections-{name}-checkpoint")
             if state_stream:

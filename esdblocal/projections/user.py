@@ -77,9 +77,16 @@ class UserProjection:
     """A compiled projection: raises Faulted at construction when the JavaScript is bad."""
 
     def __init__(
-        self, name: str, projection_id: int, query: str, emit_enabled: bool, store: Store
+        self,
+        name: str,
+        projection_id: int,
+        query: str,
+        emit_enabled: bool,
+        store: Store,
+        track_emitted: bool = False,
     ) -> None:
         self.name = name
+        self.track_emitted = track_emitted
         self.version = f"{projection_id}:-1:1:{system.SUBSYSTEM_VERSION}"
         self.emit_enabled = emit_enabled
         self._store = store
@@ -162,7 +169,7 @@ class UserProjection:
             return []
         if deleted is None and record.stream.startswith("$$"):
             return []
-        partition = self._partition(event, deleted)
+        partition = self._partition(event, record, deleted)
         if partition is None:
             return []
         previous = self.states.get(partition)
@@ -203,9 +210,11 @@ class UserProjection:
         }
         return checkpoint_event(self.name, self.version, position, json.dumps(data).encode())
 
-    def _partition(self, event: Recorded, deleted: str | None) -> str | None:
+    def _partition(self, event: Recorded, record: Recorded, deleted: str | None) -> str | None:
         if self.definition.by_stream:
-            return deleted or event.stream
+            # The stream the projection read it from (a category's stream, even when the
+            # event there is a link to another stream's event).
+            return deleted or record.stream
         if self.definition.partitioned:
             if deleted is not None:
                 return deleted
@@ -275,6 +284,21 @@ class UserProjection:
             if stream not in self.emitted_streams:
                 self.emitted_streams.add(stream)
                 self._dirty = True
+                if self.track_emitted:  # EmittedStreamsTracker: one $StreamTracked per stream
+                    tracked = Proposed(
+                        str(uuid4()),
+                        "$StreamTracked",
+                        "application/octet-stream",
+                        stream.encode(),
+                        b"",
+                    )
+                    out.append(
+                        Emitted(
+                            f"$projections-{self.name}-emittedstreams",
+                            tracked,
+                            system.SYSTEM_STREAM_ACL,
+                        )
+                    )
         return out
 
     def close(self) -> None:

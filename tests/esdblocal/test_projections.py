@@ -75,7 +75,7 @@ def test_from_stream_init_and_output_state(js: EventStoreDBClient) -> None:
     until(lambda: js.get_projection_state(name).value.get("count") == 2)
     assert js.get_projection_state(name).value == {"count": 2, "list": [None, "2.10", True]}
     source = js.get_stream(stream)
-    results = js.get_stream(f"$projections-{name}-result")
+    results = until(lambda: js.get_stream(f"$projections-{name}-result"))
     assert [(e.type, json.loads(e.data)) for e in results] == [
         ("Result", {"count": 2, "list": [None, "2.10", True]})
     ]
@@ -140,7 +140,8 @@ def test_partition_by(server: EmbeddedServer, js: EventStoreDBClient) -> None:
     until(lambda: state_of(server, name, "north") == {"total": 5})
     assert state_of(server, name, "south") == {"total": 5}
     assert state_of(server, name, "west") == {}
-    results = js.get_stream(f"$projections-{name}-north-result")
+    north = f"$projections-{name}-north-result"
+    results = until(lambda: len(js.get_stream(north)) == 2 and js.get_stream(north))
     assert [json.loads(e.data) for e in results] == [{"total": 2}, {"total": 5}]
 
 
@@ -157,7 +158,7 @@ def test_foreach_stream_and_deleted(server: EmbeddedServer, js: EventStoreDBClie
     append(js, f"{cat}-a", "E", "E")
     append(js, f"{cat}-b", "E")
     until(lambda: state_of(server, name, f"{cat}-a") == {"n": 2, "deleted": False})
-    assert state_of(server, name, f"{cat}-b") == {"n": 1, "deleted": False}
+    until(lambda: state_of(server, name, f"{cat}-b") == {"n": 1, "deleted": False})
     js.delete_stream(f"{cat}-b", current_version=0)
     until(lambda: state_of(server, name, f"{cat}-b").get("deleted"))
     assert state_of(server, name, f"{cat}-b") == {"n": 1, "deleted": True, "soft": True}
@@ -329,7 +330,11 @@ def test_a_user_projection_survives_a_restart(tmp_path: Path) -> None:
         assert client.get_projection_statistics(name=name).status == "Running"
         append(client, stream, "E")
         until(lambda: client.get_projection_state(name).value.get("n") == 3)
-        results = client.get_stream(f"$projections-{name}-result")
+        # The state is reported as soon as it is computed; its Result commits right after.
+        stream = f"$projections-{name}-result"
+        results = until(lambda: len(client.get_stream(stream)) >= 3 and client.get_stream(stream))
+        time.sleep(0.2)
+        results = client.get_stream(stream)
         assert [json.loads(e.data)["n"] for e in results] == [1, 2, 3]
 
 
