@@ -275,6 +275,8 @@ def test_management_calls(js: EventStoreDBClient) -> None:
         js.create_projection(name=name, query=query)
     append(js, stream, "E", "E")
     until(lambda: js.get_projection_state(name).value.get("count") == 2)
+    tracked = until(lambda: js.get_stream(f"$projections-{name}-emittedstreams"))
+    assert [(e.type, e.data) for e in tracked] == [("$StreamTracked", out.encode())]
     with pytest.raises(OperationFailed):
         js.delete_projection(name, delete_emitted_streams=True)
 
@@ -304,6 +306,21 @@ def test_management_calls(js: EventStoreDBClient) -> None:
     with pytest.raises(NotFound):
         js.get_stream(out)
     assert len(js.get_stream(f"$projections-{name}-result")) >= 2  # results stay
+
+
+def test_abort_is_a_disable_without_checkpoint(
+    server: EmbeddedServer, js: EventStoreDBClient
+) -> None:
+    name = f"p-{unique()}"
+    js.create_projection(name=name, query="fromAll().when({ $any: function (s) { return s; } })")
+    target = server.uri.removeprefix("esdb://").split("?")[0]
+    with grpc.insecure_channel(target) as channel:
+        stub = projections_pb2_grpc.ProjectionsStub(channel)
+        options = projections_pb2.DisableReq.Options(name=name, write_checkpoint=False)
+        stub.Disable(projections_pb2.DisableReq(options=options), timeout=5)
+    assert js.get_projection_statistics(name=name).status == "Aborted"
+    js.enable_projection(name=name)
+    assert js.get_projection_statistics(name=name).status == "Running"
 
 
 def test_restart_subsystem(js: EventStoreDBClient) -> None:
