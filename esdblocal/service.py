@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
@@ -149,12 +150,18 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
 
         async def read_requests() -> None:
             batches: dict[str, tuple[streams_pb2.BatchAppendReq, list[Any]]] = {}
+            late: dict[str, bool] = {}
             async for request in request_iterator:
                 key = request.correlation_id.SerializeToString()
                 first, messages = batches.setdefault(key, (request, []))
+                if key not in late:  # the server checks the deadline when options arrive
+                    late[key] = _expired(request.options, time.time())
                 messages.extend(request.proposed_messages)
                 if request.is_final:
                     del batches[key]
+                    if late.pop(key):
+                        await responses.put(_batch_timeout(first))
+                        continue
                     task = asyncio.ensure_future(answer(first, messages))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
@@ -808,6 +815,28 @@ def _batch_wev(error: WrongExpectedVersion) -> shared_pb2.WrongExpectedVersion:
     else:
         getattr(wev, "expected_" + _STATE_FIELD[error.expected]).SetInParent()
     return wev
+
+
+def _expired(options: Any, now: float) -> bool:
+    """The batch's deadline (a duration, or a 21.10 timestamp) leaves no time when its
+    options arrive: the server then answers Timeout and writes nothing."""
+    which = options.WhichOneof("deadline_option")
+    if which == "deadline":
+        return bool(options.deadline.ToTimedelta().total_seconds() <= 0)
+    if which == "deadline_21_10_0":
+        return bool(options.deadline_21_10_0.ToNanoseconds() / 1e9 <= now)
+    return False
+
+
+def _batch_timeout(request: streams_pb2.BatchAppendReq) -> streams_pb2.BatchAppendResp:
+    response = streams_pb2.BatchAppendResp(
+        correlation_id=request.correlation_id,
+        stream_identifier=request.options.stream_identifier,
+    )
+    response.error.CopyFrom(
+        _status(grpc.StatusCode.DEADLINE_EXCEEDED, "Timeout", shared_pb2.Timeout())
+    )
+    return response
 
 
 def _batch_denied(request: streams_pb2.BatchAppendReq) -> streams_pb2.BatchAppendResp:

@@ -91,3 +91,42 @@ def test_soft_delete_of_a_metadata_only_stream_with_no_stream(
     # A stream with neither events nor metadata is still refused, as before.
     with pytest.raises(NotFound):
         client.delete_stream(f"never-{uuid4()}", current_version=StreamState.NO_STREAM)
+
+
+def test_a_batch_past_its_deadline_is_answered_timeout(esdb_uri: str, stream_name: str) -> None:
+    """BatchAppend's deadline (negotiated as ``deadline_duration``) is honoured: a batch
+    whose deadline leaves no time when it arrives is answered DeadlineExceeded, unwritten."""
+    from esdbclient.protos.Grpc import streams_pb2, streams_pb2_grpc
+    from google.protobuf import duration_pb2, empty_pb2
+
+    target = esdb_uri.removeprefix("esdb://").split("?")[0]
+
+    def batch(seconds: int) -> streams_pb2.BatchAppendReq:
+        options = streams_pb2.BatchAppendReq.Options(
+            stream_identifier=shared_pb2.StreamIdentifier(stream_name=stream_name.encode()),
+            any=empty_pb2.Empty(),
+            deadline=duration_pb2.Duration(seconds=seconds),
+        )
+        message = streams_pb2.BatchAppendReq.ProposedMessage(
+            id=shared_pb2.UUID(string=str(uuid4())),
+            metadata={"type": "T", "content-type": "application/json"},
+            data=b"{}",
+        )
+        return streams_pb2.BatchAppendReq(
+            correlation_id=shared_pb2.UUID(string=str(uuid4())),
+            options=options,
+            proposed_messages=[message],
+            is_final=True,
+        )
+
+    with grpc.insecure_channel(target) as channel:
+        stub = streams_pb2_grpc.StreamsStub(channel)
+        (late,) = list(stub.BatchAppend(iter([batch(0)]), timeout=5))
+        (in_time,) = list(stub.BatchAppend(iter([batch(30)]), timeout=5))
+    assert late.HasField("error")
+    assert (late.error.code, late.error.message) == (
+        grpc.StatusCode.DEADLINE_EXCEEDED.value[0],
+        "Timeout",
+    )
+    assert late.error.details.Is(shared_pb2.Timeout.DESCRIPTOR)
+    assert in_time.HasField("success")
