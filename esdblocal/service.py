@@ -829,24 +829,23 @@ def _expired(options: Any, now: float) -> bool:
 
 
 def _batch_timeout(request: streams_pb2.BatchAppendReq) -> streams_pb2.BatchAppendResp:
-    response = streams_pb2.BatchAppendResp(
-        correlation_id=request.correlation_id,
-        stream_identifier=request.options.stream_identifier,
-    )
-    response.error.CopyFrom(
-        _status(grpc.StatusCode.DEADLINE_EXCEEDED, "Timeout", shared_pb2.Timeout())
-    )
-    return response
+    return _batch_error(request, grpc.StatusCode.DEADLINE_EXCEEDED, "Timeout", shared_pb2.Timeout())
 
 
 def _batch_denied(request: streams_pb2.BatchAppendReq) -> streams_pb2.BatchAppendResp:
+    return _batch_error(
+        request, grpc.StatusCode.PERMISSION_DENIED, ACCESS_DENIED, shared_pb2.AccessDenied()
+    )
+
+
+def _batch_error(
+    request: streams_pb2.BatchAppendReq, code: grpc.StatusCode, message: str, detail: Any
+) -> streams_pb2.BatchAppendResp:
     response = streams_pb2.BatchAppendResp(
         correlation_id=request.correlation_id,
         stream_identifier=request.options.stream_identifier,
     )
-    response.error.CopyFrom(
-        _status(grpc.StatusCode.PERMISSION_DENIED, ACCESS_DENIED, shared_pb2.AccessDenied())
-    )
+    response.error.CopyFrom(_status(code, message, detail))
     return response
 
 

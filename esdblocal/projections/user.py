@@ -174,20 +174,11 @@ class UserProjection:
             return []
         previous = self.states.get(partition)
         payload = _event_json(event, link, partition)
-        try:
-            if deleted is not None:
-                soft = "true" if record.stream.startswith("$$") else "false"
-                out = self._js.eval(
-                    f"__esdb.deleted({_literal(previous)}, {_literal(payload)}, {soft})",
-                    timeout=EXECUTION_TIMEOUT_MS,
-                )
-            else:
-                out = self._js.eval(
-                    f"__esdb.process({_literal(previous)}, {_literal(payload)})",
-                    timeout=EXECUTION_TIMEOUT_MS,
-                )
-        except Exception as error:
-            raise Faulted(_reason(error)) from None
+        if deleted is not None:
+            soft = "true" if record.stream.startswith("$$") else "false"
+            out = self._call(f"__esdb.deleted({_literal(previous)}, {_literal(payload)}, {soft})")
+        else:
+            out = self._call(f"__esdb.process({_literal(previous)}, {_literal(payload)})")
         answer = json.loads(str(out))
         emitted = self._emitted(answer["emitted"], record)
         state = answer["state"]
@@ -218,15 +209,16 @@ class UserProjection:
         if self.definition.partitioned:
             if deleted is not None:
                 return deleted
-            try:
-                key = self._js.eval(
-                    f"__esdb.partition({_literal(_event_json(event, None, ''))})",
-                    timeout=EXECUTION_TIMEOUT_MS,
-                )
-            except Exception as error:
-                raise Faulted(_reason(error)) from None
+            key = self._call(f"__esdb.partition({_literal(_event_json(event, None, ''))})")
             return None if key is None else str(key)
         return ""
+
+    def _call(self, expression: str) -> Any:
+        """Evaluate in the projection's V8 context; any failure faults the projection."""
+        try:
+            return self._js.eval(expression, timeout=EXECUTION_TIMEOUT_MS)
+        except Exception as error:
+            raise Faulted(_reason(error)) from None
 
     def _resolve(self, link: Recorded) -> Recorded | None:
         revision, _, stream = link.data.decode(errors="replace").partition("@")

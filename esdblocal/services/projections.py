@@ -9,7 +9,7 @@ instead"); tracking emitted streams without emitting is "Exception was thrown by
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import grpc
@@ -40,6 +40,13 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
             f"Envelope callback expected Updated, received {error.kind} instead",
         )
 
+    async def _managed(self, context: grpc.aio.ServicerContext, call: Awaitable[Any]) -> None:
+        """Run a management call; a refusal becomes the server's error."""
+        try:
+            await call
+        except ProjectionError as error:
+            await self._refuse(context, error)
+
     async def Create(
         self, request: projections_pb2.CreateReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.CreateResp:
@@ -64,22 +71,19 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     ) -> projections_pb2.UpdateResp:
         options = request.options
         emit = options.emit_enabled if options.WhichOneof("emit_option") == "emit_enabled" else None
-        try:
-            await self._manager.update(options.name, options.query, emit)
-        except ProjectionError as error:
-            await self._refuse(context, error)
+        await self._managed(context, self._manager.update(options.name, options.query, emit))
         return projections_pb2.UpdateResp()
 
     async def Delete(
         self, request: projections_pb2.DeleteReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.DeleteResp:
         o = request.options
-        try:
-            await self._manager.delete(
+        await self._managed(
+            context,
+            self._manager.delete(
                 o.name, o.delete_emitted_streams, o.delete_state_stream, o.delete_checkpoint_stream
-            )
-        except ProjectionError as error:
-            await self._refuse(context, error)
+            ),
+        )
         return projections_pb2.DeleteResp()
 
     async def Statistics(
@@ -104,28 +108,21 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def Disable(
         self, request: projections_pb2.DisableReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.DisableResp:
-        try:
-            await self._manager.disable(request.options.name, request.options.write_checkpoint)
-        except ProjectionError as error:
-            await self._refuse(context, error)
+        await self._managed(
+            context, self._manager.disable(request.options.name, request.options.write_checkpoint)
+        )
         return projections_pb2.DisableResp()
 
     async def Enable(
         self, request: projections_pb2.EnableReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.EnableResp:
-        try:
-            await self._manager.enable(request.options.name)
-        except ProjectionError as error:
-            await self._refuse(context, error)
+        await self._managed(context, self._manager.enable(request.options.name))
         return projections_pb2.EnableResp()
 
     async def Reset(
         self, request: projections_pb2.ResetReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.ResetResp:
-        try:
-            await self._manager.reset(request.options.name)
-        except ProjectionError as error:
-            await self._refuse(context, error)
+        await self._managed(context, self._manager.reset(request.options.name))
         return projections_pb2.ResetResp()
 
     async def _value(
