@@ -115,7 +115,7 @@ class Node:
         ]
         if self.projections.enabled:  # without the subsystem the service is not there
             projections_pb2_grpc.add_ProjectionsServicer_to_server(
-                Projections(self.projections), self._server
+                Projections(self.projections, users), self._server
             )
             served.append(projections_pb2.DESCRIPTOR.services_by_name["Projections"])
         self._server.add_generic_rpc_handlers((server_features.handler(served),))

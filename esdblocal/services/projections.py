@@ -24,11 +24,20 @@ from esdblocal.projections.manager import (
     ProjectionError,
     ProjectionManager,
 )
+from esdblocal.security import Users, deny
 
 
 class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[misc]
-    def __init__(self, manager: ProjectionManager) -> None:
+    def __init__(self, manager: ProjectionManager, users: Users | None = None) -> None:
         self._manager = manager
+        self._users = users  # None: an insecure node
+
+    async def _authenticated(self, context: grpc.aio.ServicerContext) -> None:
+        """A secure node manages projections for signed-in users only (anonymous: Access
+        Denied); bad credentials never get here (the interceptor refused them)."""
+        metadata = context.invocation_metadata() or ()
+        if self._users is not None and self._users.principal(metadata) is None:
+            await deny(context)
 
     async def _refuse(self, context: grpc.aio.ServicerContext, error: ProjectionError) -> None:
         if error.kind == "NotFound":
@@ -50,6 +59,7 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def Create(
         self, request: projections_pb2.CreateReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.CreateResp:
+        await self._authenticated(context)
         options = request.options
         which = options.WhichOneof("mode")
         try:
@@ -69,6 +79,7 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def Update(
         self, request: projections_pb2.UpdateReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.UpdateResp:
+        await self._authenticated(context)
         options = request.options
         emit = options.emit_enabled if options.WhichOneof("emit_option") == "emit_enabled" else None
         await self._managed(context, self._manager.update(options.name, options.query, emit))
@@ -77,6 +88,7 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def Delete(
         self, request: projections_pb2.DeleteReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.DeleteResp:
+        await self._authenticated(context)
         o = request.options
         await self._managed(
             context,
@@ -89,6 +101,7 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def Statistics(
         self, request: projections_pb2.StatisticsReq, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[projections_pb2.StatisticsResp]:
+        await self._authenticated(context)
         options = request.options
         which = options.WhichOneof("mode")
         selected: list[Managed]
@@ -108,6 +121,7 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def Disable(
         self, request: projections_pb2.DisableReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.DisableResp:
+        await self._authenticated(context)
         await self._managed(
             context, self._manager.disable(request.options.name, request.options.write_checkpoint)
         )
@@ -116,12 +130,14 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def Enable(
         self, request: projections_pb2.EnableReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.EnableResp:
+        await self._authenticated(context)
         await self._managed(context, self._manager.enable(request.options.name))
         return projections_pb2.EnableResp()
 
     async def Reset(
         self, request: projections_pb2.ResetReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.ResetResp:
+        await self._authenticated(context)
         await self._managed(context, self._manager.reset(request.options.name))
         return projections_pb2.ResetResp()
 
@@ -141,18 +157,21 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
     async def State(
         self, request: projections_pb2.StateReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.StateResp:
+        await self._authenticated(context)
         value = await self._value(request.options.name, request.options.partition, context)
         return projections_pb2.StateResp(state=value)
 
     async def Result(
         self, request: projections_pb2.ResultReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.ResultResp:
+        await self._authenticated(context)
         value = await self._value(request.options.name, request.options.partition, context)
         return projections_pb2.ResultResp(result=value)
 
     async def RestartSubsystem(
         self, request: shared_pb2.Empty, context: grpc.aio.ServicerContext
     ) -> shared_pb2.Empty:
+        await self._authenticated(context)
         await self._manager.restart()
         return shared_pb2.Empty()
 

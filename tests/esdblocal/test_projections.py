@@ -19,6 +19,7 @@ from google.protobuf import json_format
 
 from esdblocal import EmbeddedServer
 from esdblocal.server import ProjectionOptions
+from tests.conftest import SecureNode
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +366,23 @@ def test_user_projections_do_not_run_with_system_only(esdb_uri: str) -> None:
         time.sleep(0.2)
         statistics = client.get_projection_statistics(name=name)
         assert (statistics.status, statistics.events_processed_after_restart) == ("Stopped", 0)
+
+
+@pytest.mark.slow
+def test_a_secure_node_manages_projections_for_signed_in_users(secure_node: SecureNode) -> None:
+    credentials = grpc.ssl_channel_credentials(root_certificates=secure_node.ca.read_bytes())
+    request = projections_pb2.StatisticsReq(
+        options=projections_pb2.StatisticsReq.Options(name="$by_category")
+    )
+    with grpc.secure_channel(secure_node.target, credentials) as channel:
+        stub = projections_pb2_grpc.ProjectionsStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            list(stub.Statistics(request, timeout=5))
+    assert (raised.value.code(), raised.value.details()) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "Access Denied",
+    )
+    with EventStoreDBClient(
+        secure_node.uri_as(), root_certificates=secure_node.ca.read_text()
+    ) as client:
+        assert client.get_projection_statistics(name="$by_category").status == "Running"
