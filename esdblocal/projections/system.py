@@ -12,6 +12,7 @@ Each is a pure function of one event in ``$all`` to the events it emits, followi
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -144,10 +145,39 @@ def _string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+class _Ids:
+    """Event ids for emitted events: random version-4 UUIDs whose last 48 bits count up
+    from a random start, a few times cheaper than ``uuid4()`` for every link."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._left = 0
+
+    def __call__(self) -> str:
+        if self._left == 0:
+            self._next = uuid4().int
+            self._left = 1 << 20
+        value = self._next
+        self._next = (value & ~0xFFFFFFFFFFFF) | ((value + 1) & 0xFFFFFFFFFFFF)
+        self._left -= 1
+        text = f"{value:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_ids = threading.local()  # one sequence per thread (each node's loop has its own)
+
+
+def new_id() -> str:
+    ids: _Ids | None = getattr(_ids, "ids", None)
+    if ids is None:
+        ids = _ids.ids = _Ids()
+    return ids()
+
+
 def _emit(
     stream: str, event_type: str, data: str, metadata: bytes, content_type: str = BINARY
 ) -> Emitted:
-    proposed = Proposed(str(uuid4()), event_type, content_type, data.encode(), metadata)
+    proposed = Proposed(new_id(), event_type, content_type, data.encode(), metadata)
     acl = SYSTEM_STREAM_ACL if stream.startswith("$") else USER_STREAM_ACL
     return Emitted(stream, proposed, acl)
 
