@@ -64,6 +64,9 @@ class SystemProcessor:
         self.projection = projection
 
     def process(self, record: Recorded) -> list[Emitted]:
+        stream = record.stream
+        if stream[:1] == "$" and stream[:2] != "$$":
+            return []  # the common case under load: the projections' own links
         return self.projection.process(record)
 
     def checkpoint_event(self, position: int) -> Emitted | None:
