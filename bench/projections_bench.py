@@ -205,14 +205,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU cores: {os.cpu_count()}; Python {platform.python_version()}, {versions}")
     print(f"load average after: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{args.rounds} rounds of {args.seconds:g} s; medians\n")
-    print("| metric | projections off (baseline) | System projections on | ratio |")
-    print("|---|---:|---:|---:|")
+    print(
+        "| metric | projections off (baseline) | System projections on | ratio | ratio per round |"
+    )
+    print("|---|---:|---:|---:|---|")
     for name, table in (
         (f"appends/s, {args.clients} single-event clients", single),
         ("events/s, 1 client of 100-event appends", batched),
     ):
         off, on = median(table["None"]), median(table["System"])
-        print(f"| {name} | {off:,.0f} | {on:,.0f} | {on / off:.2f} |")
+        rounds = ", ".join(
+            f"{b / a:.2f}" for a, b in zip(table["None"], table["System"], strict=True)
+        )
+        print(f"| {name} | {off:,.0f} | {on:,.0f} | {on / off:.2f} | {rounds} |")
     print()
     print(f"$ce- lag behind $all under the single-event load ({len(lags)} probes):")
     print(f"p50 {percentile(lags, 50) * 1000:.1f} ms, p99 {percentile(lags, 99) * 1000:.1f} ms")
