@@ -46,8 +46,8 @@ class Processor(Protocol):
     def process(self, record: Recorded) -> list[Emitted]:
         """What ``record`` emits (raise to fault the projection)."""
 
-    def checkpoint_event(self, position: int) -> Emitted | None:
-        """The visible checkpoint written every so often (None: none)."""
+    def checkpoint_events(self, position: int) -> list[Emitted]:
+        """The visible checkpoints written every so often."""
 
 
 Submit = Callable[[Sequence[Emitted], dict[str, int]], Awaitable[WriteResult]]
@@ -67,6 +67,7 @@ class Runner:
         on_fault: Callable[[str], None] | None = None,
         stop_when_caught_up: bool = False,
         worker: Executor | None = None,
+        checkpoint_names: Sequence[str] | None = None,
     ) -> None:
         """``worker``: a thread to run the processor on (JavaScript must not hold up the
         loop); None runs it on the loop (the system projections are quick)."""
@@ -79,6 +80,9 @@ class Runner:
         self._on_fault = on_fault
         self._stop_when_caught_up = stop_when_caught_up
         self._worker = worker
+        # The checkpoints this runner keeps (several when one pass serves several
+        # projections); it starts after the earliest.
+        self._names = list(checkpoint_names or [name])
         self.completed = False
         self._task: asyncio.Task[None] | None = None
         self.status = "Stopped"
@@ -129,8 +133,11 @@ class Runner:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        durable = await loop.run_in_executor(self._readers, self._store.checkpoint, self.name)
-        last = -1 if durable is None else durable
+        starts = [
+            await loop.run_in_executor(self._readers, self._store.checkpoint, name)
+            for name in self._names
+        ]
+        last = min(-1 if start is None else start for start in starts)
         self.position = last
         unhandled = 0
         try:
@@ -156,19 +163,17 @@ class Runner:
                     last = processed
                 if failure is not None:
                     if emitted:
-                        await self._submit(emitted, {self.name: last})
+                        await self._submit(emitted, dict.fromkeys(self._names, last))
                     self.position = last
                     await self._fault(*failure)
                     return
                 if self._handled_since_checkpoint >= CHECKPOINT_HANDLED_THRESHOLD:
-                    checkpoint = self.processor.checkpoint_event(last)
-                    if checkpoint is not None:
-                        emitted.append(checkpoint)
+                    emitted.extend(self.processor.checkpoint_events(last))
                     self._handled_since_checkpoint = 0
                     self.last_checkpoint = last
                 unhandled += len(page)
                 if emitted or unhandled >= UNHANDLED_THRESHOLD:
-                    await self._submit(emitted, {self.name: last})
+                    await self._submit(emitted, dict.fromkeys(self._names, last))
                     unhandled = 0
                 self.position = last
         except asyncio.CancelledError:

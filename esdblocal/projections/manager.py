@@ -59,19 +59,36 @@ class ProjectionError(Exception):
         self.name = name
 
 
-class SystemProcessor:
-    def __init__(self, projection: system.SystemProjection) -> None:
-        self.projection = projection
+class SystemGroup:
+    """The enabled system projections in one pass over each page: the shared checks once
+    per event, each handler only for events after its own checkpoint, one write for all."""
+
+    def __init__(self, members: dict[str, tuple[system.SystemProjection, int]]) -> None:
+        self.members = members  # name -> (projection, position it has durably processed)
+        self.handled: dict[str, int] = dict.fromkeys(members, 0)
 
     def process(self, record: Recorded) -> list[Emitted]:
         stream = record.stream
         if stream[:1] == "$" and stream[:2] != "$$":
             return []  # the common case under load: the projections' own links
-        return self.projection.process(record)
+        if not system.passes_source(record) or not system.valid_content(record):
+            return []
+        out: list[Emitted] = []
+        link = record.type == system.LINK
+        for name, (projection, after) in self.members.items():
+            if record.position <= after or (link and not projection.include_links):
+                continue
+            emitted = projection.handle(record)
+            if emitted:
+                self.handled[name] += 1
+                out.extend(emitted)
+        return out
 
-    def checkpoint_event(self, position: int) -> Emitted | None:
-        version = system.version_tag(self.projection.projection_id)
-        return checkpoint_event(self.projection.name, version, position)
+    def checkpoint_events(self, position: int) -> list[Emitted]:
+        return [
+            checkpoint_event(name, system.version_tag(projection.projection_id), position)
+            for name, (projection, _) in self.members.items()
+        ]
 
 
 @dataclass
@@ -88,11 +105,14 @@ class Managed:
     runner: Runner | None = None
     fault: str = ""  # why the query did not compile
     worker: Executor | None = None  # the thread its JavaScript runs on
+    aborted: bool = False
 
     @property
     def status(self) -> str:
         if self.fault:
             return "Faulted"
+        if self.system is not None and not self.enabled and self.aborted:
+            return "Aborted"
         if self.runner is None:
             return "Stopped"
         if self.runner.status == "Stopped" and self.runner.completed:
@@ -119,6 +139,8 @@ class ProjectionManager:
         self._submit = make_submit(store)
         self.projections: dict[str, Managed] = {}
         self._lock = asyncio.Lock()
+        self._system: Runner | None = None  # one runner for the enabled system projections
+        self._group: SystemGroup | None = None
 
     @property
     def enabled(self) -> bool:
@@ -157,6 +179,7 @@ class ProjectionManager:
             await self._start(managed)
 
     async def stop(self) -> None:
+        await self._stop_system()
         for managed in self.projections.values():
             await self._halt(managed)
             self._close(managed)
@@ -171,18 +194,54 @@ class ProjectionManager:
             return True
         return self.run_projections == RUN_SYSTEM and managed.name.startswith("$")
 
+    async def _stop_system(self) -> None:
+        if self._system is not None:
+            await self._system.stop()
+        self._system = self._group = None
+        for managed in self.projections.values():
+            if managed.system is not None:
+                managed.runner = None
+
+    async def _restart_system(self) -> None:
+        """(Re)start the one pass that runs every enabled system projection."""
+        await self._stop_system()
+        members: dict[str, tuple[system.SystemProjection, int]] = {}
+        loop = asyncio.get_running_loop()
+        for managed in self.projections.values():
+            if managed.system is not None and managed.enabled and self.may_run(managed):
+                done = await loop.run_in_executor(
+                    self._readers, self._store.checkpoint, managed.name
+                )
+                members[managed.name] = (managed.system, -1 if done is None else done)
+        if not members:
+            return
+        self._group = SystemGroup(members)
+        self._system = Runner(
+            "$system",
+            self._store,
+            self._hub,
+            self._readers,
+            self._group,
+            self._submit,
+            checkpoint_names=list(members),
+        )
+        for name in members:
+            self.projections[name].runner = self._system
+        self._system.start()
+
     async def _start(self, managed: Managed) -> None:
+        if managed.system is not None:
+            if managed.enabled and self.may_run(managed) and managed.runner is None:
+                await self._restart_system()
+            return
         if not managed.enabled or not self.may_run(managed) or managed.runner is not None:
             return
-        if managed.system is not None:
-            processor: Any = SystemProcessor(managed.system)
-        else:
-            if managed.user is None and not managed.fault:
-                await self._compile(managed)
-            if managed.fault:
-                return
-            processor = managed.user
-            await self._load_state(managed)
+        if managed.user is None and not managed.fault:
+            await self._compile(managed)
+        if managed.fault:
+            return
+        processor: Any = managed.user
+        await self._load_state(managed)
         managed.runner = Runner(
             managed.name,
             self._store,
@@ -300,15 +359,24 @@ class ProjectionManager:
         async with self._lock:
             managed = self.get(name)
             managed.enabled = True
+            managed.aborted = False
+            await self._persist(managed)
+            if managed.system is not None:
+                await self._restart_system()
+                return
             if managed.runner is not None and not managed.runner.running:
                 managed.runner = None
-            await self._persist(managed)
             await self._start(managed)
 
     async def disable(self, name: str, write_checkpoint: bool = True) -> None:
         async with self._lock:
             managed = self.get(name)
             managed.enabled = False
+            if managed.system is not None:
+                managed.aborted = not write_checkpoint
+                await self._persist(managed)
+                await self._restart_system()
+                return
             if managed.runner is not None:
                 await managed.runner.stop()
                 # Without a checkpoint it is an abort (the Node.js client's abortProjection).
@@ -319,6 +387,11 @@ class ProjectionManager:
         """Forget position and state and start again from the beginning of $all."""
         async with self._lock:
             managed = self.get(name)
+            if managed.system is not None:
+                await self._stop_system()
+                await self._submit([], {managed.name: -1})
+                await self._restart_system()
+                return
             running = managed.runner is not None and managed.runner.running
             if managed.runner is not None:
                 await managed.runner.stop()
@@ -371,6 +444,9 @@ class ProjectionManager:
     def statistics(self, managed: Managed) -> dict[str, Any]:
         runner = managed.runner
         processed = runner.events_processed_after_restart if runner is not None else 0
+        if managed.system is not None:
+            group = self._group
+            processed = group.handled.get(managed.name, 0) if group and runner else 0
         position = runner.position if runner is not None else -1
         reason = managed.fault or (runner.reason if runner is not None else "")
         return {

@@ -191,6 +191,9 @@ class UserProjection:
             emitted.append(self.checkpoint_event(record.position))
         return emitted
 
+    def checkpoint_events(self, position: int) -> list[Emitted]:
+        return [self.checkpoint_event(position)]
+
     def checkpoint_event(self, position: int) -> Emitted:
         self._dirty = False
         data = {
