@@ -83,6 +83,7 @@ class Runner:
         # The checkpoints this runner keeps (several when one pass serves several
         # projections); it starts after the earliest.
         self._names = list(checkpoint_names or [name])
+        self._inflight: asyncio.Future[WriteResult] | None = None
         self.completed = False
         self._task: asyncio.Task[None] | None = None
         self.status = "Stopped"
@@ -117,6 +118,10 @@ class Runner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            with contextlib.suppress(Exception):
+                await inflight
         if self.status == "Running":
             self.status = "Stopped"
 
@@ -163,7 +168,7 @@ class Runner:
                     last = processed
                 if failure is not None:
                     if emitted:
-                        await self._submit(emitted, dict.fromkeys(self._names, last))
+                        await self._write(emitted, last)
                     self.position = last
                     await self._fault(*failure)
                     return
@@ -173,13 +178,21 @@ class Runner:
                     self.last_checkpoint = last
                 unhandled += len(page)
                 if emitted or unhandled >= UNHANDLED_THRESHOLD:
-                    await self._submit(emitted, dict.fromkeys(self._names, last))
+                    await self._write(emitted, last)
                     unhandled = 0
                 self.position = last
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the log failed under us: stop, say why
             await self._fault(error, None)
+
+    async def _write(self, emitted: list[Emitted], last: int) -> None:
+        """Submit output and checkpoints; a stop waits for a write in flight to land, so
+        whoever starts the projection again reads the checkpoint that goes with it."""
+        self._inflight = asyncio.ensure_future(
+            self._submit(emitted, dict.fromkeys(self._names, last))
+        )
+        await asyncio.shield(self._inflight)
 
     def _process(
         self, page: list[Recorded]
