@@ -13,8 +13,9 @@ from pathlib import Path
 
 from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
+from esdblocal.projections.manager import RUN_MODES, RUN_SYSTEM
 from esdblocal.security import DEFAULT_PASSWORD, Users, parse_user
-from esdblocal.server import Security, serve
+from esdblocal.server import ProjectionOptions, Security, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +49,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
     where.add_argument("--memory", action="store_true", help="keep nothing on disk")
+    projections = parser.add_argument_group("projections (defaults: what the real --dev gives)")
+    projections.add_argument(
+        "--run-projections",
+        choices=RUN_MODES,
+        default=os.environ.get("EVENTSTORE_RUN_PROJECTIONS", RUN_SYSTEM),
+        help="None: no projection subsystem; System: the system projections; All: user"
+        " projections too (env EVENTSTORE_RUN_PROJECTIONS; default System)",
+    )
+    projections.add_argument(
+        "--start-standard-projections",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=_boolean(os.environ.get("EVENTSTORE_START_STANDARD_PROJECTIONS", "true")),
+        metavar="true|false",
+        help="start $streams, $by_category, $by_event_type, $stream_by_category and"
+        " $by_correlation_id (env EVENTSTORE_START_STANDARD_PROJECTIONS; default true)",
+    )
     secure = parser.add_argument_group("secure node")
     secure.add_argument("--tls", action="store_true", help="serve TLS and require users")
     secure.add_argument(
@@ -107,6 +126,15 @@ def default_http_port(host: str, port: int) -> int:
     return port + 1
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
 def security(args: argparse.Namespace) -> Security | None:
     if not args.tls:
         return None
@@ -135,6 +163,7 @@ async def main(args: argparse.Namespace) -> None:
             security=secure,
             http_port=None if args.no_http else args.http_port,
             web_ui=args.web_ui,
+            projections=ProjectionOptions(args.run_projections, args.start_standard_projections),
         )
     )
     loop = asyncio.get_running_loop()

@@ -18,21 +18,42 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from esdbclient.protos.Grpc import gossip_pb2_grpc, persistent_pb2_grpc, streams_pb2_grpc
+from esdbclient.protos.Grpc import (
+    gossip_pb2,
+    gossip_pb2_grpc,
+    persistent_pb2,
+    persistent_pb2_grpc,
+    projections_pb2,
+    projections_pb2_grpc,
+    streams_pb2,
+    streams_pb2_grpc,
+)
 
 from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
 from esdblocal.http import HttpSide, NodeInfo
 from esdblocal.hub import Hub
+from esdblocal.projections.manager import RUN_SYSTEM, ProjectionManager
 from esdblocal.security import Authenticate, Users
 from esdblocal.service import Gossip, Streams
+from esdblocal.services import server_features
 from esdblocal.services.persistent import PersistentSubscriptions
+from esdblocal.services.projections import Projections
 from esdblocal.store import Outcome, Recorded, Store
 
 DB_FILE = "log.sqlite3"
 READER_THREADS = 4
 # esdbclient accepts messages up to 17 MiB; the server's own limit is the same.
 MAX_MESSAGE = 17 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProjectionOptions:
+    """--run-projections and --start-standard-projections; the defaults are what the real
+    server's --dev gives: the system projections, started."""
+
+    run: str = RUN_SYSTEM
+    start_standard: bool = True
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,7 @@ class Node:
         security: Security | None = None,
         http_port: int | None = None,
         web_ui: Path | None = None,
+        projections: ProjectionOptions | None = None,
     ) -> None:
         self.host = host
         self.advertise_host = advertise_host or default_advertise_host(host)
@@ -86,10 +108,27 @@ class Node:
         persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
             PersistentSubscriptions(self.store, self._hub, self._readers, users), self._server
         )
+        options = projections or ProjectionOptions()
+        self.projections = ProjectionManager(
+            self.store, self._hub, self._readers, options.run, options.start_standard
+        )
+        served = [
+            streams_pb2.DESCRIPTOR.services_by_name["Streams"],
+            gossip_pb2.DESCRIPTOR.services_by_name["Gossip"],
+            persistent_pb2.DESCRIPTOR.services_by_name["PersistentSubscriptions"],
+        ]
+        if self.projections.enabled:  # without the subsystem the service is not there
+            projections_pb2_grpc.add_ProjectionsServicer_to_server(
+                Projections(self.projections, users), self._server
+            )
+            served.append(projections_pb2.DESCRIPTOR.services_by_name["Projections"])
+        self._server.add_generic_rpc_handlers((server_features.handler(served),))
         # The HTTP API and stream browser, on a port of its own (None: off).
         self.http: HttpSide | None = None
         if http_port is not None:
-            node = NodeInfo(self.advertise_host, lambda: self.port)
+            node = NodeInfo(
+                self.advertise_host, lambda: self.port, lambda: self.projections.enabled
+            )
             self.http = HttpSide(
                 self.store, self._hub, self._readers, host, http_port, node, users,
                 security.tls if security is not None else None, web_ui,
@@ -131,6 +170,7 @@ class Node:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host}:{self._requested_port}")
         await self._server.start()
+        await self.projections.start()
         if self.http is not None:
             await self.http.start()
 
@@ -143,8 +183,9 @@ class Node:
         if self.http is not None:
             await self.http.stop()
         await self._server.stop(grace)
+        await self.projections.stop()
+        self._readers.shutdown(wait=True)  # no read may still be using the log's connection
         self.store.close()
-        self._readers.shutdown(wait=True)
 
 
 def default_advertise_host(host: str) -> str:
@@ -171,9 +212,10 @@ async def serve(
     security: Security | None = None,
     http_port: int | None = None,
     web_ui: Path | None = None,
+    projections: ProjectionOptions | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
-    node = Node(host, port, data_dir, advertise_host, security, http_port, web_ui)
+    node = Node(host, port, data_dir, advertise_host, security, http_port, web_ui, projections)
     await node.start()
     print(node.uri, flush=True)
     if node.http_url is not None:  # the second line: the first is the connection string
@@ -203,11 +245,13 @@ class EmbeddedServer:
         users: Users | None = None,
         http_port: int | None = None,
         web_ui: Path | None = None,
+        projections: ProjectionOptions | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.http_port = http_port
         self.web_ui = web_ui
+        self.projection_options = projections
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self.security: Security | None = None
@@ -263,6 +307,7 @@ class EmbeddedServer:
                 security=self.security,
                 http_port=self.http_port,
                 web_ui=self.web_ui,
+                projections=self.projection_options,
             )
             await self._node.start()
         except BaseException as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
@@ -19,8 +20,6 @@ import grpc
 from esdbclient.protos.Grpc import (
     gossip_pb2,
     gossip_pb2_grpc,
-    persistent_pb2,
-    persistent_pb2_grpc,
     shared_pb2,
     status_pb2,
     streams_pb2,
@@ -149,12 +148,18 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
 
         async def read_requests() -> None:
             batches: dict[str, tuple[streams_pb2.BatchAppendReq, list[Any]]] = {}
+            late: dict[str, bool] = {}
             async for request in request_iterator:
                 key = request.correlation_id.SerializeToString()
                 first, messages = batches.setdefault(key, (request, []))
+                if key not in late:  # the server checks the deadline when options arrive
+                    late[key] = _expired(request.options, time.time())
                 messages.extend(request.proposed_messages)
                 if request.is_final:
                     del batches[key]
+                    if late.pop(key):
+                        await responses.put(_batch_timeout(first))
+                        continue
                     task = asyncio.ensure_future(answer(first, messages))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
@@ -309,11 +314,15 @@ class _Reader:
         return ReadResp(event=read_event)
 
     def _resolve(self, link: Recorded) -> Recorded | None:
-        revision, _, stream = link.data.decode(errors="replace").partition("@")
+        """The link's target as a read of its stream sees it: None when deleted, truncated
+        ($tb, $maxCount, $maxAge) or never written (the link then comes alone)."""
+        revision_text, _, stream = link.data.decode(errors="replace").partition("@")
         try:
-            return self._store.read_event(stream, int(revision))
-        except ValueError:
+            revision = int(revision_text)
+            page = self._store.read_stream(stream, revision, False, 1)
+        except (ValueError, StreamNotFound, StreamDeleted):
             return None
+        return page[0] if page and page[0].revision == revision else None
 
     def _recorded(self, record: Recorded) -> Any:
         return RecordedEventPb(
@@ -600,83 +609,6 @@ class Gossip(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
         return gossip_pb2.ClusterInfo(members=[member])
 
 
-class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsServicer):  # type: ignore[misc]
-    """No persistent subscriptions (yet): the server's answers for a node that has none.
-
-    Listing all answers an empty list; anything naming a group answers NOT_FOUND with the
-    server's text; creating one is refused as unimplemented.
-    """
-
-    async def List(
-        self, request: persistent_pb2.ListReq, context: grpc.aio.ServicerContext
-    ) -> persistent_pb2.ListResp:
-        options = request.options
-        if options.WhichOneof("list_option") == "list_for_stream":
-            stream_option = options.list_for_stream
-            stream = (
-                "$all"
-                if stream_option.WhichOneof("stream_option") == "all"
-                else stream_option.stream.stream_name.decode()
-            )
-            await self._missing(context, "", stream)
-        return persistent_pb2.ListResp()
-
-    async def GetInfo(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._missing_for(request.options, context)
-
-    async def Delete(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._missing_for(request.options, context)
-
-    async def ReplayParked(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._missing_for(request.options, context)
-
-    async def Update(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        options = request.options
-        stream = (
-            options.stream.stream_identifier.stream_name.decode()
-            if options.HasField("stream")
-            else "$all"
-        )
-        await self._missing(context, options.group_name, stream)
-
-    async def Read(
-        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        first = await anext(request_iterator.__aiter__(), None)
-        if first is not None and first.HasField("options"):
-            await self._missing_for(first.options, context)
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Options were not provided.")
-        yield  # an async generator: a bidirectional stream that never sends
-
-    async def Create(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "esdblocal does not support persistent subscriptions"
-        )
-
-    async def RestartSubsystem(
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> shared_pb2.Empty:
-        return shared_pb2.Empty()
-
-    async def _missing_for(self, options: Any, context: grpc.aio.ServicerContext) -> None:
-        stream = (
-            "$all"
-            if options.WhichOneof("stream_option") == "all"
-            else options.stream_identifier.stream_name.decode()
-        )
-        await self._missing(context, options.group_name, stream)
-
-    @staticmethod
-    async def _missing(context: grpc.aio.ServicerContext, group: str, stream: str) -> None:
-        await _abort(
-            context,
-            grpc.StatusCode.NOT_FOUND,
-            f"Subscription group {group} on stream {stream} does not exist.",
-            "persistent-subscription-does-not-exist",
-            {"stream-name": stream, "group-name": group},
-        )
-
-
 # ---------------------------------------------------------------------- helpers
 
 _STATE_FIELD = {ANY: "any", NO_STREAM: "no_stream", STREAM_EXISTS: "stream_exists"}
@@ -734,7 +666,13 @@ def _proposed(message: Any) -> Proposed:
 
 
 def _size(events: Sequence[Proposed]) -> int:
-    return sum(len(e.type) + len(e.data) + len(e.metadata) for e in events)
+    """An append's size as the server counts it toward the limit: the data bytes.
+
+    ``Event.SizeOnDisk`` reads ``data?.Length ?? 0 + metadata?.Length ?? 0 + type.Length * 2``,
+    which C# parses as ``data?.Length ?? (…)``: with data present, only its length counts
+    (23.x and 24.x; so 30,000 small JSON events fit in one append).
+    """
+    return sum(len(e.data) for e in events)
 
 
 def _uuid(value: str, structured: bool) -> shared_pb2.UUID:
@@ -800,14 +738,35 @@ def _batch_wev(error: WrongExpectedVersion) -> shared_pb2.WrongExpectedVersion:
     return wev
 
 
+def _expired(options: Any, now: float) -> bool:
+    """The batch's deadline (a duration, or a 21.10 timestamp) leaves no time when its
+    options arrive: the server then answers Timeout and writes nothing."""
+    which = options.WhichOneof("deadline_option")
+    if which == "deadline":
+        return bool(options.deadline.ToTimedelta().total_seconds() <= 0)
+    if which == "deadline_21_10_0":
+        return bool(options.deadline_21_10_0.ToNanoseconds() / 1e9 <= now)
+    return False
+
+
+def _batch_timeout(request: streams_pb2.BatchAppendReq) -> streams_pb2.BatchAppendResp:
+    return _batch_error(request, grpc.StatusCode.DEADLINE_EXCEEDED, "Timeout", shared_pb2.Timeout())
+
+
 def _batch_denied(request: streams_pb2.BatchAppendReq) -> streams_pb2.BatchAppendResp:
+    return _batch_error(
+        request, grpc.StatusCode.PERMISSION_DENIED, ACCESS_DENIED, shared_pb2.AccessDenied()
+    )
+
+
+def _batch_error(
+    request: streams_pb2.BatchAppendReq, code: grpc.StatusCode, message: str, detail: Any
+) -> streams_pb2.BatchAppendResp:
     response = streams_pb2.BatchAppendResp(
         correlation_id=request.correlation_id,
         stream_identifier=request.options.stream_identifier,
     )
-    response.error.CopyFrom(
-        _status(grpc.StatusCode.PERMISSION_DENIED, ACCESS_DENIED, shared_pb2.AccessDenied())
-    )
+    response.error.CopyFrom(_status(code, message, detail))
     return response
 
 

@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS events (
     metadata BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream_id, revision);
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
 """
 
 _SELECT = (
@@ -93,6 +97,22 @@ class Proposed:
     content_type: str
     data: bytes
     metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """An event a projection writes, with expected version any.
+
+    ``new_stream_metadata``: written to ``$$stream`` first when the stream has no events yet
+    (as a projection's EmittedStream sets a new stream's $acl before its first event).
+    """
+
+    stream: str
+    event: Proposed
+    new_stream_metadata: bytes | None = None
+    # After a projection's reset, its first write to a stream hides what the old epoch
+    # wrote: $tb moves to the end (EmittedStream's "new logical stream").
+    truncate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +216,13 @@ class _Stream:
 
 @dataclass(slots=True)
 class _Request:
-    kind: str  # "append" | "delete" | "tombstone"
+    kind: str  # "append" | "delete" | "tombstone" | "emit"
     stream: str
     expected: int
     events: Sequence[Proposed]
     token: Any  # the caller's handle for the outcome, returned with it
+    emitted: Sequence[Emitted] = ()
+    checkpoints: dict[str, int] | None = None
 
 
 Outcome = WriteResult | BaseException
@@ -245,6 +267,32 @@ class Store:
 
     # ---------------------------------------------------------------- writing
 
+    def submit_emitted(
+        self, emitted: Sequence[Emitted], checkpoints: dict[str, int], token: Any
+    ) -> None:
+        """Queue a projection's output and its checkpoints: written in one transaction.
+
+        Events to tombstoned streams are skipped; the outcome is a WriteResult whose
+        position is the last event written (None if none).
+        """
+        request = _Request("emit", "", ANY, (), token, emitted, checkpoints)
+        if self._closed:
+            self._on_commit([(token, RuntimeError("the log is closed"))], [])
+        else:
+            self._requests.put(request)
+
+    def checkpoint(self, name: str) -> int | None:
+        """The position a projection has durably processed up to (None: never ran)."""
+        with self._reader() as db:
+            row = db.execute(
+                "SELECT position FROM projection_checkpoints WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def forget_checkpoints(self, names: Sequence[str], token: Any) -> None:
+        """Drop projections' checkpoints (a reset); reported like an empty emit."""
+        self.submit_emitted((), {name: -1 for name in names}, token)
+
     def submit(
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed], token: Any
     ) -> None:
@@ -287,8 +335,14 @@ class Store:
         rows: list[Recorded] = []
         outcomes: list[tuple[Any, Outcome]] = []
         saved_position = self._next_position
+        # A group of projections' output alone is not fsynced: it and the checkpoints it
+        # goes with are lost or kept together (WAL order), and the next client commit's
+        # fsync makes them durable; a projection redoes what a power cut took.
+        light = self._path is not None and all(request.kind == "emit" for request in group)
         with self._memory_lock:
             db = self._writer_db
+            if light:
+                db.execute("PRAGMA synchronous=NORMAL")
             db.execute("BEGIN IMMEDIATE")
             try:
                 for request in group:
@@ -301,15 +355,21 @@ class Store:
                 db.execute("COMMIT")
             except BaseException as error:  # disk full, I/O error: nobody is told "done"
                 db.execute("ROLLBACK")
+                if light:
+                    db.execute("PRAGMA synchronous=FULL")
                 self._streams.clear()
                 self._recent_ids.clear()
                 self._warm_idempotency_cache()
                 self._next_position = saved_position
                 self._on_commit([(request.token, error) for request in group], [])
                 return
+            if light:
+                db.execute("PRAGMA synchronous=FULL")
         self._on_commit(outcomes, rows)
 
     def _apply(self, request: _Request, rows: list[Recorded]) -> WriteResult:
+        if request.kind == "emit":
+            return self._emit(request, rows)
         stream = self._stream(request.stream)
         if stream.last_revision == DELETED_STREAM:
             raise StreamDeleted(request.stream)
@@ -404,6 +464,36 @@ class Store:
             self._add_row(self._stream(metastream_of(stream.name)), _metadata_event(metadata), rows)
         return WriteResult(stream.last_revision, position)
 
+    def _emit(self, request: _Request, rows: list[Recorded]) -> WriteResult:
+        position: int | None = None
+        for item in request.emitted:
+            stream = self._stream(item.stream)
+            if stream.last_revision == DELETED_STREAM:
+                continue
+            if item.new_stream_metadata is not None and stream.last_revision < 0:
+                meta = self._stream(metastream_of(item.stream))
+                if meta.last_revision < 0:
+                    self._add_row(meta, _metadata_event_raw(item.new_stream_metadata), rows)
+            elif item.truncate and stream.last_revision >= 0:
+                metadata = self._raw_metadata(item.stream)
+                metadata["$tb"] = stream.last_revision + 1
+                self._add_row(
+                    self._stream(metastream_of(item.stream)), _metadata_event(metadata), rows
+                )
+            position = self._add_row(stream, item.event, rows, remember=False)
+        for name, at in (request.checkpoints or {}).items():
+            if at < 0:
+                self._writer_db.execute(
+                    "DELETE FROM projection_checkpoints WHERE name = ?", (name,)
+                )
+            else:
+                self._writer_db.execute(
+                    "INSERT INTO projection_checkpoints VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    (name, at),
+                )
+        return WriteResult(-1, position)
+
     def _soft_delete(self, stream: _Stream, expected: int, rows: list[Recorded]) -> WriteResult:
         """A soft delete replaces the metadata with ``{"$tb": DeletedStream}``."""
         self._check_delete(stream, expected, hard=False)
@@ -422,11 +512,17 @@ class Store:
         """Deletes check the version like appends, without replays.
 
         A soft delete of a stream that never had events is refused whatever the expected
-        version (the real server answers "Actual version: -1"); a tombstone with ANY or
+        version (the real server answers "Actual version: -1"), except NO_STREAM when the
+        stream has metadata (a real server then writes the $tb); a tombstone with ANY or
         NO_STREAM seals a stream that never existed.
         """
         current = stream.last_revision
         if current < 0 and not hard:
+            if (
+                expected == NO_STREAM
+                and self._stream(metastream_of(stream.name)).last_revision >= 0
+            ):
+                return
             raise WrongExpectedVersion(stream.name, expected, current)
         if expected == STREAM_EXISTS:
             if current >= 0 and self._metadata(stream.name).soft_deleted:
@@ -438,7 +534,12 @@ class Store:
             raise WrongExpectedVersion(stream.name, expected, current)
 
     def _add_row(
-        self, stream: _Stream, event: Proposed, rows: list[Recorded], revision: int | None = None
+        self,
+        stream: _Stream,
+        event: Proposed,
+        rows: list[Recorded],
+        revision: int | None = None,
+        remember: bool = True,
     ) -> int:
         if stream.id is None:
             cursor = self._writer_db.execute(
@@ -464,7 +565,8 @@ class Store:
         )
         stream.last_revision = revision
         assert stream.id is not None
-        self._remember_id(event.event_id, stream.id, revision, position)
+        if remember:  # projections' output is never re-sent: keep the cache for clients'
+            self._remember_id(event.event_id, stream.id, revision, position)
         return position
 
     def _insert(self, rows: list[Recorded]) -> None:
@@ -701,7 +803,10 @@ class Store:
 
 
 def _metadata_event(metadata: dict[str, Any]) -> Proposed:
-    data = json.dumps(metadata, separators=(",", ":")).encode()
+    return _metadata_event_raw(json.dumps(metadata, separators=(",", ":")).encode())
+
+
+def _metadata_event_raw(data: bytes) -> Proposed:
     return Proposed(str(uuid4()), "$metadata", "application/json", data, b"")
 
 

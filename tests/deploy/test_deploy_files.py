@@ -430,7 +430,9 @@ def test_esdb_node_is_secure(name: str, node: str) -> None:
     assert all(key.startswith("EVENTSTORE_") for key in env), sorted(env)
     assert env.get("EVENTSTORE_INSECURE", "false").lower() == "false"
     assert env["EVENTSTORE_CLUSTER_SIZE"] == str(len(NODES[name]))
-    assert env["EVENTSTORE_RUN_PROJECTIONS"] == "None"
+    # System projections on, for the $ce-/$bc- streams people inspect.
+    assert env["EVENTSTORE_RUN_PROJECTIONS"] == "System"
+    assert env["EVENTSTORE_START_STANDARD_PROJECTIONS"] == "true"
     assert env["EVENTSTORE_DEFAULT_ADMIN_PASSWORD"] == INTERPOLATION_ENV["ESDB_ADMIN_PASSWORD"]
     assert env["EVENTSTORE_DEFAULT_OPS_PASSWORD"] == INTERPOLATION_ENV["ESDB_OPS_PASSWORD"]
     # Certificate, key and CA: files the certs service writes to the volume mounted here.
