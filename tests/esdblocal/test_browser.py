@@ -41,10 +41,17 @@ from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from esdblocal.server import ProjectionOptions  # noqa: E402
+
+# These tests write their own $ce- links (as a node without projections shows them).
+NO_PROJECTIONS = ProjectionOptions(run="None")
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    with EmbeddedServer(data_dir=tmp_path_factory.mktemp("esdb-browser"), http_port=0) as node:
+    with EmbeddedServer(
+        data_dir=tmp_path_factory.mktemp("esdb-browser"), http_port=0, projections=NO_PROJECTIONS
+    ) as node:
         yield node
 
 
@@ -256,7 +263,9 @@ def test_a_missing_event_and_a_missing_stream_say_so(
 def test_a_secure_node_browses_over_https_as_a_user(browser: WebDriver, tmp_path: Path) -> None:
     """HTTPS on the node's certificates, Basic auth (a person types it into the browser's
     own prompt, which the API's 401 brings up; here the header is set directly)."""
-    with EmbeddedServer(data_dir=tmp_path, tls=True, http_port=0) as node:
+    with EmbeddedServer(
+        data_dir=tmp_path, tls=True, http_port=0, projections=NO_PROJECTIONS
+    ) as node:
         with EventStoreDBClient(node.uri_as("admin", "changeit")) as admin:
             admin.append_to_stream(
                 "secure-1", current_version=StreamState.ANY, events=[NewEvent(type="S", data=b"{}")]

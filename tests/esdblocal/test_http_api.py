@@ -27,6 +27,10 @@ from esdbclient.exceptions import NotFound
 
 from esdblocal import EmbeddedServer
 from esdblocal.security import Users, user
+from esdblocal.server import ProjectionOptions
+
+# These tests write their own $ce- links (as a node without projections shows them).
+NO_PROJECTIONS = ProjectionOptions(run="None")
 
 ATOM = "application/vnd.eventstore.atom+json"
 
@@ -115,7 +119,9 @@ def titles(feed: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    with EmbeddedServer(data_dir=tmp_path_factory.mktemp("esdb-http"), http_port=0) as node:
+    with EmbeddedServer(
+        data_dir=tmp_path_factory.mktemp("esdb-http"), http_port=0, projections=NO_PROJECTIONS
+    ) as node:
         yield node
 
 
@@ -583,7 +589,9 @@ def test_stream_search_and_event_types(web: Http, esdb: EventStoreDBClient) -> N
 
 def test_a_secure_node_serves_https_with_basic_auth(tmp_path: Path) -> None:
     users = Users.defaults(extra=[user("app", "app-secret")])
-    with EmbeddedServer(data_dir=tmp_path, tls=True, users=users, http_port=0) as node:
+    with EmbeddedServer(
+        data_dir=tmp_path, tls=True, users=users, http_port=0, projections=NO_PROJECTIONS
+    ) as node:
         assert node.http_url.startswith("https://")
         context = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca" / "ca.crt"))
         web = Http(node.http_url, context)
