@@ -61,6 +61,15 @@ def state_of(server: EmbeddedServer, name: str, partition: str = "") -> Any:
     return json_format.MessageToDict(answer.state)
 
 
+def result_of(server: EmbeddedServer, name: str, partition: str = "") -> Any:
+    target = server.uri.removeprefix("esdb://").split("?")[0]
+    with grpc.insecure_channel(target) as channel:
+        stub = projections_pb2_grpc.ProjectionsStub(channel)
+        options = projections_pb2.ResultReq.Options(name=name, partition=partition)
+        answer = stub.Result(projections_pb2.ResultReq(options=options), timeout=5)
+    return json_format.MessageToDict(answer.result)
+
+
 def unique() -> str:
     return uuid4().hex[:12]
 
@@ -388,7 +397,9 @@ def test_a_secure_node_manages_projections_for_signed_in_users(secure_node: Secu
         assert client.get_projection_statistics(name="$by_category").status == "Running"
 
 
-def test_transform_by_and_filter_by_shape_the_result(js: EventStoreDBClient) -> None:
+def test_transform_by_and_filter_by_shape_the_result(
+    server: EmbeddedServer, js: EventStoreDBClient
+) -> None:
     stream, name = f"tr-{unique()}", f"p-{unique()}"
     js.create_projection(
         name=name,
@@ -403,6 +414,7 @@ def test_transform_by_and_filter_by_shape_the_result(js: EventStoreDBClient) -> 
     results = until(lambda: len(js.get_stream(stream_name)) == 2 and js.get_stream(stream_name))
     assert [json.loads(e.data) for e in results] == [{"doubled": 4}, {"doubled": 8}]
     assert js.get_projection_state(name).value == {"n": 4}
+    assert result_of(server, name) == {"doubled": 8}
 
 
 def test_one_time_and_transient_projections_complete(
