@@ -439,6 +439,12 @@ class ProjectionManager:
             return {}
         return managed.user.state(partition)
 
+    def result(self, name: str, partition: str) -> Any:
+        managed = self.get(name)
+        if managed.user is None:
+            return {}
+        return managed.user.result(partition)
+
     # ---------------------------------------------------------------- statistics
 
     def statistics(self, managed: Managed) -> dict[str, Any]:

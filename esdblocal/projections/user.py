@@ -111,6 +111,7 @@ class UserProjection:
             handled=list(raw["handled"]),
         )
         self.states: dict[str, str] = {}
+        self.results: dict[str, str] = {}  # the state through transformBy/filterBy
         self.emitted_streams: set[str] = set()
         # Epochs: a reset starts a new one; the first write of the new epoch to each
         # stream truncates what earlier epochs wrote there.
@@ -123,6 +124,7 @@ class UserProjection:
     def load(self, checkpoint: dict[str, Any]) -> None:
         self._dirty = False
         self.states = {k: json.dumps(v) for k, v in checkpoint.get("states", {}).items()}
+        self.results = {}  # recomputed as events come; until then the state stands in
         self.emitted_streams = set(checkpoint.get("emittedStreams", []))
         self.epoch = int(checkpoint.get("epoch", 0))
         self.written_in_epoch = set(checkpoint.get("epochStreams", []))
@@ -132,8 +134,17 @@ class UserProjection:
         text = self.states.get(partition)
         return {} if text is None else json.loads(text)
 
+    def result(self, partition: str) -> Any:
+        """A partition's result: its state through transformBy/filterBy (``{}`` before any
+        event; None when filtered out)."""
+        text = self.results.get(partition)
+        if text is None:
+            return self.state(partition)
+        return json.loads(text)
+
     def reset(self) -> None:
         self.states = {}
+        self.results = {}
         self.epoch += 1
         self.written_in_epoch = set()
         self._dirty = True
@@ -184,6 +195,7 @@ class UserProjection:
         state = answer["state"]
         if state != previous:
             self.states[partition] = state
+            self.results[partition] = answer["result"]
             self._dirty = True
             if self.definition.output_state and answer["result"] != "null":
                 emitted.append(self._result(partition, answer["result"], record))

@@ -142,7 +142,7 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
         return projections_pb2.ResetResp()
 
     async def _value(
-        self, name: str, partition: str, context: grpc.aio.ServicerContext
+        self, name: str, partition: str, context: grpc.aio.ServicerContext, result: bool = False
     ) -> struct_pb2.Value:
         try:
             managed = self._manager.get(name)
@@ -152,7 +152,8 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
             # A projection whose query never compiled has no state to give: the real
             # server never answers (the client's deadline ends the call).
             await asyncio.Event().wait()
-        return _to_value(self._manager.state(name, partition))
+        read = self._manager.result if result else self._manager.state
+        return _to_value(read(name, partition))
 
     async def State(
         self, request: projections_pb2.StateReq, context: grpc.aio.ServicerContext
@@ -165,7 +166,8 @@ class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[mis
         self, request: projections_pb2.ResultReq, context: grpc.aio.ServicerContext
     ) -> projections_pb2.ResultResp:
         await self._authenticated(context)
-        value = await self._value(request.options.name, request.options.partition, context)
+        options = request.options
+        value = await self._value(options.name, options.partition, context, result=True)
         return projections_pb2.ResultResp(result=value)
 
     async def RestartSubsystem(

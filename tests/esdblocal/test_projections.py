@@ -61,6 +61,15 @@ def state_of(server: EmbeddedServer, name: str, partition: str = "") -> Any:
     return json_format.MessageToDict(answer.state)
 
 
+def result_of(server: EmbeddedServer, name: str, partition: str = "") -> Any:
+    target = server.uri.removeprefix("esdb://").split("?")[0]
+    with grpc.insecure_channel(target) as channel:
+        stub = projections_pb2_grpc.ProjectionsStub(channel)
+        options = projections_pb2.ResultReq.Options(name=name, partition=partition)
+        answer = stub.Result(projections_pb2.ResultReq(options=options), timeout=5)
+    return json_format.MessageToDict(answer.result)
+
+
 def unique() -> str:
     return uuid4().hex[:12]
 
@@ -386,3 +395,52 @@ def test_a_secure_node_manages_projections_for_signed_in_users(secure_node: Secu
         secure_node.uri_as(), root_certificates=secure_node.ca.read_text()
     ) as client:
         assert client.get_projection_statistics(name="$by_category").status == "Running"
+
+
+def test_transform_by_and_filter_by_shape_the_result(
+    server: EmbeddedServer, js: EventStoreDBClient
+) -> None:
+    stream, name = f"tr-{unique()}", f"p-{unique()}"
+    js.create_projection(
+        name=name,
+        query=f"""fromStream('{stream}').when({{
+            $init: function () {{ return {{ n: 0 }}; }},
+            E: function (s) {{ s.n += 1; }} }})
+            .filterBy(function (s) {{ return s.n % 2 === 0; }})
+            .transformBy(function (s) {{ return {{ doubled: s.n * 2 }}; }})""",
+    )
+    append(js, stream, "E", "E", "E", "E")
+    stream_name = f"$projections-{name}-result"
+    results = until(lambda: len(js.get_stream(stream_name)) == 2 and js.get_stream(stream_name))
+    assert [json.loads(e.data) for e in results] == [{"doubled": 4}, {"doubled": 8}]
+    assert js.get_projection_state(name).value == {"n": 4}
+    assert result_of(server, name) == {"doubled": 8}
+
+
+def test_one_time_and_transient_projections_complete(
+    server: EmbeddedServer, js: EventStoreDBClient
+) -> None:
+    stream = f"ot-{unique()}"
+    append(js, stream, "E", "E")
+    target = server.uri.removeprefix("esdb://").split("?")[0]
+    query = f"""fromStream('{stream}').when({{ $init: function () {{ return {{ n: 0 }}; }},
+        E: function (s) {{ s.n += 1; }} }})"""
+    name = f"q-{unique()}"
+    with grpc.insecure_channel(target) as channel:
+        stub = projections_pb2_grpc.ProjectionsStub(channel)
+        transient = projections_pb2.CreateReq.Options(
+            transient=projections_pb2.CreateReq.Options.Transient(name=name), query=query
+        )
+        stub.Create(projections_pb2.CreateReq(options=transient), timeout=5)
+        from esdbclient.protos.Grpc import shared_pb2
+
+        one_time = projections_pb2.CreateReq.Options(one_time=shared_pb2.Empty(), query=query)
+        stub.Create(projections_pb2.CreateReq(options=one_time), timeout=5)
+        request = projections_pb2.StatisticsReq(
+            options=projections_pb2.StatisticsReq.Options(one_time=shared_pb2.Empty())
+        )
+        one_times = list(stub.Statistics(request, timeout=5))
+    assert one_times and all(r.details.mode == "OneTime" for r in one_times)
+    until(lambda: js.get_projection_statistics(name=name).status == "Completed")
+    assert js.get_projection_statistics(name=name).mode == "Transient"
+    assert js.get_projection_state(name).value == {"n": 2}
