@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,13 +70,13 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert esdb.wait(timeout=20) == 0
 
 
-def start_browser(base: str, name: str) -> WebDriver:
+def start_browser(base: str, profile: Path) -> WebDriver:
     """A fresh Chromium profile on the client; the API answers 401, so it asks for the key."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for option in OPTIONS:
         options.add_argument(option)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix=f'chromium-{name}-')}")
+    options.add_argument(f"--user-data-dir={profile}")  # under pytest's temporary directory
     options.add_argument("--window-size=1000,1400")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -92,8 +91,8 @@ def start_browser(base: str, name: str) -> WebDriver:
 
 
 @pytest.fixture(scope="module")
-def browser(base: str) -> Iterator[WebDriver]:
-    driver = start_browser(base, "one")
+def browser(base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    driver = start_browser(base, tmp_path_factory.mktemp("chromium-one"))
     try:
         yield driver
     finally:
@@ -368,13 +367,13 @@ def test_a_car_edited_shows_the_events_its_put_produced(browser: WebDriver) -> N
 
 
 def test_a_conflicting_edit_from_another_window_is_a_412_to_resolve(
-    base: str, browser: WebDriver
+    base: str, browser: WebDriver, tmp_path: Path
 ) -> None:
     first = browser
     route = f"#/items/{create_item(base, 'Shared')}"
     go(first, route)
     shows(first, "#item-name", "Shared")
-    second = start_browser(base, "two")
+    second = start_browser(base, tmp_path / "chromium-two")
     try:
         go(second, route)
         shows(second, "#item-name", "Shared")
