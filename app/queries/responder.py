@@ -46,25 +46,36 @@ _encode = msgspec.json.Encoder().encode
 # ---------------------------------------------------------------- responses
 
 
-def _query(req: falcon.Request, **changes: int) -> str:
-    """The request's own URL with some parameters changed (the order is kept)."""
+def _pager(req: falcon.Request) -> Callable[[int, int], str]:
+    """The request's own URL for another offset and limit (the other parameters and their
+    order kept; ``offset`` and ``limit`` where the request had them, else at the end). The
+    other parameters are encoded once per request, not once per link."""
     params = {k: v for k, v in req.params.items() if k != POSITION_PARAMETER}
-    params.update({k: str(v) for k, v in changes.items()})
-    return f"{req.prefix}{req.path}?{urlencode(params, doseq=True)}"
+    params.setdefault("offset", "")
+    params.setdefault("limit", "")
+    parts = [
+        name if name in ("offset", "limit") else urlencode({name: value}, doseq=True)
+        for name, value in params.items()
+    ]
+    base = f"{req.prefix}{req.path}?"
+
+    def url(offset: int, limit: int) -> str:
+        values = {"offset": f"offset={offset}", "limit": f"limit={limit}"}
+        return base + "&".join(values.get(part, part) for part in parts)
+
+    return url
 
 
 def page_links(req: falcon.Request, offset: int, limit: int, total: int) -> list[Link]:
     """self, first, prev (not on the first page), next (not on the last), last."""
+    url = _pager(req)
     last = max(0, (total - 1) // limit * limit)
-    links = [
-        Link("self", _query(req, offset=offset, limit=limit)),
-        Link("first", _query(req, offset=0, limit=limit)),
-    ]
+    links = [Link("self", url(offset, limit)), Link("first", url(0, limit))]
     if offset > 0:
-        links.append(Link("prev", _query(req, offset=max(0, offset - limit), limit=limit)))
+        links.append(Link("prev", url(max(0, offset - limit), limit)))
     if offset + limit < total:
-        links.append(Link("next", _query(req, offset=offset + limit, limit=limit)))
-    links.append(Link("last", _query(req, offset=last, limit=limit)))
+        links.append(Link("next", url(offset + limit, limit)))
+    links.append(Link("last", url(last, limit)))
     return links
 
 
