@@ -57,8 +57,9 @@ def take(subscription: Subscription, count: int, ack: bool = True) -> list[Recor
     return taken
 
 
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Poll ``check`` (a stream not written yet counts as not yet)."""
+def eventually(check: Callable[[], bool], seconds: float = 30.0) -> None:
+    """Poll ``check`` (a stream not written yet counts as not yet). The bound only stops a
+    test that would otherwise hang: a loaded CI machine may take seconds for a tick."""
     deadline = time.monotonic() + seconds
     while True:
         try:

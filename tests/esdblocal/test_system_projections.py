@@ -22,7 +22,7 @@ from esdblocal.server import ProjectionOptions
 MAX_LONG = 9223372036854775807
 
 
-def eventually(read: Callable[[], Any], timeout: float = 10.0) -> Any:
+def eventually(read: Callable[[], Any], timeout: float = 30.0) -> Any:
     """``read()`` once it returns something truthy (projections run after the commit)."""
     deadline = time.monotonic() + timeout
     while True:
