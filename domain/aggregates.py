@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -28,9 +28,12 @@ class Aggregate(Generic[S]):
     category: str
     zero: Callable[[], S]
     apply: Callable[[S, Any], S]
-    events: msgspec.json.Decoder[Any]
-    event_union: Any  # the tagged union the decoder reads
+    event_union: Any  # the tagged union of its events (tags: the EventStoreDB event types)
     revision: int = 1  # bump when ``apply`` changes meaning: snapshots of another are ignored
+    events: msgspec.json.Decoder[Any] = field(init=False)  # built once, from the union
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events", msgspec.json.Decoder(self.event_union))
 
     @property
     def fingerprint(self) -> str:
@@ -57,14 +60,12 @@ INVENTORY_ITEM: Aggregate[inventory.InventoryItem] = Aggregate(
     inventory.CATEGORY,
     inventory.zero,
     inventory.apply,
-    msgspec.json.Decoder(inventory.AnyInventoryEvent),
     inventory.AnyInventoryEvent,
 )
 CAR: Aggregate[cars.Car] = Aggregate(
     cars.CATEGORY,
     cars.zero,
     cars.apply,
-    msgspec.json.Decoder(cars.AnyCarEvent),
     cars.AnyCarEvent,
 )
 AGGREGATES: tuple[Aggregate[Any], ...] = (INVENTORY_ITEM, CAR)

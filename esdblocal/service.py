@@ -325,20 +325,7 @@ class _Reader:
         return page[0] if page and page[0].revision == revision else None
 
     def _recorded(self, record: Recorded) -> Any:
-        return RecordedEventPb(
-            id=_uuid(record.event_id, self._structured_ids),
-            stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream.encode()),
-            stream_revision=record.revision,
-            prepare_position=record.position,
-            commit_position=record.position,
-            metadata={
-                "type": record.type,
-                "content-type": record.content_type,
-                "created": str(record.created),
-            },
-            custom_metadata=record.metadata,
-            data=record.data,
-        )
+        return recorded_event(record, self._structured_ids)
 
     def _deleted(self) -> Any:
         return _abort_deleted(self._context, self._stream_name())
@@ -673,6 +660,25 @@ def _size(events: Sequence[Proposed]) -> int:
     (23.x and 24.x; so 30,000 small JSON events fit in one append).
     """
     return sum(len(e.data) for e in events)
+
+
+def recorded_event(record: Recorded, structured: bool, message: Any = RecordedEventPb) -> Any:
+    """A recorded event as a service sends it: ``message`` is the service's own
+    ``RecordedEvent`` type (Streams' by default; PersistentSubscriptions has its own)."""
+    return message(
+        id=_uuid(record.event_id, structured),
+        stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream.encode()),
+        stream_revision=record.revision,
+        prepare_position=record.position,
+        commit_position=record.position,
+        metadata={
+            "type": record.type,
+            "content-type": record.content_type,
+            "created": str(record.created),
+        },
+        custom_metadata=record.metadata,
+        data=record.data,
+    )
 
 
 def _uuid(value: str, structured: bool) -> shared_pb2.UUID:

@@ -19,7 +19,7 @@ POSITION_PARAMETER = "commitPosition"
 STATES = ("active", "deactivated", "all")
 
 
-def _integer(req: falcon.Request, name: str, default: int, minimum: int) -> int:
+def integer(req: falcon.Request, name: str, default: int, minimum: int) -> int:
     text = req.get_param(name)
     if text is None:
         return default
@@ -36,8 +36,8 @@ def _integer(req: falcon.Request, name: str, default: int, minimum: int) -> int:
 
 def paging(req: falcon.Request) -> tuple[int, int]:
     """``offset`` (default 0) and ``limit`` (default 10, capped at 100)."""
-    offset = min(_integer(req, "offset", 0, 0), MAX_OFFSET)  # beyond: past the end anyway
-    limit = min(_integer(req, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
+    offset = min(integer(req, "offset", 0, 0), MAX_OFFSET)  # beyond: past the end anyway
+    limit = min(integer(req, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
     return offset, limit
 
 

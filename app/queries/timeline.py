@@ -150,10 +150,10 @@ class Timeline:
             raise Problem(GONE, f"{item} was retired at version {version}.")
         stored = Stored(str(item), version, True, state)
         etag = self._etags.encode(stream, version)
-        if not_modified(req, resp, etag + choice.tag_suffix):
-            resp.cache_control = [IMMUTABLE]
-            return
+        fresh = not_modified(req, resp, etag + choice.tag_suffix)
         resp.cache_control = [IMMUTABLE]  # the state at a version never changes
+        if fresh:
+            return
         links = self._presentation.links(req.prefix, str(item))
         if choice.model == self._presentation.item_type.__name__:
             value = self._presentation.details(stored, links)

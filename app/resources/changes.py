@@ -29,7 +29,7 @@ from app.etags import ETagCodec
 from app.negotiation import FORMATS, respond
 from app.problems import INVALID_QUERY, NOT_ACCEPTABLE, TOO_MANY_WAITING, Problem
 from app.queries import PRESENTATIONS
-from app.queries.parsing import refuse_unknown
+from app.queries.parsing import MAX_OFFSET, integer, refuse_unknown
 from app.representations import ChangeFeed, FeedEntry, Link
 from app.resources.common import GUARDED
 from projections.store import Change, ReadModels
@@ -68,17 +68,6 @@ class Slots:
         yield False
 
 
-def _integer(req: falcon.Request, name: str, default: int, minimum: int) -> int:
-    text = req.get_param(name)
-    if text is None:
-        return default
-    if not text.isdigit() or len(text) > 18 or int(text) < minimum:
-        raise Problem(
-            INVALID_QUERY, f"`{name}` is an integer of at least {minimum}.", parameter=name
-        )
-    return int(text)
-
-
 class Changes(Described):
     def __init__(
         self, routes: RouteTable, reads: ReadModels, etags: ETagCodec, slots: Slots
@@ -98,8 +87,8 @@ class Changes(Described):
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         refuse_unknown(req, ("after", "collection"))
-        after = _integer(req, "after", 0, 0)
-        limit = min(_integer(req, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
+        after = min(integer(req, "after", 0, 0), MAX_OFFSET)  # past every commit position
+        limit = min(integer(req, "limit", DEFAULT_LIMIT, 1), MAX_LIMIT)
         collection = req.get_param("collection")
         by_path = {p.path: p for p in PRESENTATIONS.values()}
         if collection is not None and collection not in by_path:

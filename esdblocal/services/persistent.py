@@ -29,7 +29,8 @@ from esdblocal.persistent import (
     Subsystem,
 )
 from esdblocal.security import Principal, Users, deny, may_access
-from esdblocal.store import Recorded, Store
+from esdblocal.service import recorded_event
+from esdblocal.store import Store
 
 ReadResp = persistent_pb2.ReadResp
 RecordedEventPb = persistent_pb2.ReadResp.ReadEvent.RecordedEvent
@@ -452,40 +453,10 @@ def _read_event(message: Message, structured: bool) -> ReadResp.ReadEvent:
         commit_position=message.record.position, retry_count=message.retry_count
     )
     if message.event is not None:
-        read_event.event.CopyFrom(_recorded(message.event, structured))
+        read_event.event.CopyFrom(recorded_event(message.event, structured, RecordedEventPb))
     if message.link is not None:
-        read_event.link.CopyFrom(_recorded(message.link, structured))
+        read_event.link.CopyFrom(recorded_event(message.link, structured, RecordedEventPb))
     return read_event
-
-
-def _recorded(record: Recorded, structured: bool) -> Any:
-    return RecordedEventPb(
-        id=_uuid(record.event_id, structured),
-        stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream.encode()),
-        stream_revision=record.revision,
-        prepare_position=record.position,
-        commit_position=record.position,
-        metadata={
-            "type": record.type,
-            "content-type": record.content_type,
-            "created": str(record.created),
-        },
-        custom_metadata=record.metadata,
-        data=record.data,
-    )
-
-
-def _uuid(value: str, structured: bool) -> shared_pb2.UUID:
-    if not structured:
-        return shared_pb2.UUID(string=value)
-    number = uuid.UUID(value).int
-    most, least = number >> 64, number & _UINT64_MAX
-    return shared_pb2.UUID(
-        structured=shared_pb2.UUID.Structured(
-            most_significant_bits=most - (1 << 64) if most >= 1 << 63 else most,
-            least_significant_bits=least - (1 << 64) if least >= 1 << 63 else least,
-        )
-    )
 
 
 # ------------------------------------------------------------------- errors
