@@ -16,11 +16,11 @@ from typing import Any
 import falcon
 import msgspec
 
+from app.accept import JSON
 from app.bodies import check_json, read_body
 from app.problems import MALFORMED_BODY, UNSUPPORTED_MEDIA_TYPE, Problem
 
-JSON = "application/json"
-XML = "application/xml"
+__all__ = ["JSON", "VERSION", "Accepts", "content_type", "field_errors"]
 VERSION = "1.0.0"
 
 

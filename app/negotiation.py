@@ -20,8 +20,8 @@ import falcon
 import msgspec
 
 from app import xmldocs
-from app.accept import ranges
-from app.media import JSON, VERSION, XML, content_type
+from app.accept import XML, ranges
+from app.media import JSON, VERSION, content_type
 from app.problems import NOT_ACCEPTABLE, Problem
 
 FORMATS = (JSON, XML)
