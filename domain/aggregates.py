@@ -72,8 +72,11 @@ AGGREGATES: tuple[Aggregate[Any], ...] = (INVENTORY_ITEM, CAR)
 BY_CATEGORY = {aggregate.category: aggregate for aggregate in AGGREGATES}
 
 
-def of_stream(stream: str) -> tuple[Aggregate[Any], str] | None:
-    """The aggregate a stream belongs to and its id (``category-<uuid>``), if any."""
-    category, _, rest = stream.partition("-")
-    aggregate = BY_CATEGORY.get(category)
-    return (aggregate, rest) if aggregate is not None and rest else None
+def is_id(text: str) -> bool:
+    """Is ``text`` an aggregate id as the API names one: a UUID in its canonical form
+    (lower-case hex and hyphens)? A stream of a category whose name goes on otherwise
+    (``inventoryItem-x``, an upper-case UUID) belongs to no resource: no URL could reach it."""
+    try:
+        return str(UUID(text)) == text
+    except ValueError:
+        return False

@@ -33,6 +33,7 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from domain.aggregates import is_id
 from domain.errors import ImpossibleEvent
 from domain.limits import MAX_SAFE_INTEGER
 from eventstore.feed import Recorded
@@ -278,8 +279,14 @@ class Writer:
         streams: dict[tuple[View[Any], str], list[Recorded]] = defaultdict(list)
         for event in events:
             target = view_of(event.stream)
-            if target is not None:
-                streams[target].append(event)
+            if target is None:
+                continue
+            if not is_id(target[1]):
+                # Anyone may write such a stream; a row for it would have an id no URL reaches
+                # and that no representation can carry.
+                self._quarantine(event, f"the stream is not named {target[0].category}-<uuid>")
+                continue
+            streams[target].append(event)
         blocks: dict[tuple[str, int, int], int] = defaultdict(int)
         next_ordinal: dict[str, int] = {}
         changes: list[tuple[Any, ...]] = []  # the change feed's entries, written at once
