@@ -36,6 +36,7 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = None  # the app logs one structured line per request itself
+logger_class = "app.logs.GunicornLogger"  # ... so gunicorn builds no access line of its own
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 logconfig_dict: dict[str, Any] = {}  # filled below from app.logs (JSON lines)

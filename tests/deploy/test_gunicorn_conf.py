@@ -107,3 +107,18 @@ def test_the_logging_config_is_valid_and_writes_json(
         "gunicorn.error",
         "hello there",
     )
+
+
+def test_gunicorn_builds_no_access_line_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a logconfig_dict set, gunicorn's stock logger would build every request's access
+    atoms before the silenced logger dropped them; the configured class builds nothing."""
+    config = load(monkeypatch)
+    logger = config.logger_class(config)
+    assert type(logger).__module__ == "app.logs"
+    assert not logger.access_log_enabled
+
+    class Exploding:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"gunicorn read the response's {name} for an access line")
+
+    logger.access(Exploding(), Exploding(), {}, 0.001)
