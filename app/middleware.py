@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from typing import Any
 
 import falcon
 
-log = logging.getLogger("app.access")
+from jsonlogs import Lines
+
+log = Lines("app.access")
 
 
 class RequestContext:
@@ -26,7 +27,7 @@ class RequestContext:
         request_id = getattr(req.context, "request_id", "")
         resp.set_header("X-Request-Id", request_id)
         elapsed = time.perf_counter() - getattr(req.context, "started", time.perf_counter())
-        # A dict: app.logs.JsonFormatter writes it as the line's fields (one encode).
+        # The line's fields, as jsonlogs.JsonFormatter writes a dict message (one encode).
         log.info(
             {
                 "requestId": request_id,
