@@ -38,13 +38,12 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
+	$(PY) bench/throughput.py
 	$(PY) bench/esdblocal_bench.py
 	$(PY) bench/long_stream_bench.py
 	$(PY) bench/paging_bench.py
-	$(PY) bench/read_bench.py
 	$(PY) bench/worker_bench.py
 	$(PY) bench/soak.py --quick
-	$(PY) bench/command_bench.py --quick
 	$(PY) bench/persistent_bench.py
 	$(PY) bench/http_bench.py
 

@@ -345,9 +345,33 @@ def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> li
     ]
 
 
+# The columns of `make bench`'s one table (bench/throughput.py): every script that measures a
+# row of it adds the row with ``Report.headline`` and writes them with ``--headlines FILE``.
+HEADLINE_COLUMNS = [
+    "path",
+    "ours",
+    "ours p50 / p99 ms",
+    "baseline",
+    "baseline p50 / p99 ms",
+    "ratio",
+    "target",
+    "met?",
+]
+
+
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
+    headlines: list[list[str]] = field(default_factory=list)
+
+    def headline(self, row: list[str]) -> None:
+        """A row of the combined table, in ``HEADLINE_COLUMNS``' order."""
+        assert len(row) == len(HEADLINE_COLUMNS), row
+        self.headlines.append(row)
+
+    def write_headlines(self, path: str | None) -> None:
+        if path:
+            Path(path).write_text(json.dumps(self.headlines))
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
