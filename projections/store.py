@@ -512,6 +512,12 @@ class ReadModels:
             ).fetchall()
             return Page(total, [view.record(row) for row in rows])
         (active,) = actives
+        if offset == 0:  # the first page, the common one: no block to look for
+            rows = db.execute(
+                f"SELECT {columns} FROM {view.table} WHERE active = ? ORDER BY ordinal LIMIT ?",
+                (active, limit),
+            ).fetchall()
+            return Page(total, [view.record(row) for row in rows])
         before = 0
         counts = db.execute(
             "SELECT block, n FROM blocks WHERE tbl = ? AND active = ? AND block >= 0"
