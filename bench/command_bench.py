@@ -60,6 +60,7 @@ from common import (
     Report,
     Service,
     bench_env,
+    children_of,
     fmt,
     free_port,
     http_get,
@@ -365,29 +366,15 @@ def measure(
 # ---------------------------------------------------------------------------- cold worker
 
 
-def children(master: int) -> set[int]:
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == master:
-            out.add(int(entry.name))
-    return out
-
-
 def fresh_worker(server: Service, port: int) -> None:
     """Reload the one-worker gunicorn (SIGHUP) and wait until the new worker answers
     ``/healthz`` (no aggregate loaded): the next command meets an empty cache."""
-    old = children(server.pid)
+    old = children_of(server.pid)
     server.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         server.check_alive()
-        now = children(server.pid)
+        now = children_of(server.pid)
         if now and not (now & old):
             try:
                 if http_get(port, "/healthz")[0] == 200:

@@ -139,9 +139,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU of a process and its direct children (a gunicorn master and its workers)."""
-    total = cpu_seconds(root)
+def children_of(parent: int) -> set[int]:
+    """The pids whose parent is ``parent`` (a gunicorn master's workers), from /proc."""
+    found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -149,9 +149,14 @@ def tree_cpu_seconds(root: int) -> float:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == root:
-            total += cpu_seconds(int(entry.name))
-    return total
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
+            found.add(int(entry.name))
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of a process and its direct children (a gunicorn master and its workers)."""
+    return cpu_seconds(root) + sum(cpu_seconds(child) for child in children_of(root))
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
