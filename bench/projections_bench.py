@@ -10,12 +10,16 @@ directory): ``--run-projections None`` (the baseline) and ``--run-projections Sy
   event lands in a category, and every 10th starts a new stream) for S seconds;
 * **batch events/s**: one client appending 100-event batches (``BatchAppend``-free
   esdbclient ``append_to_stream`` of 100 events) for S seconds;
-* **$ce- lag** (projections on only), measured during the appends: a probe process appends
-  one event every 20 ms to ``probe-<n>`` and watches two live subscriptions in threads:
+* **$ce- lag**, measured during the single-event appends: a probe process appends one
+  event every 20 ms to ``probe-<n>`` and watches two live subscriptions in threads:
   ``$all`` (filtered to ``probe-``) and ``$ce-probe``. lag = when the link arrived on
   ``$ce-probe`` minus when its event arrived on ``$all``, both clocks in the same process.
+  The probe runs against the baseline too (where ``$ce-probe`` stays empty), so that both
+  servers carry the same load.
 
 Run: ``python bench/projections_bench.py [--seconds 5] [--clients 4] [--rounds 2]``.
+``--profile DIR`` runs the server under cProfile instead (its event loop and its writer
+thread, each to its own file in DIR, per mode and load), to see where the time goes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,21 +39,48 @@ from importlib import metadata
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import NamedTuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROBE_INTERVAL_S = 0.02
+# Runs ``python -m esdblocal`` with cProfile on the loop thread and on the log's writer
+# thread, each timing its own thread's CPU (not wall time); argv[1] is the output prefix,
+# the rest esdblocal's own arguments.
+PROFILED = """
+import asyncio, cProfile, sys, time
+from esdblocal import __main__ as cli, store
+prefix = sys.argv[1]
+writer = cProfile.Profile(time.thread_time_ns, 1e-9)
+write_loop = store.Store._write_loop
+def profiled(self):
+    writer.enable()
+    try:
+        write_loop(self)
+    finally:
+        writer.disable()
+        writer.dump_stats(prefix + "-writer.prof")
+store.Store._write_loop = profiled
+loop = cProfile.Profile(time.thread_time_ns, 1e-9)
+loop.enable()
+try:
+    asyncio.run(cli.main(cli.parse_args(sys.argv[2:])))
+finally:
+    loop.disable()
+    loop.dump_stats(prefix + "-loop.prof")
+"""
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def start(mode: str, data: Path) -> tuple[subprocess.Popen[str], str]:
+def start(mode: str, data: Path, profile: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "esdblocal"]
+    if profile is not None:
+        command = [sys.executable, "-c", PROFILED, profile]
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "esdblocal",
+            *command,
             "--port",
             "0",
             "--data",
@@ -78,14 +110,26 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def appender(
-    uri: str, index: int, seconds: float, batch: int, barrier: Barrier, results: Queue[int]
+    uri: str,
+    index: int,
+    seconds: float,
+    batch: int,
+    barrier: Barrier,
+    results: Queue[tuple[int, float]],
 ) -> None:
     from esdbclient import EventStoreDBClient, NewEvent, StreamState
 
     with EventStoreDBClient(uri) as client:
         run = uuid.uuid4().hex[:8]
         barrier.wait()
+        cpu = time.process_time()
         end = time.monotonic() + seconds
         count = 0
         while time.monotonic() < end:
@@ -93,7 +137,7 @@ def appender(
             stream = f"load{index}-{run}-{count // (10 * batch)}"
             client.append_to_stream(stream, current_version=StreamState.ANY, events=events)
             count += batch
-        results.put(count)
+        results.put((count, time.process_time() - cpu))
 
 
 def probe(uri: str, seconds: float, barrier: Barrier, results: Queue[list[float]]) -> None:
@@ -143,15 +187,27 @@ def probe(uri: str, seconds: float, barrier: Barrier, results: Queue[list[float]
         results.put(lags)
 
 
+class Measured(NamedTuple):
+    rate: float  # events/s
+    lags: list[float]
+    server_us: float  # server CPU per event (µs), while the clients ran
+    client_us: float  # the appending clients' CPU per event (µs)
+
+
 def measure(
-    mode: str, clients: int, seconds: float, batch: int, with_probe: bool
-) -> tuple[float, list[float]]:
+    mode: str,
+    clients: int,
+    seconds: float,
+    batch: int,
+    with_probe: bool,
+    profile: str | None = None,
+) -> Measured:
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="projbench-") as tmp:
-        process, uri = start(mode, Path(tmp) / "esdb")
+        process, uri = start(mode, Path(tmp) / "esdb", profile)
         try:
-            barrier = ctx.Barrier(clients + (1 if with_probe else 0))
-            counts: Queue[int] = ctx.Queue()
+            barrier = ctx.Barrier(clients + (1 if with_probe else 0) + 1)
+            counts: Queue[tuple[int, float]] = ctx.Queue()
             lags: Queue[list[float]] = ctx.Queue()
             workers = [
                 ctx.Process(target=appender, args=(uri, i, seconds, batch, barrier, counts))
@@ -161,11 +217,16 @@ def measure(
                 workers.append(ctx.Process(target=probe, args=(uri, seconds, barrier, lags)))
             for worker in workers:
                 worker.start()
-            total = sum(counts.get(timeout=seconds + 120) for _ in range(clients))
+            barrier.wait()
+            server_cpu = cpu_seconds(process.pid)
+            results = [counts.get(timeout=seconds + 120) for _ in range(clients)]
+            server_cpu = cpu_seconds(process.pid) - server_cpu
+            total = sum(count for count, _ in results)
             probe_lags = lags.get(timeout=seconds + 120) if with_probe else []
             for worker in workers:
                 worker.join(timeout=30)
-            return total / seconds, probe_lags
+            cpu = (server_cpu / total * 1e6, sum(c for _, c in results) / total * 1e6)
+            return Measured(total / seconds, probe_lags, *cpu)
         finally:
             stop(process)
 
@@ -177,29 +238,51 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def profile(args: argparse.Namespace) -> int:
+    """One measurement per mode and load with the server under cProfile; prints the top
+    of each profile (the rates are the profiled server's, slower than the real one)."""
+    import pstats
+
+    args.profile.mkdir(parents=True, exist_ok=True)
+    for mode in ("None", "System"):
+        for load, clients, batch in (("single", args.clients, 1), ("batch", 1, 100)):
+            prefix = str(args.profile.resolve() / f"{mode}-{load}")
+            rate = measure(mode, clients, args.seconds, batch, False, prefix).rate
+            print(f"## projections {mode}, {load}: {rate:,.0f} events/s under cProfile")
+            for part in ("loop", "writer"):
+                stats = pstats.Stats(f"{prefix}-{part}.prof")
+                print(f"### {part}: {stats.total_tt:.2f} s CPU")  # type: ignore[attr-defined]
+                stats.sort_stats("tottime").print_stats(25)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     parser.add_argument("--clients", type=int, default=4, help="single-event append clients")
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs, order alternating")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="profile the server instead (one round each way; .prof files in DIR)",
+    )
     args = parser.parse_args(argv)
+    if args.profile is not None:
+        return profile(args)
 
-    single: dict[str, list[float]] = {"None": [], "System": []}
-    batched: dict[str, list[float]] = {"None": [], "System": []}
+    single: dict[str, list[Measured]] = {"None": [], "System": []}
+    batched: dict[str, list[Measured]] = {"None": [], "System": []}
     lags: list[float] = []
     for round_ in range(args.rounds):
         order = ["None", "System"] if round_ % 2 == 0 else ["System", "None"]
         for mode in order:
             log(f"round {round_ + 1}: projections {mode}, {args.clients} single-event clients")
-            rate, probe_lags = measure(mode, args.clients, args.seconds, 1, mode == "System")
-            single[mode].append(rate)
-            lags.extend(probe_lags)
+            measured = measure(mode, args.clients, args.seconds, 1, True)
+            single[mode].append(measured)
+            lags.extend(measured.lags)
             log(f"round {round_ + 1}: projections {mode}, 1 client of 100-event appends")
-            rate, _ = measure(mode, 1, args.seconds, 100, False)
-            batched[mode].append(rate)
-
-    def median(values: list[float]) -> float:
-        return percentile(values, 50)
+            batched[mode].append(measure(mode, 1, args.seconds, 100, False))
 
     versions = ", ".join(f"{n} {metadata.version(n)}" for n in ("esdbclient", "grpcio"))
     print(f"CPU cores: {os.cpu_count()}; Python {platform.python_version()}, {versions}")
@@ -209,15 +292,29 @@ def main(argv: list[str] | None = None) -> int:
         "| metric | projections off (baseline) | System projections on | ratio | ratio per round |"
     )
     print("|---|---:|---:|---:|---|")
-    for name, table in (
+    loads = (
         (f"appends/s, {args.clients} single-event clients", single),
         ("events/s, 1 client of 100-event appends", batched),
-    ):
-        off, on = median(table["None"]), median(table["System"])
+    )
+    for name, table in loads:
+        off = statistics.median(m.rate for m in table["None"])
+        on = statistics.median(m.rate for m in table["System"])
         rounds = ", ".join(
-            f"{b / a:.2f}" for a, b in zip(table["None"], table["System"], strict=True)
+            f"{b.rate / a.rate:.2f}" for a, b in zip(table["None"], table["System"], strict=True)
         )
         print(f"| {name} | {off:,.0f} | {on:,.0f} | {on / off:.2f} | {rounds} |")
+    print()
+    print("CPU per event (µs, medians): the server process, and the appending clients")
+    print("(all share the 2 cores, so server CPU an event costs is client CPU it cannot use)\n")
+    print("| load | server off | server on | clients off | clients on |")
+    print("|---|---:|---:|---:|---:|")
+    for name, table in loads:
+        cells = [
+            statistics.median(getattr(m, part) for m in table[mode])
+            for part in ("server_us", "client_us")
+            for mode in ("None", "System")
+        ]
+        print(f"| {name.split(',')[1].strip()} | " + " | ".join(f"{c:,.0f}" for c in cells) + " |")
     print()
     print(f"$ce- lag behind $all under the single-event load ({len(lags)} probes):")
     print(f"p50 {percentile(lags, 50) * 1000:.1f} ms, p99 {percentile(lags, 99) * 1000:.1f} ms")

@@ -66,6 +66,8 @@ class SystemGroup:
     def __init__(self, members: dict[str, tuple[system.SystemProjection, int]]) -> None:
         self.members = members  # name -> (projection, position it has durably processed)
         self.handled: dict[str, int] = dict.fromkeys(members, 0)
+        # (name, projection id, position it has processed) for the fast path.
+        self._plain = [(name, p.projection_id, after) for name, (p, after) in members.items()]
 
     def process(self, record: Recorded) -> list[Emitted]:
         stream = record.stream
@@ -73,6 +75,8 @@ class SystemGroup:
             return []  # the common case under load: the projections' own links
         if not system.passes_source(record) or not system.valid_content(record):
             return []
+        if system.plain(record):
+            return self._process_plain(record)
         out: list[Emitted] = []
         link = record.type == system.LINK
         for name, (projection, after) in self.members.items():
@@ -82,6 +86,51 @@ class SystemGroup:
             if emitted:
                 self.handled[name] += 1
                 out.extend(emitted)
+        return out
+
+    def _process_plain(self, record: Recorded) -> list[Emitted]:
+        """What the handlers emit for a plain event (see ``system.plain``), built here in
+        one go: the same bytes as the handlers' (a test holds them to it), at a fraction
+        of the cost, since every event a client writes takes this path."""
+        out: list[Emitted] = []
+        stream, revision, position = record.stream, record.revision, record.position
+        index = stream.find("-")
+        category = stream[:index] if index > 0 else None
+        tail = f',"$causedBy":"{record.event_id}"}}'
+        target = f"{revision}@{stream}".encode()
+        new_id = system.new_id
+        for name, projection_id, after in self._plain:
+            if position <= after:
+                continue
+            tag = f'{system.tag_start(projection_id)}{position},"$p":{position}'
+            if projection_id == 3:  # $by_category
+                if category is None:
+                    continue
+                event = Proposed(
+                    new_id(),
+                    system.LINK,
+                    system.BINARY,
+                    target,
+                    f'{tag},"$o":"{stream}"{tail}'.encode(),
+                )
+                out.append(Emitted(f"$ce-{category}", event, system.SYSTEM_STREAM_ACL))
+            elif projection_id == 4:  # $by_event_type
+                meta = f"{tag}{tail}".encode()
+                event = Proposed(new_id(), system.LINK, system.BINARY, target, meta)
+                out.append(Emitted(f"$et-{record.type}", event, system.SYSTEM_STREAM_ACL))
+            elif projection_id == 1 and revision == 0:  # $streams
+                meta = f"{tag}{tail}".encode()
+                event = Proposed(new_id(), system.LINK, system.BINARY, target, meta)
+                out.append(Emitted(system.STREAMS, event, system.SYSTEM_STREAM_ACL))
+            elif projection_id == 2 and revision == 0 and category is not None:
+                meta = f"{tag}{tail}".encode()
+                event = Proposed(
+                    new_id(), system.STREAM_REFERENCE, system.BINARY, stream.encode(), meta
+                )
+                out.append(Emitted(f"$category-{category}", event, system.SYSTEM_STREAM_ACL))
+            else:  # $by_correlation_id: a plain event has no $correlationId
+                continue
+            self.handled[name] += 1
         return out
 
     def checkpoint_events(self, position: int) -> list[Emitted]:

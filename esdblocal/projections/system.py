@@ -122,54 +122,95 @@ def link_metadata(
 ) -> bytes:
     """The checkpoint tag of ``record`` with extra (raw JSON) values, $causedBy and
     $correlationId, serialized compactly as Json.NET writes it."""
-    parts = [
-        f'"$v":{_string(version_tag(projection_id))}',
-        f'"$c":{record.position}',
-        f'"$p":{record.position}',
-    ]
+    position = record.position
+    text = f'{_TAG_START[projection_id]}{position},"$p":{position}'
     found = False
     for key, raw in extra or ():
         found = found or key == "$correlationId"
-        parts.append(f"{_string(key)}:{raw}")
-    parts.append(f'"$causedBy":{_string(record.event_id)}')
+        text += f",{_string(key)}:{raw}"
+    text += f',"$causedBy":{_string(record.event_id)}'
     cid = correlation_id(record)
     if not found and cid:
-        parts.append(f'"$correlationId":{_string(cid)}')
-    return ("{" + ",".join(parts) + "}").encode()
+        text += f',"$correlationId":{_string(cid)}'
+    return (text + "}").encode()
+
+
+class _TagStart(dict[int, str]):
+    """``{"$v":"<version tag>","$c":`` for each projection id, made once."""
+
+    def __missing__(self, projection_id: int) -> str:
+        start = self[projection_id] = f'{{"$v":{_string(version_tag(projection_id))},"$c":'
+        return start
+
+
+_TAG_START = _TagStart()
+
+
+def tag_start(projection_id: int) -> str:
+    """What a link's metadata starts with, up to the value of ``$c``."""
+    return _TAG_START[projection_id]
+
+
+def plain(record: Recorded) -> bool:
+    """An event the handlers treat the simple way: in a user stream, not a link or a
+    delete, no ``$correlationId`` in its metadata, and a stream name, type and id that
+    JSON writes as they are. (Most events: the group builds their links directly.)"""
+    return (
+        record.stream[:1] != "$"
+        and record.type != LINK
+        and record.type != "$streamDeleted"
+        and b"$correlationId" not in record.metadata
+        and _as_is(record.stream)
+        and _as_is(record.event_id)
+        and _as_is(record.type)
+    )
+
+
+def _as_is(value: str) -> bool:
+    """Json.NET writes this string between quotes, unescaped."""
+    return value.isprintable() and '"' not in value and "\\" not in value
 
 
 def _string(value: str) -> str:
     """A JSON string literal (Json.NET leaves non-ASCII as it is)."""
-    if value.isprintable() and '"' not in value and "\\" not in value:
+    if _as_is(value):
         return f'"{value}"'
     return json.dumps(value, ensure_ascii=False)
 
 
 class _Ids:
     """Event ids for emitted events: random version-4 UUIDs whose last 48 bits count up
-    from a random start, a few times cheaper than ``uuid4()`` for every link."""
+    from a random start, several times cheaper than ``uuid4()`` for every link."""
 
     def __init__(self) -> None:
+        self._prefix = ""
         self._next = 0
-        self._left = 0
+        self._end = 0
 
     def __call__(self) -> str:
-        if self._left == 0:
-            self._next = uuid4().int
-            self._left = 1 << 20
         value = self._next
-        self._next = (value & ~0xFFFFFFFFFFFF) | ((value + 1) & 0xFFFFFFFFFFFF)
-        self._left -= 1
-        text = f"{value:032x}"
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        if value == self._end:
+            self._renew()
+            value = self._next
+        self._next = value + 1
+        return f"{self._prefix}{value:012x}"
+
+    def _renew(self) -> None:
+        """A new random UUID: its text up to the last group, and a run of 2**20 values
+        for the last group that does not wrap around (the counting part stays 48 bits)."""
+        text = f"{uuid4().int:032x}"
+        self._prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
+        self._next = int(text[20:], 16) % ((1 << 48) - (1 << 20))
+        self._end = self._next + (1 << 20)
 
 
 _ids = threading.local()  # one sequence per thread (each node's loop has its own)
 
 
 def new_id() -> str:
-    ids: _Ids | None = getattr(_ids, "ids", None)
-    if ids is None:
+    try:
+        ids: _Ids = _ids.ids
+    except AttributeError:
         ids = _ids.ids = _Ids()
     return ids()
 
@@ -178,7 +219,7 @@ def _emit(
     stream: str, event_type: str, data: str, metadata: bytes, content_type: str = BINARY
 ) -> Emitted:
     proposed = Proposed(new_id(), event_type, content_type, data.encode(), metadata)
-    acl = SYSTEM_STREAM_ACL if stream.startswith("$") else USER_STREAM_ACL
+    acl = SYSTEM_STREAM_ACL if stream[:1] == "$" else USER_STREAM_ACL
     return Emitted(stream, proposed, acl)
 
 

@@ -136,6 +136,44 @@ def test_by_correlation_id(client: EventStoreDBClient) -> None:
     assert metadata["$eventTimestamp"].startswith(recorded.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
+def test_plain_events_get_the_same_link_bytes_as_the_general_handlers(
+    client: EventStoreDBClient,
+) -> None:
+    """Most events take a shortcut (links built in one go); an event whose metadata merely
+    mentions "$correlationId" takes the general handlers. Their links must be byte for byte
+    alike but for the source's own position and id."""
+    cat = category()
+    kind = "Same" + uuid4().hex[:8]
+    plain = NewEvent(kind, b"{}")
+    general = NewEvent(kind, b"{}", metadata=b'{"note":"no $correlationId here"}')
+    client.append_to_stream(f"{cat}-é", current_version=StreamState.ANY, events=plain)
+    client.append_to_stream(f"{cat}-é", current_version=StreamState.ANY, events=general)
+    client.append_to_stream(f"{cat}-new", current_version=StreamState.ANY, events=general)
+    sources = client.get_stream(f"{cat}-é") + client.get_stream(f"{cat}-new")
+
+    def shapes(stream: str, count: int) -> list[bytes]:
+        found = links(client, stream, count)
+        out = []
+        for event, source in zip(found, sources, strict=False):
+            template = event.metadata.replace(str(source.commit_position).encode(), b"P")
+            template = template.replace(str(source.id).encode(), b"ID")
+            out.append(event.type.encode() + b" " + event.data + b" " + template)
+        return out
+
+    ce = shapes(f"$ce-{cat}", 2)
+    assert ce[0] == ce[1].replace(b"1@", b"0@"), ce
+    et = shapes(f"$et-{kind}", 2)
+    assert et[0] == et[1].replace(b"1@", b"0@"), et
+    refs = links(client, f"$category-{cat}", 2)
+    starts = [
+        event.metadata.replace(str(source.commit_position).encode(), b"P").replace(
+            str(source.id).encode(), b"ID"
+        )
+        for event, source in zip(refs, (sources[0], sources[2]), strict=True)
+    ]
+    assert starts[0] == starts[1] == b'{"$v":"2:-1:1:4","$c":P,"$p":P,"$causedBy":"ID"}'
+
+
 def test_category_rule_and_skipped_events(client: EventStoreDBClient) -> None:
     cat = category()
     kind = "Skip" + uuid4().hex[:8]
