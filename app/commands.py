@@ -202,10 +202,12 @@ class Repository:
             )
             self._snapshots.put(stream, aggregate.fingerprint, row)
 
-    def _from_snapshot(self, aggregate: Aggregate[S], stream: str) -> Loaded[S] | None:
+    def _from_snapshot(
+        self, aggregate: Aggregate[S], stream: str, newer_than: int = -2
+    ) -> Loaded[S] | None:
         if self._snapshots is None:
             return None
-        found = self._snapshots.get(stream, aggregate.fingerprint)
+        found = self._snapshots.get(stream, aggregate.fingerprint, newer_than)
         if found is None:
             return None
         version, position, state, replays = found
@@ -220,15 +222,21 @@ class Repository:
             return None  # written by another shape the fingerprint did not tell: ignore it
 
     def cached(self, stream: str, aggregate: Aggregate[S]) -> Loaded[S]:
-        """What this worker last knew of the stream, unread: its cache, else the host's
-        snapshot, else the empty state."""
+        """The newest state of the stream this host knows, unread: this worker's cache, or
+        the host's snapshot when it is newer (another worker served the stream since), else
+        the empty state."""
         with self._lock:
             cached: Loaded[S] | None = self._cache.get(stream)
-        if cached is None:
-            cached = self._from_snapshot(aggregate, stream)
+        newer = self._from_snapshot(aggregate, stream, -2 if cached is None else cached.version)
+        if newer is not None:
+            self.keep(stream, newer)
+            return newer
         return cached if cached is not None else Loaded(aggregate.zero())
 
-    def keep(self, stream: str, loaded: Loaded[Any]) -> None:
+    def keep(self, stream: str, loaded: Loaded[Any], share: Aggregate[Any] | None = None) -> None:
+        """Cache ``loaded``; with ``share`` (after an append), also as the host's snapshot."""
+        if share is not None:
+            self._snapshot(share, stream, loaded)
         with self._lock:
             self._cache[stream] = loaded
             self._cache.move_to_end(stream)
@@ -415,4 +423,5 @@ class CommandHandler:
         self.repository.keep(
             stream,
             replace(loaded, state=state, version=version, position=position, replays=replays),
+            share=aggregate,
         )

@@ -1,5 +1,6 @@
 """Snapshots (issue 13): a cold worker starts from the host's snapshot, never trusts it beyond
-its version, keeps idempotency keys across it, and ignores one of another shape."""
+its version, keeps idempotency keys across it, and ignores one of another shape; a worker
+whose cache is behind starts from the host's newer state; every append updates it."""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def test_a_cold_worker_starts_from_the_snapshot_and_reads_what_follows(
     assert keyed.status_code == 202
     append(client, stream, 1, SNAPSHOT_AFTER + 50)  # another writer: versions 2..151
     assert post(worker(esdb_uri, tmp_path), item, CHECK_IN, 1).status_code == 202
-    snapshot = snapshot_of(tmp_path, stream)
-    assert snapshot is not None and snapshot[1] == SNAPSHOT_AFTER + 51
+    snapshot = snapshot_of(tmp_path, stream)  # the state after that worker's own append
+    assert snapshot is not None and snapshot[1] == SNAPSHOT_AFTER + 52
     stock = 1 + SNAPSHOT_AFTER + 50 + 1
 
     append(client, stream, 2, 5)  # beyond the snapshot: a cold worker must read them
@@ -105,3 +106,32 @@ def test_a_snapshot_of_another_shape_is_ignored(
     removed = post(worker(esdb_uri, tmp_path), item, REMOVE, SNAPSHOT_AFTER + 1)
     assert removed.status_code == 202  # decided on the whole stream, not the stale row
     assert post(worker(esdb_uri, tmp_path), item, REMOVE, 1).json["errorCode"] == 1011
+
+
+def test_every_append_updates_the_hosts_state_and_a_worker_behind_starts_from_it(
+    esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
+) -> None:
+    one, other = worker(esdb_uri, tmp_path), worker(esdb_uri, tmp_path)
+    created = one.simulate_post(
+        "/v1/inventory-items",
+        body=b'{"name": "Shared"}',
+        headers=command("CreateInventoryItemCommand"),
+    )
+    item = path_of(created.headers["location"])
+    stream = "inventoryItem-" + item.rsplit("/", 1)[1]
+    assert snapshot_of(tmp_path, stream) is not None  # written by the create's own append
+    for turn in range(4):  # sync workers: a client's requests land on either
+        api = (one, other)[turn % 2]
+        assert post(api, item, CHECK_IN, 1).status_code == 202
+        snapshot = snapshot_of(tmp_path, stream)
+        assert snapshot is not None and snapshot[1] == turn + 1
+
+    # ``one`` last saw version 3; the host's row says version 4. Forge that row's state (the
+    # stream is at version 4, so an append after it passes the store's check): ``one`` decides
+    # on the host's state, not on its own older cache, which would reload and refuse.
+    with closing(sqlite3.connect(tmp_path / "snapshots.sqlite3")) as db:
+        (state,) = db.execute("SELECT state FROM snapshots WHERE stream = ?", (stream,)).fetchone()
+        forged = msgspec.json.encode({**msgspec.json.decode(state), "count": 40})
+        db.execute("UPDATE snapshots SET state = ? WHERE stream = ?", (forged, stream))
+        db.commit()
+    assert post(one, item, REMOVE, 40).status_code == 202
