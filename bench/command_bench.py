@@ -463,11 +463,13 @@ def cold_worker(uri: str, server: Service, port: int, auth: dict[str, str], args
 
 # (file suffix, function, label): the parts of one command that cProfile times as a whole.
 PARTS = (
-    ("eventstore/streams.py", "read", "store.read: gRPC Read of the stream's new events"),
+    ("eventstore/streams.py", "read", "store.read: gRPC Read (only when the cache was behind)"),
     ("eventstore/streams.py", "append", "store.append: gRPC Append (fsync'd by esdblocal)"),
-    ("logging/__init__.py", "info", "access line: logging + JSON + write"),
+    ("app/snapshots.py", "get", "host state: look for a newer row (SQLite)"),
+    ("app/snapshots.py", "put", "host state: write the new state (SQLite, no fsync)"),
+    ("jsonlogs/__init__.py", "info", "access line: jsonlogs.Lines (JSON + write)"),
     ("app/auth.py", "process_resource", "API key check (SHA-256 + compare)"),
-    ("app/etags.py", "encode", "ETag: AES-SIV seal"),
+    ("app/etags.py", "_seal", "ETag: AES-SIV seal (cached per stream and version)"),
     ("app/media.py", "read", "body: media type, read, I-JSON check, decode (Accepts.read)"),
     ("app/api.py", "serialize", "JSON out (msgspec)"),
     ("app/commands.py", "_pending", "event + metadata encoding, uuid4 (app.commands._pending)"),
