@@ -9,7 +9,9 @@ asked for; sync workers close every connection anyway), samples the worker with 
 charged to the innermost frame's owner:
 
 - **gunicorn**, **Falcon**, **esdbclient + grpc** (and protobuf), **logging** (the standard
-  library's), **Python stdlib** (the rest of it: uuid, hmac, socket, ...);
+  library's); the rest of the standard library is charged to the code that called it (a
+  socket write to gunicorn, a lock grpc waits on to grpc, uuid or hmac to ours), and
+  **Python stdlib** is what no caller claims (the interpreter's own start of a thread);
 - **ours**: this project's modules (app, projections, domain, eventstore, jsonlogs), split by
   the source line the sample sits on: a line calling SQLite (``execute``, ``fetch*``) is
   **SQLite** (the C library's time is charged to the Python line that called it), a line
@@ -102,7 +104,8 @@ class Owners:
         lines = self._lines[file]
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
-    def of(self, frame: str) -> str:
+    def of(self, frame: str) -> str | None:
+        """The owner of one frame; None for the standard library (but logging)."""
         where = frame[frame.rfind("(") + 1 : -1] if frame.endswith(")") else ""
         file, _, line = where.rpartition(":")
         top = file.split("/", 1)[0]
@@ -123,6 +126,16 @@ class Owners:
             if any(call in text for call in MSGSPEC_CALLS):
                 return "msgspec"
             return "ours"
+        return None
+
+    def charge(self, frames: list[str]) -> str:
+        """The owner a sample is charged to: its innermost frame's, where the standard
+        library's frames (logging aside) are charged to the code that called them (uuid from
+        ours is ours, a lock grpc waits on is grpc's, a socket write is gunicorn's)."""
+        for frame in reversed(frames):
+            owner = self.of(frame)
+            if owner is not None:
+                return owner
         return "Python stdlib"
 
 
@@ -135,7 +148,7 @@ def split(raw: Path, owners: Owners) -> tuple[int, collections.Counter[str]]:
         if not n.isdigit():
             continue
         frames = stack.split(";")
-        counts[owners.of(frames[-1])] += int(n)
+        counts[owners.charge(frames)] += int(n)
         total += int(n)
     return total, counts
 
