@@ -4,8 +4,7 @@ every response schema in OPTIONS and OpenAPI (``msgspec.json.schema_components``
 from __future__ import annotations
 
 import datetime
-from typing import Any, Generic, TypeVar
-from uuid import UUID
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
@@ -13,6 +12,11 @@ from domain import cars
 from domain.errors import FieldError
 
 T = TypeVar("T")
+
+# A resource's id: a UUID in canonical form, carried as the text it is stored and sent as
+# (the read store holds only canonical ids: ``domain.aggregates.is_id``), so that a page does
+# not parse ten UUIDs to print them again. Its schema is a UUID's.
+ResourceId = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uuid"})]
 
 
 class Link(msgspec.Struct, frozen=True):
@@ -40,7 +44,7 @@ class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True, rename="camel")
 
 
 class InventoryItemSummary(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    id: UUID
+    id: ResourceId
     name: str
     active: bool
     etag: str
@@ -48,14 +52,14 @@ class InventoryItemSummary(msgspec.Struct, frozen=True, kw_only=True, rename="ca
 
 
 class InventoryItemDetails(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    id: UUID
+    id: ResourceId
     name: str
     current_count: int
     links: list[Link]
 
 
 class CarSummary(cars.CarRepresentation, frozen=True, kw_only=True, rename="camel"):
-    id: UUID
+    id: ResourceId
     active: bool
     etag: str
     links: list[Link]
@@ -79,7 +83,7 @@ class CarList(ListPage[CarSummary], frozen=True, kw_only=True):
 
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
-    id: UUID
+    id: ResourceId
     title: str
     links: list[Link]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import msgspec
 
@@ -53,20 +52,18 @@ def _item_summary(
     stored: Stored[inventory.InventoryItem], links: list[Link], etag: str
 ) -> InventoryItemSummary:
     return InventoryItemSummary(
-        id=UUID(stored.id), name=stored.state.name, active=stored.active, etag=etag, links=links
+        id=stored.id, name=stored.state.name, active=stored.active, etag=etag, links=links
     )
 
 
 def _item_details(stored: Stored[inventory.InventoryItem], links: list[Link]) -> msgspec.Struct:
     item = stored.state
-    return InventoryItemDetails(
-        id=UUID(stored.id), name=item.name, current_count=item.count, links=links
-    )
+    return InventoryItemDetails(id=stored.id, name=item.name, current_count=item.count, links=links)
 
 
 def _car_summary(stored: Stored[cars.Car], links: list[Link], etag: str) -> CarSummary:
     fields = msgspec.structs.asdict(stored.state.representation())
-    return CarSummary(id=UUID(stored.id), active=stored.active, etag=etag, links=links, **fields)
+    return CarSummary(id=stored.id, active=stored.active, etag=etag, links=links, **fields)
 
 
 def _car_details(stored: Stored[cars.Car], links: list[Link]) -> msgspec.Struct:

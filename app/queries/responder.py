@@ -235,7 +235,7 @@ class Queries:
             hits.append(
                 SearchHit(
                     kind=presentation.path,
-                    id=UUID(stored.id),
+                    id=stored.id,
                     title=view.title(stored.state),
                     links=presentation.links(req.prefix, stored.id),
                 )
