@@ -44,6 +44,17 @@ def append(client: EventStoreDBClient, stream: str, count: int, times: int) -> N
     )
 
 
+def create(api: falcon.testing.TestClient, name: str) -> tuple[str, str]:
+    """A new item through the API: its path and its stream."""
+    created = api.simulate_post(
+        "/v1/inventory-items",
+        body=json.dumps({"name": name}),
+        headers=command("CreateInventoryItemCommand"),
+    )
+    item = path_of(created.headers["location"])
+    return item, "inventoryItem-" + item.rsplit("/", 1)[1]
+
+
 def post(
     api: falcon.testing.TestClient, path: str, model: str, count: int, **headers: str
 ) -> falcon.testing.Result:
@@ -56,13 +67,7 @@ def test_a_cold_worker_starts_from_the_snapshot_and_reads_what_follows(
     esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
 ) -> None:
     first = worker(esdb_uri, tmp_path)
-    created = first.simulate_post(
-        "/v1/inventory-items",
-        body=b'{"name": "Long"}',
-        headers=command("CreateInventoryItemCommand"),
-    )
-    item = path_of(created.headers["location"])
-    stream = "inventoryItem-" + item.rsplit("/", 1)[1]
+    item, stream = create(first, "Long")
     keyed = post(first, item, CHECK_IN, 1, **{"Idempotency-Key": "early-key"})
     assert keyed.status_code == 202
     append(client, stream, 1, SNAPSHOT_AFTER + 50)  # another writer: versions 2..151
@@ -88,13 +93,7 @@ def test_a_snapshot_of_another_shape_is_ignored(
     esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
 ) -> None:
     api = worker(esdb_uri, tmp_path)
-    created = api.simulate_post(
-        "/v1/inventory-items",
-        body=b'{"name": "Reshaped"}',
-        headers=command("CreateInventoryItemCommand"),
-    )
-    item = path_of(created.headers["location"])
-    stream = "inventoryItem-" + item.rsplit("/", 1)[1]
+    item, stream = create(api, "Reshaped")
     append(client, stream, 1, SNAPSHOT_AFTER)
     assert post(worker(esdb_uri, tmp_path), item, CHECK_IN, 1).status_code == 202
     with closing(sqlite3.connect(tmp_path / "snapshots.sqlite3")) as db:
@@ -112,13 +111,7 @@ def test_every_append_updates_the_hosts_state_and_a_worker_behind_starts_from_it
     esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
 ) -> None:
     one, other = worker(esdb_uri, tmp_path), worker(esdb_uri, tmp_path)
-    created = one.simulate_post(
-        "/v1/inventory-items",
-        body=b'{"name": "Shared"}',
-        headers=command("CreateInventoryItemCommand"),
-    )
-    item = path_of(created.headers["location"])
-    stream = "inventoryItem-" + item.rsplit("/", 1)[1]
+    item, stream = create(one, "Shared")
     assert snapshot_of(tmp_path, stream) is not None  # written by the create's own append
     for turn in range(4):  # sync workers: a client's requests land on either
         api = (one, other)[turn % 2]
