@@ -12,6 +12,7 @@ do not serve matches nothing; when nothing matches, 406 lists what is available.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,21 @@ def negotiate(
     accept: str | None, models: Sequence[str], formats: Sequence[str] = FORMATS
 ) -> Choice:
     """The representation to send, or a 406 problem listing those on offer."""
+    choice = _choose(accept, tuple(models), tuple(formats))
+    if choice is None:
+        available = [f"{f}; domain-model={m}; version={VERSION}" for f in formats for m in models]
+        raise Problem(
+            NOT_ACCEPTABLE,
+            "No representation on offer matches Accept: " + ", ".join(available) + ".",
+            available=available,
+        )
+    return choice
+
+
+# Clients send few distinct Accept headers, again and again: each is parsed and ranked once
+# (per worker, the most recent 512).
+@functools.lru_cache(maxsize=512)
+def _choose(accept: str | None, models: tuple[str, ...], formats: tuple[str, ...]) -> Choice | None:
     best: tuple[tuple[float, int, int, int], Choice] | None = None
     for accepted in ranges(accept):
         if accepted.q <= 0 or (accepted.version is not None and accepted.version != VERSION):
@@ -64,14 +80,7 @@ def negotiate(
             if best is None or key > best[0]:
                 default = media_type == JSON and model == models[0]
                 best = (key, Choice(media_type, model, default))
-    if best is None:
-        available = [f"{f}; domain-model={m}; version={VERSION}" for f in formats for m in models]
-        raise Problem(
-            NOT_ACCEPTABLE,
-            "No representation on offer matches Accept: " + ", ".join(available) + ".",
-            available=available,
-        )
-    return best[1]
+    return None if best is None else best[1]
 
 
 _encode = msgspec.json.Encoder().encode

@@ -453,6 +453,17 @@ class ReadModels:
         db = local.db
         return db
 
+    def token(self) -> tuple[int, int] | None:
+        """What changes whenever the store this thread reads changes: its generation and
+        SQLite's ``data_version`` (which moves when another connection, the projector,
+        commits). Comparable only with tokens from the same thread. None: no store yet."""
+        db = self._db()
+        if db is None:
+            return None
+        (changes,) = db.execute("PRAGMA data_version").fetchone()
+        marker: int = self._local.marker
+        return marker, changes
+
     def position(self) -> int | None:
         """The commit position the projector has reached (None before its first batch)."""
         db = self._db()

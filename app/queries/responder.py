@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -22,7 +23,7 @@ import msgspec
 
 from app.etags import ETagCodec
 from app.media import content_type
-from app.negotiation import encode, negotiate
+from app.negotiation import Choice, encode, negotiate
 from app.problems import GONE, INVALID_QUERY, NOT_FOUND, READ_MODEL_BEHIND, Problem
 from app.queries.parsing import (
     POSITION_PARAMETER,
@@ -38,6 +39,7 @@ from projections.views import Stored
 
 CACHE_CONTROL = "private, max-age=0"
 POLL_SECONDS = 0.002
+RENDERINGS_PER_THREAD = 256
 
 
 _encode = msgspec.json.Encoder().encode
@@ -64,6 +66,12 @@ def _pager(req: falcon.Request) -> Callable[[int, int], str]:
         return base + "&".join(values.get(part, part) for part in parts)
 
     return url
+
+
+def _query(req: falcon.Request) -> tuple[tuple[str, Any], ...]:
+    """The request's parameters as a key (the commit position aside: it only makes the
+    request wait)."""
+    return tuple((k, str(v)) for k, v in req.params.items() if k != POSITION_PARAMETER)
 
 
 def page_links(req: falcon.Request, offset: int, limit: int, total: int) -> list[Link]:
@@ -103,20 +111,82 @@ def content_etag(body: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")
 
 
+class Rendered(NamedTuple):
+    """A representation built from the read store: what a GET sends, and its validator."""
+
+    etag: str
+    content_type: str
+    body: bytes
+    links: tuple[tuple[str, str], ...]  # (href, rel) for the Link header
+
+
+def send(req: falcon.Request, resp: falcon.Response, rendered: Rendered) -> None:
+    """The representation, or a 304 when the client holds it."""
+    if not_modified(req, resp, rendered.etag):
+        return  # a 304 carries no links and no body
+    for href, rel in rendered.links:
+        resp.append_link(href, rel)
+    resp.content_type = rendered.content_type
+    resp.data = rendered.body
+
+
+def render_list(choice: Choice, model: str, links: list[Link], value: Any) -> Rendered:
+    """A page in the format chosen, with its links (but ``self``) for ``Link``; its ETag is a
+    digest of exactly the bytes sent, so each format has its own."""
+    body = encode(choice, value)
+    return Rendered(
+        content_etag(body),
+        content_type(model, choice.format),
+        body,
+        tuple((link.href, link.rel) for link in links if link.rel != "self"),
+    )
+
+
 def send_list(
     req: falcon.Request, resp: falcon.Response, model: str, links: list[Link], value: Any
 ) -> None:
-    """A page in the format asked for, with its links in ``Link``; its ETag is a digest of
-    exactly the bytes sent, so each format has its own."""
+    """A page built for this request only (search, history): negotiated, rendered, sent."""
     choice = negotiate(req.get_header("Accept"), [model])
     resp.vary = ["Accept"]
-    for link in links:
-        if link.rel != "self":
-            resp.append_link(link.href, link.rel)
-    body = encode(choice, value)
-    if not not_modified(req, resp, content_etag(body)):
-        resp.content_type = content_type(model, choice.format)
-        resp.data = body
+    send(req, resp, render_list(choice, model, links, value))
+
+
+class Renderings:
+    """Representations already built, per thread, while the read store has not changed.
+
+    Each thread reads through its own SQLite connection, whose ``data_version`` moves when
+    the projector commits (``ReadModels.token``); a thread's renderings are dropped the
+    moment its token moves, so what is sent is always what the store holds now, never older.
+    With the store idle between writes, a repeated GET skips the query and the encoding (a
+    conditional one compares its ETag); each commit costs the next requests one rebuild.
+    """
+
+    def __init__(self, capacity: int = RENDERINGS_PER_THREAD) -> None:
+        self._capacity = capacity
+        self._local = threading.local()
+
+    def _entries(self, token: Hashable) -> dict[Hashable, Rendered]:
+        local = self._local
+        if getattr(local, "token", None) != token:
+            local.token = token
+            local.entries = {}
+        entries: dict[Hashable, Rendered] = local.entries
+        return entries
+
+    def get(self, token: Hashable, key: Hashable) -> Rendered | None:
+        if token is None:
+            return None
+        return self._entries(token).get(key)
+
+    def put(self, token: Hashable, key: Hashable, rendered: Rendered) -> None:
+        """Keep ``rendered``, built after ``token`` was read (so at least that new); past
+        the capacity, the oldest goes (every commit empties the lot anyway)."""
+        if token is None:
+            return
+        entries = self._entries(token)
+        entries[key] = rendered
+        if len(entries) > self._capacity:
+            del entries[next(iter(entries))]
 
 
 class Queries:
@@ -136,6 +206,7 @@ class Queries:
         self._head = head  # the event store's newest commit position
         # False when the head is read from a follower, which may not have every write yet.
         self._head_is_current = head_is_current
+        self._renderings = Renderings()
 
     def catch_up(self, req: falcon.Request) -> None:
         """Read-your-writes: wait (bounded) until the read models reach the given position."""
@@ -179,21 +250,30 @@ class Queries:
     ) -> None:
         wanted = filters(req, presentation.view)
         offset, limit = paging(req)
+        model = presentation.list_type.__name__
+        choice = negotiate(req.get_header("Accept"), [model])
+        resp.vary = ["Accept"]
         self.catch_up(req)
-        page = self.reads.page(presentation.view, wanted, offset, limit)
-        items = [
-            presentation.summary(
-                stored,
-                presentation.links(req.prefix, stored.id),
-                f'"{self.etag(presentation, stored)}"',
+        token = self.reads.token()
+        key = ("list", req.prefix, req.path, _query(req), choice)
+        rendered = self._renderings.get(token, key)
+        if rendered is None:
+            page = self.reads.page(presentation.view, wanted, offset, limit)
+            items = [
+                presentation.summary(
+                    stored,
+                    presentation.links(req.prefix, stored.id),
+                    f'"{self.etag(presentation, stored)}"',
+                )
+                for stored in page.records
+            ]
+            links = page_links(req, offset, limit, page.total)
+            listed = presentation.list_type(
+                offset=offset, limit=limit, total=page.total, items=items, links=links
             )
-            for stored in page.records
-        ]
-        links = page_links(req, offset, limit, page.total)
-        listed = presentation.list_type(
-            offset=offset, limit=limit, total=page.total, items=items, links=links
-        )
-        send_list(req, resp, presentation.list_type.__name__, links, listed)
+            rendered = render_list(choice, model, links, listed)
+            self._renderings.put(token, key, rendered)
+        send(req, resp, rendered)
 
     def item(
         self, req: falcon.Request, resp: falcon.Response, presentation: Presentation, item: UUID
@@ -202,24 +282,35 @@ class Queries:
         choice = negotiate(req.get_header("Accept"), presentation.item_models)
         resp.vary = ["Accept"]
         self.catch_up(req)
-        stored = self.reads.item(presentation.view, str(item))
+        token = self.reads.token()
+        key = ("item", req.prefix, presentation.path, item, choice)
+        rendered = self._renderings.get(token, key)
+        if rendered is None:
+            rendered = self._render_item(req, presentation, str(item), choice)
+            self._renderings.put(token, key, rendered)
+        send(req, resp, rendered)
+
+    def _render_item(
+        self, req: falcon.Request, presentation: Presentation, item: str, choice: Choice
+    ) -> Rendered:
+        stored = self.reads.item(presentation.view, item)
         if stored is None:
             raise Problem(NOT_FOUND, f"There is no {presentation.path} resource {item}.")
         if not stored.active:
             raise Problem(GONE, f"{presentation.path} resource {item} was retired.")
         etag = self.etag(presentation, stored)
-        if not_modified(req, resp, etag + choice.tag_suffix):
-            return  # a 304 builds no links and no body
         links = presentation.links(req.prefix, stored.id)
-        for link in links:
-            resp.append_link(link.href, link.rel)
         value = (
             presentation.details(stored, links)
             if choice.model == presentation.item_type.__name__
             else presentation.summary(stored, links, f'"{etag}"')
         )
-        resp.content_type = content_type(choice.model, choice.format)
-        resp.data = encode(choice, value)
+        return Rendered(
+            etag + choice.tag_suffix,
+            content_type(choice.model, choice.format),
+            encode(choice, value),
+            tuple((link.href, link.rel) for link in links),
+        )
 
     def search(self, req: falcon.Request, resp: falcon.Response) -> None:
         refuse_unknown(req, ("query",))
