@@ -78,6 +78,7 @@ class SystemGroup:
         self._fast_after = max((after for _, _, after in self._plain), default=-1)
         self._order = [projection_id for _, projection_id, _ in self._plain]
         self._as_is: dict[str, bool] = {}
+        self._categories: dict[str, tuple[int, str, str]] = {}
 
     def process(self, record: Recorded) -> list[Emitted]:
         stream = record.stream
@@ -111,8 +112,9 @@ class SystemGroup:
         fast_after = self._fast_after
         order = self._order
         counts = dict.fromkeys(order, 0)
-        ids = system.new_id
+        ids = system.id_source()
         as_is = self._as_is
+        categories = self._categories
         valid_json = system.valid_json
         link, binary, reference, acl = LINK, BINARY, STREAM_REFERENCE, SYSTEM_STREAM_ACL
         new_emitted, new_proposed = _new_emitted, _new_proposed
@@ -148,7 +150,10 @@ class SystemGroup:
             if record.content_type == JSON and not valid_json(record.data):
                 continue
             revision = record.revision
-            index = stream.find("-")
+            names = categories.get(stream)
+            if names is None:
+                names = self._names_of(stream)
+            index, ce_stream, origin = names
             target = f"{revision}@{stream}".encode()
             tag = f'{position},"$p":{position}'
             tail = f',"$causedBy":"{event_id}"}}'
@@ -157,11 +162,9 @@ class SystemGroup:
                 if projection_id == 3:  # $by_category
                     if index <= 0:
                         continue
-                    meta = f'{_TAG_3}{tag},"$o":"{stream}"{tail}'.encode()
+                    meta = f"{_TAG_3}{tag}{origin}{tail}".encode()
                     event = new_proposed(Proposed, (ids(), link, binary, target, meta))
-                    emitted.append(
-                        new_emitted(Emitted, (f"$ce-{stream[:index]}", event, acl, False))
-                    )
+                    emitted.append(new_emitted(Emitted, (ce_stream, event, acl, False)))
                 elif projection_id == 4:  # $by_event_type
                     meta = f"{_TAG_4}{tag}{tail}".encode()
                     event = new_proposed(Proposed, (ids(), link, binary, target, meta))
@@ -185,6 +188,16 @@ class SystemGroup:
                 handled += 1
         self._count(counts)
         return emitted, last, handled, None
+
+    def _names_of(self, stream: str) -> tuple[int, str, str]:
+        """The category separator's index, the ``$ce-`` stream and the ``$o`` entry of the
+        metadata, for a stream whose name JSON writes as it is (remembered)."""
+        index = stream.find("-")
+        names = (index, f"$ce-{stream[:index]}", f',"$o":"{stream}"')
+        if len(self._categories) > 10_000:
+            self._categories.clear()
+        self._categories[stream] = names
+        return names
 
     def _check(self, text: str) -> bool:
         """Whether JSON writes ``text`` as it is (remembered for stream names and types)."""
