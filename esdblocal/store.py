@@ -486,9 +486,56 @@ class Store:
 
     def _emit(self, request: _Request, rows: list[Recorded]) -> WriteResult:
         position: int | None = None
+        created = now_ticks()  # one clock reading for the request's events
+        append = rows.append
+        # The streams this request writes (links alternate between a few), each with the
+        # part of a record's size its name contributes.
+        known: dict[str, tuple[_Stream, int]] = {}
         for item in request.emitted:
-            stream = self._stream(item.stream)
-            if stream.last_revision == DELETED_STREAM:
+            name = item.stream
+            seen = known.get(name)
+            if seen is None:
+                stream = self._stream(name)
+                fixed = 88 + (len(name) if name.isascii() else len(name.encode()))
+                known[name] = stream, fixed
+            else:
+                stream, fixed = seen
+            last = stream.last_revision
+            if last == DELETED_STREAM:
+                continue
+            if last >= 0 and not item.truncate:
+                # The common case (a link to a stream that has events): ``_add_row``
+                # inlined, without the idempotency cache (projections' output is never
+                # re-sent), the record's size as ``record_size`` counts it.
+                event = item.event
+                event_type = event.type
+                position = self._next_position
+                self._next_position = (
+                    position
+                    + fixed
+                    + (len(event_type) if event_type.isascii() else len(event_type.encode()))
+                    + len(event.content_type)
+                    + len(event.data)
+                    + len(event.metadata)
+                )
+                last += 1
+                stream.last_revision = last
+                append(
+                    _new_recorded(
+                        Recorded,
+                        (
+                            position,
+                            name,
+                            last,
+                            event.event_id,
+                            event_type,
+                            event.content_type,
+                            created,
+                            event.data,
+                            event.metadata,
+                        ),
+                    )
+                )
                 continue
             if item.new_stream_metadata is not None and stream.last_revision < 0:
                 meta = self._stream(metastream_of(item.stream))
@@ -594,19 +641,9 @@ class Store:
         ids = {row.stream: self._streams[row.stream].id for row in rows}
         db.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.position,
-                    ids[r.stream],
-                    r.revision,
-                    r.event_id,
-                    r.type,
-                    r.content_type,
-                    r.created,
-                    r.data,
-                    r.metadata,
-                )
-                for r in rows
+            [  # unpacked: a NamedTuple's attributes cost more to read one by one
+                (at, ids[stream], revision, event_id, type_, content, created, data, meta)
+                for at, stream, revision, event_id, type_, content, created, data, meta in rows
             ],
         )
         last: dict[str, int] = {}
@@ -820,6 +857,10 @@ class Store:
             (metastream_of(name),),
         ).fetchone()
         return StreamMetadata.parse(row[0]) if row else StreamMetadata()
+
+
+# tuple.__new__ with every field given: cheaper than a NamedTuple's own __new__.
+_new_recorded = tuple.__new__
 
 
 def _metadata_event(metadata: dict[str, Any]) -> Proposed:

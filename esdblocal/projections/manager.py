@@ -42,6 +42,12 @@ from esdblocal.store import (
     WriteResult,
 )
 
+LINK, BINARY, STREAM_REFERENCE = system.LINK, system.BINARY, system.STREAM_REFERENCE
+JSON, SYSTEM_STREAM_ACL = system.JSON, system.SYSTEM_STREAM_ACL
+_TAG_1, _TAG_2, _TAG_3, _TAG_4 = (system.tag_start(i) for i in (1, 2, 3, 4))
+# tuple.__new__ with every field given: a NamedTuple's own __new__ costs more per call.
+_new_emitted = _new_proposed = tuple.__new__
+
 RUN_NONE, RUN_SYSTEM, RUN_ALL = "None", "System", "All"
 RUN_MODES = (RUN_NONE, RUN_SYSTEM, RUN_ALL)
 REGISTRATION_STREAM = "$projections-$all"
@@ -68,6 +74,11 @@ class SystemGroup:
         self.handled: dict[str, int] = dict.fromkeys(members, 0)
         # (name, projection id, position it has processed) for the fast path.
         self._plain = [(name, p.projection_id, after) for name, (p, after) in members.items()]
+        # process_page's fast path: events after every member's checkpoint, members in order.
+        self._fast_after = max((after for _, _, after in self._plain), default=-1)
+        self._order = [projection_id for _, projection_id, _ in self._plain]
+        self._as_is: dict[str, bool] = {}
+        self._categories: dict[str, tuple[int, str, str]] = {}
 
     def process(self, record: Recorded) -> list[Emitted]:
         stream = record.stream
@@ -87,6 +98,119 @@ class SystemGroup:
                 self.handled[name] += 1
                 out.extend(emitted)
         return out
+
+    def process_page(
+        self, page: list[Recorded]
+    ) -> tuple[list[Emitted], int, int, tuple[Exception, Recorded] | None]:
+        """``Runner._process`` for the group: what the page emits, the position reached,
+        how many events emitted, and a failure. Plain events past every member's
+        checkpoint (nearly all of them under load) are linked inline, the same bytes in
+        the same order as ``process``; every other event goes through ``process``."""
+        emitted: list[Emitted] = []
+        handled = 0
+        last = 0
+        fast_after = self._fast_after
+        order = self._order
+        counts = dict.fromkeys(order, 0)
+        ids = system.id_source()
+        as_is = self._as_is
+        categories = self._categories
+        valid_json = system.valid_json
+        link, binary, reference, acl = LINK, BINARY, STREAM_REFERENCE, SYSTEM_STREAM_ACL
+        new_emitted, new_proposed = _new_emitted, _new_proposed
+        for record in page:
+            stream = record.stream
+            position = record.position
+            if stream[:1] == "$" and stream[:2] != "$$":
+                last = position  # the projections' own links and system streams
+                continue
+            event_type = record.type
+            event_id = record.event_id
+            if (
+                position <= fast_after
+                or stream[:1] == "$"
+                or event_type == link
+                or event_type == "$streamDeleted"
+                or b"$correlationId" in record.metadata
+                or not (as_is.get(stream) or self._check(stream))
+                or not (as_is.get(event_type) or self._check(event_type))
+                or not system.as_is(event_id)
+            ):
+                try:
+                    out = self.process(record)
+                except Exception as error:  # the projection's own code failed
+                    self._count(counts)
+                    return emitted, last, handled, (error, record)
+                if out:
+                    emitted.extend(out)
+                    handled += 1
+                last = position
+                continue
+            last = position
+            if record.content_type == JSON and not valid_json(record.data):
+                continue
+            revision = record.revision
+            names = categories.get(stream)
+            if names is None:
+                names = self._names_of(stream)
+            index, ce_stream, origin = names
+            target = f"{revision}@{stream}".encode()
+            tag = f'{position},"$p":{position}'
+            tail = f',"$causedBy":"{event_id}"}}'
+            before = len(emitted)
+            for projection_id in order:
+                if projection_id == 3:  # $by_category
+                    if index <= 0:
+                        continue
+                    meta = f"{_TAG_3}{tag}{origin}{tail}".encode()
+                    event = new_proposed(Proposed, (ids(), link, binary, target, meta))
+                    emitted.append(new_emitted(Emitted, (ce_stream, event, acl, False)))
+                elif projection_id == 4:  # $by_event_type
+                    meta = f"{_TAG_4}{tag}{tail}".encode()
+                    event = new_proposed(Proposed, (ids(), link, binary, target, meta))
+                    emitted.append(new_emitted(Emitted, (f"$et-{event_type}", event, acl, False)))
+                elif revision != 0:  # $streams and $stream_by_category: first events only
+                    continue
+                elif projection_id == 1:  # $streams
+                    meta = f"{_TAG_1}{tag}{tail}".encode()
+                    event = new_proposed(Proposed, (ids(), link, binary, target, meta))
+                    emitted.append(new_emitted(Emitted, (system.STREAMS, event, acl, False)))
+                elif projection_id == 2 and index > 0:  # $stream_by_category
+                    meta = f"{_TAG_2}{tag}{tail}".encode()
+                    data = stream.encode()
+                    event = new_proposed(Proposed, (ids(), reference, binary, data, meta))
+                    category = f"$category-{stream[:index]}"
+                    emitted.append(new_emitted(Emitted, (category, event, acl, False)))
+                else:  # $by_correlation_id: a plain event has no $correlationId
+                    continue
+                counts[projection_id] += 1
+            if len(emitted) > before:
+                handled += 1
+        self._count(counts)
+        return emitted, last, handled, None
+
+    def _names_of(self, stream: str) -> tuple[int, str, str]:
+        """The category separator's index, the ``$ce-`` stream and the ``$o`` entry of the
+        metadata, for a stream whose name JSON writes as it is (remembered)."""
+        index = stream.find("-")
+        names = (index, f"$ce-{stream[:index]}", f',"$o":"{stream}"')
+        if len(self._categories) > 10_000:
+            self._categories.clear()
+        self._categories[stream] = names
+        return names
+
+    def _check(self, text: str) -> bool:
+        """Whether JSON writes ``text`` as it is (remembered for stream names and types)."""
+        ok = system.as_is(text)
+        if ok:
+            if len(self._as_is) > 10_000:
+                self._as_is.clear()
+            self._as_is[text] = True
+        return ok
+
+    def _count(self, counts: dict[int, int]) -> None:
+        for name, projection_id, _ in self._plain:
+            self.handled[name] += counts.get(projection_id, 0)
 
     def _process_plain(self, record: Recorded) -> list[Emitted]:
         """What the handlers emit for a plain event (see ``system.plain``), built here in

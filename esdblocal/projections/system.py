@@ -68,11 +68,11 @@ def passes_source(record: Recorded) -> bool:
 
 def valid_content(record: Recorded) -> bool:
     """Content-type validation: an event flagged JSON must hold valid JSON."""
-    return record.content_type != JSON or _valid_json(record.data)
+    return record.content_type != JSON or valid_json(record.data)
 
 
 @lru_cache(maxsize=4096)
-def _valid_json(data: bytes) -> bool:
+def valid_json(data: bytes) -> bool:
     """Cached: the five projections see the same event objects (bytes cache their hash)."""
     try:
         msgspec.json.decode(data)
@@ -160,20 +160,20 @@ def plain(record: Recorded) -> bool:
         and record.type != LINK
         and record.type != "$streamDeleted"
         and b"$correlationId" not in record.metadata
-        and _as_is(record.stream)
-        and _as_is(record.event_id)
-        and _as_is(record.type)
+        and as_is(record.stream)
+        and as_is(record.event_id)
+        and as_is(record.type)
     )
 
 
-def _as_is(value: str) -> bool:
+def as_is(value: str) -> bool:
     """Json.NET writes this string between quotes, unescaped."""
     return value.isprintable() and '"' not in value and "\\" not in value
 
 
 def _string(value: str) -> str:
     """A JSON string literal (Json.NET leaves non-ASCII as it is)."""
-    if _as_is(value):
+    if as_is(value):
         return f'"{value}"'
     return json.dumps(value, ensure_ascii=False)
 
@@ -207,12 +207,18 @@ class _Ids:
 _ids = threading.local()  # one sequence per thread (each node's loop has its own)
 
 
-def new_id() -> str:
+def id_source() -> Callable[[], str]:
+    """This thread's sequence of ids: call it for the next (``new_id`` without the look-up,
+    for a caller that makes many)."""
     try:
         ids: _Ids = _ids.ids
     except AttributeError:
         ids = _ids.ids = _Ids()
-    return ids()
+    return ids
+
+
+def new_id() -> str:
+    return id_source()()
 
 
 def _emit(
