@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/worker_bench.py
 	$(PY) bench/soak.py --quick
 	$(PY) bench/persistent_bench.py
+	$(PY) bench/projections_bench.py
 	$(PY) bench/http_bench.py
 
 clean:
