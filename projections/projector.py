@@ -2,10 +2,12 @@
 
 One thread reads the subscription into a bounded queue; the projector takes whatever has
 arrived (at least one item, at most ``batch`` events) and commits it with its checkpoint in
-one transaction. Idle, that is one event per transaction (a write is visible within a
-millisecond or two); catching up, batches grow to ``batch`` and the cost of a commit is
-shared. When the store goes away the subscription breaks, the projector waits (doubling
-up to ``MAX_BACKOFF``) and resumes after its checkpoint.
+one transaction. Live, that is one event per transaction (a write is visible within a
+millisecond or two); catching up, it lets ``GATHER_SECONDS`` of events gather before each
+batch (measured: 25-50 % more events per second than waking for every few), batches grow
+toward ``batch`` and the cost of a commit is shared. When the store goes away the
+subscription breaks, the projector waits (doubling up to ``MAX_BACKOFF``) and resumes after
+its checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from projections.store import STORE_FAULTS, Writer
 
 __all__ = ["MAX_BACKOFF", "Projector", "report"]
 MAX_BACKOFF = 5.0
+GATHER_SECONDS = 0.02
 
 
 class _End:
@@ -109,6 +112,10 @@ class Projector:
                     self._maybe_report_lag(counters, position)
                     continue
                 taken = [first]
+                if not counters.live and items.qsize() < self._batch:
+                    # Catching up, latency does not matter: let a batch gather rather than
+                    # wake (and commit, with its fsync) for every few events.
+                    stop.wait(GATHER_SECONDS)
                 while len(taken) < self._batch:
                     try:
                         taken.append(items.get_nowait())
