@@ -29,6 +29,12 @@ def test_a_write_reaches_a_repeated_get_its_304_and_the_list(
     total = api.simulate_get("/v1/inventory-items?limit=1&state=all").json["total"]
     last_page = f"/v1/inventory-items?state=all&offset={total - 1}&limit=1"  # the newest item
     listed = api.simulate_get(last_page)
+    head = api.simulate_head(item)  # HEAD: the validators, no body, the rendering intact
+    assert (head.status_code, head.headers["etag"], head.content) == (
+        200,
+        first.headers["etag"],
+        b"",
+    )
     for _ in range(3):  # kept: the same bytes and validators again
         again = api.simulate_get(item)
         assert (again.content, again.headers["etag"]) == (first.content, first.headers["etag"])
