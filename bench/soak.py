@@ -83,32 +83,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:  # the benchmarks' shared set-up: bench/common.py on main since its redesign
-    from common import (
-        HOST,
-        Report,
-        Service,
-        bench_env,
-        free_port,
-        log,
-        machine,
-        revision,
-        start_esdblocal,
-        wait_http,
-    )
-except ImportError:  # before it: bench/read_bench.py
-    from read_bench import (
-        HOST,
-        Report,
-        Service,
-        bench_env,
-        free_port,
-        log,
-        machine,
-        revision,
-        start_esdblocal,
-        wait_http,
-    )
+from common import (
+    HOST,
+    Report,
+    Service,
+    bench_env,
+    children_of,
+    free_port,
+    log,
+    machine,
+    revision,
+    start_esdblocal,
+    wait_http,
+)
 
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 INVENTORY = "inventoryItem"
@@ -593,20 +580,6 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-def children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 @dataclass
 class Window:
     """A fault: from the kill until the service is back, plus the grace."""
@@ -703,7 +676,7 @@ class Stack:
             time.sleep(0.05)
 
     def workers(self) -> list[int]:
-        return children(self.web.pid)
+        return sorted(children_of(self.web.pid))
 
     def pids(self) -> dict[str, list[int]]:
         return {
