@@ -10,6 +10,7 @@ get there.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import threading
 import time
@@ -173,20 +174,19 @@ class Renderings:
         entries: dict[Hashable, Rendered] = local.entries
         return entries
 
-    def get(self, token: Hashable, key: Hashable) -> Rendered | None:
+    def kept(self, token: Hashable, key: Hashable, render: Callable[[], Rendered]) -> Rendered:
+        """The rendering kept under ``key``, else ``render()``, kept when it was built after
+        ``token`` was read (so at least that new); past the capacity, the oldest goes (every
+        commit empties the lot anyway). Without a token (no store yet) nothing is kept."""
         if token is None:
-            return None
-        return self._entries(token).get(key)
-
-    def put(self, token: Hashable, key: Hashable, rendered: Rendered) -> None:
-        """Keep ``rendered``, built after ``token`` was read (so at least that new); past
-        the capacity, the oldest goes (every commit empties the lot anyway)."""
-        if token is None:
-            return
+            return render()
         entries = self._entries(token)
-        entries[key] = rendered
-        if len(entries) > self._capacity:
-            del entries[next(iter(entries))]
+        found = entries.get(key)
+        if found is None:
+            found = entries[key] = render()
+            if len(entries) > self._capacity:
+                del entries[next(iter(entries))]
+        return found
 
 
 class Queries:
@@ -254,10 +254,8 @@ class Queries:
         choice = negotiate(req.get_header("Accept"), [model])
         resp.vary = ["Accept"]
         self.catch_up(req)
-        token = self.reads.token()
-        key = ("list", req.prefix, req.path, _query(req), choice)
-        rendered = self._renderings.get(token, key)
-        if rendered is None:
+
+        def render() -> Rendered:
             page = self.reads.page(presentation.view, wanted, offset, limit)
             items = [
                 presentation.summary(
@@ -271,9 +269,10 @@ class Queries:
             listed = presentation.list_type(
                 offset=offset, limit=limit, total=page.total, items=items, links=links
             )
-            rendered = render_list(choice, model, links, listed)
-            self._renderings.put(token, key, rendered)
-        send(req, resp, rendered)
+            return render_list(choice, model, links, listed)
+
+        key = ("list", req.prefix, req.path, _query(req), choice)
+        send(req, resp, self._renderings.kept(self.reads.token(), key, render))
 
     def item(
         self, req: falcon.Request, resp: falcon.Response, presentation: Presentation, item: UUID
@@ -282,13 +281,9 @@ class Queries:
         choice = negotiate(req.get_header("Accept"), presentation.item_models)
         resp.vary = ["Accept"]
         self.catch_up(req)
-        token = self.reads.token()
         key = ("item", req.prefix, presentation.path, item, choice)
-        rendered = self._renderings.get(token, key)
-        if rendered is None:
-            rendered = self._render_item(req, presentation, str(item), choice)
-            self._renderings.put(token, key, rendered)
-        send(req, resp, rendered)
+        render = functools.partial(self._render_item, req, presentation, str(item), choice)
+        send(req, resp, self._renderings.kept(self.reads.token(), key, render))
 
     def _render_item(
         self, req: falcon.Request, presentation: Presentation, item: str, choice: Choice
