@@ -351,7 +351,8 @@ class Writer:
             if row is not None and (text, active) == (row_text, row[2]):
                 continue  # a stock change: what search matches is unchanged
             rowid = _search_rowid(view, ordinal)
-            db.execute("DELETE FROM search WHERE rowid = ?", (rowid,))
+            if row is not None:  # a new row's ordinal is new: no search row has its rowid
+                db.execute("DELETE FROM search WHERE rowid = ?", (rowid,))
             db.execute(
                 "INSERT INTO search (rowid, text, kind, active) VALUES (?, ?, ?, ?)",
                 (rowid, text, view.category, active),

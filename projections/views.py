@@ -51,9 +51,12 @@ class Filter:
             raise ValueError(str(error)) from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class View(Generic[S]):
-    """One aggregate's table: its columns after (id, ordinal, version, active)."""
+    """One aggregate's table: its columns after (id, ordinal, version, active).
+
+    Compared and hashed by identity (there is one per aggregate): the projector keys its
+    batch by view, and hashing every field per event was 5 % of its fold."""
 
     aggregate: Aggregate[S]
     table: str

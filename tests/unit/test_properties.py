@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from domain import cars
 from domain import inventory as inv
+from domain.aggregates import is_id
 from domain.errors import DomainError, ImpossibleEvent
 from domain.history import event_type, evolve
 from domain.limits import MAX_SAFE_INTEGER
@@ -175,3 +176,38 @@ def test_the_projector_folds_any_history_as_the_domain_does(
     assert row.version == len(history) - 1  # the version counts every event, set aside or not
     assert row.active == view.is_active(expected)
     assert row.state == expected
+
+
+def _canonical(text: str) -> bool:
+    try:
+        return str(UUID(text)) == text
+    except ValueError:
+        return False
+
+
+uuid_like = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.uuids().map(lambda u: u.hex),
+    st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.uuids().map(lambda u: str(u) + "\n"),
+    st.uuids().map(lambda u: "urn:uuid:" + str(u)),
+    st.text(alphabet="0123456789abcdefABCDEF-{}\n ", max_size=40),
+    st.text(),
+)
+
+
+@given(uuid_like)
+def test_is_id_is_exactly_the_canonical_uuid_text(text: str) -> None:
+    """The projector's quick pattern accepts what ``str(UUID(...))`` writes, and only that."""
+    assert is_id(text) == _canonical(text)
+
+
+def test_is_id_refuses_every_one_character_change() -> None:
+    """Each position of a canonical UUID, each kind of character put there."""
+    text = "0123abcd-ef01-4a5b-8c9d-ba9876543210"
+    assert is_id(text)
+    for at in range(len(text)):
+        for c in "0aAfFgG-_ \n\u0660":
+            changed = text[:at] + c + text[at + 1 :]
+            assert is_id(changed) == _canonical(changed), changed
