@@ -88,6 +88,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 FILTER = ["(inventoryItem|car)-.*"]  # what eventstore.feed.Feed asks the server for
 ITEM_NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-4e5b-9c8d-7a6b5c4d3e2f")
 READ_PASSES = 2
+FLOOR = "floor"  # hello-world + the app's middleware (floor_app.py): the production settings
+FLOOR_SCENARIOS = ("get-item", "get-304")
 LIST_LIMIT = 10
 TARGETS = {  # issue 13's
     "projector": ("≥ 0.7 of raw read_all", 0.70),
@@ -483,11 +485,18 @@ def wsgi_apps(env: dict[str, str], tmp: Path, args: Any) -> dict[str, Any]:
     from app.api import create_app
     from app.settings import Settings
 
-    spec = importlib.util.spec_from_file_location("hello_app", PROJECT_ROOT / "bench/hello_app.py")
-    assert spec is not None and spec.loader is not None
-    hello = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hello)
-    return {"hello-world": hello.app, "app": create_app(Settings.from_env(env))}
+    def module(name: str) -> Any:
+        spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / f"bench/{name}.py")
+        assert spec is not None and spec.loader is not None
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        return loaded
+
+    return {
+        "hello-world": module("hello_app").app,
+        FLOOR: module("floor_app").create(env),
+        "app": create_app(Settings.from_env(env)),
+    }
 
 
 def wsgi_call(app: Any, environ: dict[str, Any]) -> int:
@@ -552,6 +561,73 @@ def profile_item(app: Any, scenario: Scenario, calls: int, port: int) -> str:
 
 
 # ---------------------------------------------------------------------------- report
+
+
+def floor_report(
+    report: Report, scenarios: list[Scenario], loads: dict[tuple[str, str], list[Load]]
+) -> None:
+    """What the production settings cost with no store at all: the floor (hello-world behind
+    the app's middleware, answering the item's validators and 304) against hello-world, and
+    the app against the floor (the share its read path costs)."""
+    report.add(
+        "### The production settings alone: hello-world behind the app's middleware",
+        "",
+        "`floor_app.py`: the app's `RequestContext` (request id, access line) and"
+        " `Authentication` (API key) in front of a hello-world that answers the item with the"
+        " app's validators (`ETag`, `Cache-Control`, `Vary`) and a 304 for the same"
+        " `If-None-Match`; no store, no negotiation, no links. Loaded in the same rounds as"
+        " the other two, order alternating.",
+        "",
+    )
+    rows = []
+    for scenario in scenarios:
+        if scenario.key not in FLOOR_SCENARIOS:
+            continue
+        hello, floor, mine = (
+            statistics.median(load.rate for load in loads[(scenario.key, label)])
+            for label in ("hello-world", FLOOR, "app")
+        )
+        floor_cpu, app_cpu = (
+            statistics.median(load.cpu_ms_per_request for load in loads[(scenario.key, label)])
+            for label in (FLOOR, "app")
+        )
+        rows.append(
+            [
+                scenario.label,
+                fmt(hello),
+                fmt(floor),
+                fmt(mine),
+                f"{floor / hello:.2f}",
+                f"{mine / floor:.2f}",
+                fmt(floor_cpu, 3),
+                fmt(app_cpu, 3),
+            ]
+        )
+        report.headline(
+            [
+                f"(floor: {scenario.label}, hello-world behind the app's middleware, no store)",
+                f"{fmt(floor)} req/s",
+                latencies(loads[(scenario.key, FLOOR)]),
+                f"{fmt(hello)} req/s (Falcon hello-world)",
+                latencies(loads[(scenario.key, "hello-world")]),
+                f"{floor / hello:.2f}",
+                "—",
+                "—",
+            ]
+        )
+    report.table(
+        [
+            "scenario",
+            "hello req/s",
+            "floor req/s",
+            "app req/s",
+            "floor ÷ hello",
+            "app ÷ floor",
+            "floor CPU ms/req",
+            "app CPU ms/req",
+        ],
+        rows,
+    )
 
 
 def verdict(ratio: float, key: str) -> str:
@@ -702,6 +778,16 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
     if status != 200:
         raise RuntimeError(f"GET {item_path} answered {status}")
     etag = headers["ETag"]
+    floor_port = free_port()
+    floor_service = Service(
+        "web-floor",
+        [*gunicorn, "--pythonpath", "bench", "floor_app:create()"],
+        tmp,
+        {**base_env, "PORT": str(floor_port), "FLOOR_ETAG": etag.strip('"')},
+    )
+    services.append(floor_service)
+    wait_http(floor_service, floor_port, "/healthz")
+    floor = Target(FLOOR, floor_service, floor_port)
     list_path = "/v1/inventory-items?offset={}&limit=" + str(LIST_LIMIT)
     scenarios = [
         Scenario("get-item", "GET item (200)", item_path, auth, 200),
@@ -723,6 +809,10 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
             raise RuntimeError(
                 f"{scenario.label}: the app answered {status}, not {scenario.status}"
             )
+        if scenario.key in FLOOR_SCENARIOS:
+            status, _, _ = http_get(floor_port, scenario.path, scenario.headers)
+            if status != scenario.status:
+                raise RuntimeError(f"{scenario.label}: the floor answered {status}")
         if scenario.key.startswith("list"):
             page = json.loads(body)
             if len(page["items"]) != LIST_LIMIT or page["offset"] != int(
@@ -734,11 +824,12 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
     log(f"load generator: {generator.describe()}")
     loads: dict[tuple[str, str], list[Load]] = {}
     for scenario in scenarios:
-        for target in targets:
+        loaded = [*targets, floor] if scenario.key in FLOOR_SCENARIOS else targets
+        for target in loaded:
             if args.warmup > 0:
                 generator.run(target, scenario, args.warmup)
         for round_ in range(args.rounds):
-            order = targets if round_ % 2 == 0 else list(reversed(targets))
+            order = loaded if round_ % 2 == 0 else list(reversed(loaded))
             for target in order:
                 load = generator.run(target, scenario, args.seconds)
                 loads.setdefault((scenario.key, target.label), []).append(load)
@@ -754,7 +845,7 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
 
     # ------------------------------------------------ 4. in-process
     log("in-process WSGI calls")
-    apps = wsgi_apps({**base_env, "PORT": str(app_port)}, tmp, args)
+    apps = wsgi_apps({**base_env, "PORT": str(app_port), "FLOOR_ETAG": etag.strip('"')}, tmp, args)
     costs = in_process_costs(apps, scenarios, args.calls, app_port)
     profile = (
         profile_item(apps["app"], scenarios[0], args.calls * 2, app_port) if args.profile else ""
@@ -886,14 +977,41 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
         " requests; CPU ratio = hello CPU/req ÷ app CPU/req, the rate ratio the servers would"
         " show if the load generator did not share the cores.",
         "",
+    )
+    floor_report(report, scenarios, loads)
+    report.add(
         f"### In-process: one WSGI call, no server, no TCP (best of 3 x {args.calls:,} calls)",
         "",
     )
     rows = []
     for scenario in scenarios:
         hello_us, app_us = costs[scenario.key]["hello-world"], costs[scenario.key]["app"]
-        rows.append([scenario.label, fmt(hello_us, 1), fmt(app_us, 1), f"{hello_us / app_us:.2f}"])
-    report.table(["scenario", "hello µs/call", "app µs/call", "hello ÷ app (a rate ratio)"], rows)
+        floor_us = costs[scenario.key][FLOOR]
+        rows.append(
+            [
+                scenario.label,
+                fmt(hello_us, 1),
+                fmt(floor_us, 1),
+                fmt(app_us, 1),
+                f"{hello_us / app_us:.2f}",
+                f"{floor_us / app_us:.2f}",
+            ]
+        )
+    report.table(
+        [
+            "scenario",
+            "hello µs/call",
+            "floor µs/call",
+            "app µs/call",
+            "hello ÷ app (a rate ratio)",
+            "floor ÷ app",
+        ],
+        rows,
+    )
+    report.add(
+        "floor: hello-world behind the app's middleware (API key, request id, access line),"
+        " answering the item's validators and 304 (`floor_app.py`); no store."
+    )
 
     statuses = ", ".join(f"{status}: {n}" for status, n in sorted(ryw.statuses.items()))
     writes = len(ryw.writes)
