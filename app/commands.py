@@ -17,7 +17,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -170,7 +170,7 @@ class Repository:
         except StreamGone:
             raise Gone("This resource was retired for good.") from None
         if new:
-            state, replays = loaded.state, dict(loaded.replays)
+            state, learned = loaded.state, dict[str, Replay]()
             for stored in new:
                 try:
                     state = aggregate.evolve(state, stored.type, stored.data)
@@ -185,22 +185,48 @@ class Repository:
                             "reason": str(error),
                         }
                     )
-                _remember(replays, stored.metadata, stored.version, stored.position)
-            loaded = Loaded(state, new[-1].version, new[-1].position, replays)
-            if len(new) >= SNAPSHOT_AFTER:
-                self._snapshot(aggregate, stream, loaded)
+                _remember(learned, stored.metadata, stored.version, stored.position)
+            # A replay is a fact of the store, whoever holds it: the dict is added to in place.
+            loaded.replays.update(learned)
+            loaded = Loaded(state, new[-1].version, new[-1].position, loaded.replays)
+            if len(new) >= SNAPSHOT_AFTER or learned:
+                # The keys read here reach the host (another worker may get their retries);
+                # the state too when it took a long read to reach.
+                shared = loaded if len(new) >= SNAPSHOT_AFTER else None
+                self._share(aggregate, stream, shared, learned)
         self.keep(stream, loaded)
         return loaded
 
-    def _snapshot(self, aggregate: Aggregate[S], stream: str, loaded: Loaded[S]) -> None:
-        if self._snapshots is not None:
-            row = (
-                loaded.version,
-                loaded.position,
-                _ENCODER.encode(loaded.state),
-                _ENCODER.encode(loaded.replays),
-            )
-            self._snapshots.put(stream, aggregate.fingerprint, row)
+    def _share(
+        self,
+        aggregate: Aggregate[S],
+        stream: str,
+        loaded: Loaded[S] | None,
+        replays: Mapping[str, Replay] | None = None,
+    ) -> None:
+        """The state ``loaded`` reached and the ``replays`` that reached it, as the host's."""
+        if self._snapshots is None:
+            return
+        row = None
+        if loaded is not None:
+            row = (loaded.version, loaded.position, _ENCODER.encode(loaded.state))
+        rows = None
+        if replays:
+            rows = {
+                key: (r.version, r.position, r.appended, r.request_hash)
+                for key, r in replays.items()
+            }
+        self._snapshots.put(stream, aggregate.fingerprint, row, rows)
+
+    def replay(self, stream: str, loaded: Loaded[Any], key: str) -> Replay | None:
+        """What the request with this key appended to ``stream``: as this worker knows it,
+        else as the host does."""
+        replay: Replay | None = loaded.replays.get(key)
+        if replay is None and self._snapshots is not None:
+            found = self._snapshots.replay(stream, key)
+            if found is not None:
+                replay = loaded.replays[key] = Replay(*found)
+        return replay
 
     def _from_snapshot(
         self, aggregate: Aggregate[S], stream: str, newer_than: int = -2
@@ -210,14 +236,10 @@ class Repository:
         found = self._snapshots.get(stream, aggregate.fingerprint, newer_than)
         if found is None:
             return None
-        version, position, state, replays = found
+        version, position, state = found
         try:
-            return Loaded(
-                msgspec.json.decode(state, type=type(aggregate.zero())),
-                version,
-                position,
-                msgspec.json.decode(replays, type=dict[str, Replay]),
-            )
+            decoded = msgspec.json.decode(state, type=type(aggregate.zero()))
+            return Loaded(decoded, version, position)
         except msgspec.DecodeError:
             return None  # written by another shape the fingerprint did not tell: ignore it
 
@@ -229,14 +251,23 @@ class Repository:
             cached: Loaded[S] | None = self._cache.get(stream)
         newer = self._from_snapshot(aggregate, stream, -2 if cached is None else cached.version)
         if newer is not None:
+            if cached is not None:  # what this worker knew of the keys still holds
+                newer = replace(newer, replays=cached.replays)
             self.keep(stream, newer)
             return newer
         return cached if cached is not None else Loaded(aggregate.zero())
 
-    def keep(self, stream: str, loaded: Loaded[Any], share: Aggregate[Any] | None = None) -> None:
-        """Cache ``loaded``; with ``share`` (after an append), also as the host's snapshot."""
+    def keep(
+        self,
+        stream: str,
+        loaded: Loaded[Any],
+        share: Aggregate[Any] | None = None,
+        replays: Mapping[str, Replay] | None = None,
+    ) -> None:
+        """Cache ``loaded``; with ``share`` (after an append), also as the host's snapshot,
+        with the ``replays`` the append made."""
         if share is not None:
-            self._snapshot(share, stream, loaded)
+            self._share(share, stream, loaded, replays)
         with self._lock:
             self._cache[stream] = loaded
             self._cache.move_to_end(stream)
@@ -332,7 +363,7 @@ class CommandHandler:
         request: CommandRequest,
         creates: bool,
     ) -> Outcome:
-        replay = self._replay(loaded, request)
+        replay = self._replay(stream, loaded, request)
         if replay is not None:
             return Outcome(stream, replay.version, replay.position, replay.appended)
         if not creates and not loaded.state.exists:
@@ -351,10 +382,10 @@ class CommandHandler:
         self._advance(aggregate, stream, loaded, decided, position, request)
         return Outcome(stream, expected + len(decided), position, len(decided))
 
-    def _replay(self, loaded: Loaded[Any], request: CommandRequest) -> Replay | None:
+    def _replay(self, stream: str, loaded: Loaded[Any], request: CommandRequest) -> Replay | None:
         if request.idempotency_key is None:
             return None
-        replay: Replay | None = loaded.replays.get(request.idempotency_key)
+        replay = self.repository.replay(stream, loaded, request.idempotency_key)
         if replay is not None and replay.request_hash != request.body_hash:
             raise IdempotencyKeyReused("This Idempotency-Key was used with a different request.")
         return replay
@@ -414,14 +445,15 @@ class CommandHandler:
         for event in events:
             state = aggregate.apply(state, event)
         version = loaded.version + len(events)
-        replays = loaded.replays
+        made: dict[str, Replay] = {}
         if request.idempotency_key is not None:
-            replays = dict(replays)
-            replays[request.idempotency_key] = Replay(
+            made[request.idempotency_key] = Replay(
                 version, position, len(events), request.body_hash
             )
+            loaded.replays.update(made)  # in place: no copy of every key per command
         self.repository.keep(
             stream,
-            replace(loaded, state=state, version=version, position=position, replays=replays),
+            replace(loaded, state=state, version=version, position=position),
             share=aggregate,
+            replays=made,
         )

@@ -5,10 +5,16 @@ is behind (another worker of the host served the stream since) starts from the n
 - **Where.** One SQLite file per host, ``$DATA_DIR/snapshots.sqlite3`` (WAL, commits not
   fsync'd), shared by every web worker of the host; it is derived data (delete it at will:
   the next loads rebuild it).
-- **When, and by whom.** A worker writes the state it reached, with that version, its commit
-  position and the idempotency keys seen so far (so a retried request is still answered as
-  the first time), after each append it made, and after a load that had to read
+- **When, and by whom.** A worker writes the state it reached, with that version and its
+  commit position, after each append it made, and after a load that had to read
   ``SNAPSHOT_AFTER`` events or more. A row is only ever replaced by a newer version.
+- **Idempotency keys.** What each keyed request appended (so that its retry, on any worker
+  of the host, is answered as the first time) is a row of its own in ``replays``, written in
+  the same transaction as the state its append reached, and looked up by (stream, key)
+  when a keyed request's worker does not know the key. A command costs the same with the
+  stream's millionth key as with its first (when the state row carried them all, each
+  command re-encoded every key the stream had ever seen: 3.4 ms a command after 500 keyed
+  check-ins on one item, 15 ms after 6,000).
 - **Read.** A worker looks for a row newer than what its own cache holds before each
   command (one indexed lookup that usually finds nothing): with sync workers, a client's
   next request usually lands on another worker, whose cache would otherwise be behind and
@@ -29,18 +35,24 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("app.snapshots")
 SNAPSHOT_AFTER = 100
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS snapshots (stream TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
-    " version INTEGER NOT NULL, position INTEGER, state BLOB NOT NULL, replays BLOB NOT NULL)"
-    " WITHOUT ROWID"
+    # The first layout kept every idempotency key in the state's row: not read any more.
+    "DROP TABLE IF EXISTS snapshots;"
+    "CREATE TABLE IF NOT EXISTS states (stream TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+    " version INTEGER NOT NULL, position INTEGER, state BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS replays (stream TEXT NOT NULL, key TEXT NOT NULL,"
+    " version INTEGER NOT NULL, position INTEGER NOT NULL, appended INTEGER NOT NULL,"
+    " request_hash TEXT NOT NULL, PRIMARY KEY (stream, key)) WITHOUT ROWID;"
 )
 
-Row = tuple[int, int | None, bytes, bytes]  # version, position, state, replays
+Row = tuple[int, int | None, bytes]  # version, position, state
+ReplayRow = tuple[int, int, int, str]  # version, position, appended, request hash
 
 
 class Snapshots:
@@ -56,7 +68,7 @@ class Snapshots:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # derived data: no fsync per command
             db.execute("PRAGMA busy_timeout=1000")
-            db.execute(SCHEMA)
+            db.executescript(SCHEMA)
             self._local.db = db
         return db
 
@@ -67,7 +79,7 @@ class Snapshots:
             found: Any = (
                 self._db()
                 .execute(
-                    "SELECT version, position, state, replays FROM snapshots"
+                    "SELECT version, position, state FROM states"
                     " WHERE stream = ? AND fingerprint = ? AND version > ?",
                     (stream, fingerprint, newer_than),
                 )
@@ -76,19 +88,58 @@ class Snapshots:
         except sqlite3.Error as error:
             log.warning({"message": "snapshot unreadable; reading the store", "error": str(error)})
             return None
+        return None if found is None else (found[0], found[1], found[2])
+
+    def replay(self, stream: str, key: str) -> ReplayRow | None:
+        """What the request with this Idempotency-Key appended to ``stream``, if the host
+        knows."""
+        try:
+            found: Any = (
+                self._db()
+                .execute(
+                    "SELECT version, position, appended, request_hash FROM replays"
+                    " WHERE stream = ? AND key = ?",
+                    (stream, key),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as error:
+            log.warning({"message": "replays unreadable; reading the store", "error": str(error)})
+            return None
         return None if found is None else (found[0], found[1], found[2], found[3])
 
-    def put(self, stream: str, fingerprint: str, row: Row) -> None:
-        version, position, state, replays = row
+    def put(
+        self,
+        stream: str,
+        fingerprint: str,
+        row: Row | None,
+        replays: Mapping[str, ReplayRow] | None = None,
+    ) -> None:
+        """The state ``row`` (unless a newer one is there) and ``replays``, in one transaction:
+        a worker that sees the state also sees the keys that reached it."""
         try:
-            self._db().execute(
-                "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE"
-                " SET fingerprint = excluded.fingerprint, version = excluded.version,"
-                " position = excluded.position, state = excluded.state,"
-                " replays = excluded.replays"
-                " WHERE excluded.version > snapshots.version"
-                " OR excluded.fingerprint != snapshots.fingerprint",
-                (stream, fingerprint, version, position, state, replays),
-            )
+            db = self._db()
+            if replays:
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                if row is not None:
+                    db.execute(
+                        "INSERT INTO states VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream) DO UPDATE"
+                        " SET fingerprint = excluded.fingerprint, version = excluded.version,"
+                        " position = excluded.position, state = excluded.state"
+                        " WHERE excluded.version > states.version"
+                        " OR excluded.fingerprint != states.fingerprint",
+                        (stream, fingerprint, *row),
+                    )
+                if replays:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO replays VALUES (?, ?, ?, ?, ?, ?)",
+                        [(stream, key, *replay) for key, replay in replays.items()],
+                    )
+                    db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
         except sqlite3.Error as error:
             log.warning({"message": "snapshot not written", "error": str(error)})

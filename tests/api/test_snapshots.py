@@ -30,7 +30,7 @@ def worker(esdb_uri: str, data: Path) -> falcon.testing.TestClient:
 def snapshot_of(data: Path, stream: str) -> tuple[str, int] | None:
     with closing(sqlite3.connect(data / "snapshots.sqlite3")) as db:
         found = db.execute(
-            "SELECT fingerprint, version FROM snapshots WHERE stream = ?", (stream,)
+            "SELECT fingerprint, version FROM states WHERE stream = ?", (stream,)
         ).fetchone()
     return None if found is None else (found[0], found[1])
 
@@ -98,7 +98,7 @@ def test_a_snapshot_of_another_shape_is_ignored(
     assert post(worker(esdb_uri, tmp_path), item, CHECK_IN, 1).status_code == 202
     with closing(sqlite3.connect(tmp_path / "snapshots.sqlite3")) as db:
         db.execute(
-            "UPDATE snapshots SET fingerprint = '0:older', state = ? WHERE stream = ?",
+            "UPDATE states SET fingerprint = '0:older', state = ? WHERE stream = ?",
             (b'{"exists":true,"name":"Wrong","active":true,"count":999999}', stream),
         )
         db.commit()
@@ -123,8 +123,66 @@ def test_every_append_updates_the_hosts_state_and_a_worker_behind_starts_from_it
     # stream is at version 4, so an append after it passes the store's check): ``one`` decides
     # on the host's state, not on its own older cache, which would reload and refuse.
     with closing(sqlite3.connect(tmp_path / "snapshots.sqlite3")) as db:
-        (state,) = db.execute("SELECT state FROM snapshots WHERE stream = ?", (stream,)).fetchone()
+        (state,) = db.execute("SELECT state FROM states WHERE stream = ?", (stream,)).fetchone()
         forged = msgspec.json.encode({**msgspec.json.decode(state), "count": 40})
-        db.execute("UPDATE snapshots SET state = ? WHERE stream = ?", (forged, stream))
+        db.execute("UPDATE states SET state = ? WHERE stream = ?", (forged, stream))
         db.commit()
     assert post(one, item, REMOVE, 40).status_code == 202
+
+
+def replays_of(data: Path, stream: str) -> dict[str, int]:
+    """The host's idempotency keys for ``stream``, with the version each one's append
+    reached."""
+    with closing(sqlite3.connect(data / "snapshots.sqlite3")) as db:
+        rows = db.execute("SELECT key, version FROM replays WHERE stream = ?", (stream,))
+        return dict(rows.fetchall())
+
+
+def state_size(data: Path, stream: str) -> int:
+    with closing(sqlite3.connect(data / "snapshots.sqlite3")) as db:
+        (size,) = db.execute(
+            "SELECT length(state) FROM states WHERE stream = ?", (stream,)
+        ).fetchone()
+    return int(size)
+
+
+def test_each_key_is_a_row_of_its_own_and_the_state_row_does_not_grow(
+    esdb_uri: str, tmp_path: Path
+) -> None:
+    """A stream's keys are not carried in its state's row (each command used to re-encode
+    every key the stream had seen): one row per key, written with the state it reached, and
+    a retry of the first key, after many others, is answered by any worker as the first."""
+    api = worker(esdb_uri, tmp_path)
+    item, stream = create(api, "Keyed")
+    assert post(api, item, CHECK_IN, 9).status_code == 202  # version 1, count 9
+    first = post(api, item, CHECK_IN, 1, **{"Idempotency-Key": "key-0"})  # version 2
+    size = state_size(tmp_path, stream)
+    for n in range(1, 40):
+        assert post(api, item, CHECK_IN, 1, **{"Idempotency-Key": f"key-{n}"}).status_code == 202
+    assert state_size(tmp_path, stream) == size  # the count went from 10 to 49
+    assert replays_of(tmp_path, stream) == {f"key-{n}": n + 2 for n in range(40)}
+
+    cold = worker(esdb_uri, tmp_path)
+    retried = post(cold, item, CHECK_IN, 1, **{"Idempotency-Key": "key-0"})
+    assert retried.status_code == 202
+    for header in ("etag", "commit-position"):
+        assert retried.headers[header] == first.headers[header]
+    other_body = post(worker(esdb_uri, tmp_path), item, CHECK_IN, 2, **{"Idempotency-Key": "key-0"})
+    assert (other_body.status_code, other_body.json["errorCode"]) == (422, 1008)
+    assert post(cold, item, CHECK_IN, 1).headers["etag"] != first.headers["etag"]
+
+
+def test_a_key_read_from_the_stream_reaches_the_hosts_replays(
+    esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
+) -> None:
+    """A keyed request served by another host: this host learns its key from the stream's
+    metadata when it reads the stream, answers the retry as the first, and keeps the key for
+    its other workers."""
+    elsewhere = worker(esdb_uri, tmp_path / "other-host")
+    item, stream = create(elsewhere, "Travelled")
+    first = post(elsewhere, item, CHECK_IN, 3, **{"Idempotency-Key": "from-afar"})
+    here = tmp_path / "this-host"
+    retried = post(worker(esdb_uri, here), item, CHECK_IN, 3, **{"Idempotency-Key": "from-afar"})
+    assert (retried.status_code, retried.headers["etag"]) == (202, first.headers["etag"])
+    assert replays_of(here, stream) == {"from-afar": 1}
+    assert [e.type for e in client.get_stream(stream)].count("ItemsCheckedInToInventory") == 1
