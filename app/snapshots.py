@@ -11,10 +11,10 @@ is behind (another worker of the host served the stream since) starts from the n
 - **Idempotency keys.** What each keyed request appended (so that its retry, on any worker
   of the host, is answered as the first time) is a row of its own in ``replays``, written in
   the same transaction as the state its append reached, and looked up by (stream, key)
-  when a keyed request's worker does not know the key. A command costs the same with the
-  stream's millionth key as with its first (when the state row carried them all, each
-  command re-encoded every key the stream had ever seen: 3.4 ms a command after 500 keyed
-  check-ins on one item, 15 ms after 6,000).
+  when a keyed request's worker does not know the key. A command's cost does not grow with
+  the keys its stream has seen (3.2–4.3 ms a check-in through 6,000 keyed check-ins on one
+  item; when the state's row carried them all and each command re-encoded every one, 3.4
+  ms after 500 and 15 ms after 6,000).
 - **Read.** A worker looks for a row newer than what its own cache holds before each
   command (one indexed lookup that usually finds nothing): with sync workers, a client's
   next request usually lands on another worker, whose cache would otherwise be behind and
