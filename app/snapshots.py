@@ -12,7 +12,7 @@ is behind (another worker of the host served the stream since) starts from the n
   of the host, is answered as the first time) is a row of its own in ``replays``, written in
   the same transaction as the state its append reached, and looked up by (stream, key)
   when a keyed request's worker does not know the key. A command's cost does not grow with
-  the keys its stream has seen (3.2–4.3 ms a check-in through 6,000 keyed check-ins on one
+  the keys its stream has seen (3.2 to 4.3 ms a check-in through 6,000 keyed check-ins on one
   item; when the state's row carried them all and each command re-encoded every one, 3.4
   ms after 500 and 15 ms after 6,000).
 - **Read.** A worker looks for a row newer than what its own cache holds before each
