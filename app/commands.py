@@ -100,6 +100,12 @@ class Replay:
 
 @dataclass(frozen=True, slots=True)
 class Loaded(Generic[S]):
+    """An aggregate as of ``version``. ``replays``: what keyed requests appended, as far as
+    this worker knows (the host's file knows the rest). Each next state of the stream takes
+    the same dict on and adds to it in place: a replay is a fact of the store, whatever
+    version its holder is at, and copying it per command made each command pay for every
+    key."""
+
     state: S
     version: int = NO_STREAM
     position: int | None = None
