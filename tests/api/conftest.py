@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,3 +65,14 @@ def command(name: str) -> dict[str, str]:
 
 def path_of(location: str) -> str:
     return "/" + location.split("/", 3)[3]
+
+
+def create(api: falcon.testing.TestClient, name: str = "Widget") -> falcon.testing.Result:
+    """A new inventory item through the API (its 202, checked)."""
+    result = api.simulate_post(
+        "/v1/inventory-items",
+        body=json.dumps({"name": name}),
+        headers=command("CreateInventoryItemCommand"),
+    )
+    assert result.status_code == 202, result.json
+    return result

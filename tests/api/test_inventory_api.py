@@ -12,20 +12,12 @@ import pytest
 from esdbclient import EventStoreDBClient
 
 from app.api import create_app
-from tests.api.conftest import FIXED_NOW, command, path_of, settings
+from tests.api.conftest import FIXED_NOW, command, create, path_of, settings
 
 CREATE = "CreateInventoryItemCommand"
 CHECK_IN = "CheckInItemsToInventoryCommand"
 REMOVE = "RemoveItemsFromInventoryCommand"
 RENAME = "RenameInventoryItemCommand"
-
-
-def create(api: falcon.testing.TestClient, name: str = "Widget") -> falcon.testing.Result:
-    result = api.simulate_post(
-        "/v1/inventory-items", body=json.dumps({"name": name}), headers=command(CREATE)
-    )
-    assert result.status_code == 202, result.json
-    return result
 
 
 def stream_of(result: falcon.testing.Result) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import falcon.testing
 
 from projections.store import ReadModels
-from tests.api.conftest import command, path_of
+from tests.api.conftest import command, create, path_of
 
 CHECK_IN = "CheckInItemsToInventoryCommand"
 
@@ -18,11 +18,7 @@ CHECK_IN = "CheckInItemsToInventoryCommand"
 def test_a_write_reaches_a_repeated_get_its_304_and_the_list(
     api: falcon.testing.TestClient, api_data: Path
 ) -> None:
-    created = api.simulate_post(
-        "/v1/inventory-items",
-        body=b'{"name": "Rendered once"}',
-        headers=command("CreateInventoryItemCommand"),
-    )
+    created = create(api, "Rendered once")
     item = path_of(created.headers["location"])
     wait = {"Commit-Position": created.headers["commit-position"]}
     first = api.simulate_get(item, headers=wait)

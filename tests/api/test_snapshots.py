@@ -16,7 +16,7 @@ from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from app.api import create_app
 from app.snapshots import SNAPSHOT_AFTER
 from domain import inventory
-from tests.api.conftest import FIXED_NOW, command, path_of, settings
+from tests.api.conftest import FIXED_NOW, command, create, path_of, settings
 
 CHECK_IN = "CheckInItemsToInventoryCommand"
 REMOVE = "RemoveItemsFromInventoryCommand"
@@ -44,14 +44,9 @@ def append(client: EventStoreDBClient, stream: str, count: int, times: int) -> N
     )
 
 
-def create(api: falcon.testing.TestClient, name: str) -> tuple[str, str]:
+def created(api: falcon.testing.TestClient, name: str) -> tuple[str, str]:
     """A new item through the API: its path and its stream."""
-    created = api.simulate_post(
-        "/v1/inventory-items",
-        body=json.dumps({"name": name}),
-        headers=command("CreateInventoryItemCommand"),
-    )
-    item = path_of(created.headers["location"])
+    item = path_of(create(api, name).headers["location"])
     return item, "inventoryItem-" + item.rsplit("/", 1)[1]
 
 
@@ -67,7 +62,7 @@ def test_a_cold_worker_starts_from_the_snapshot_and_reads_what_follows(
     esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
 ) -> None:
     first = worker(esdb_uri, tmp_path)
-    item, stream = create(first, "Long")
+    item, stream = created(first, "Long")
     keyed = post(first, item, CHECK_IN, 1, **{"Idempotency-Key": "early-key"})
     assert keyed.status_code == 202
     append(client, stream, 1, SNAPSHOT_AFTER + 50)  # another writer: versions 2..151
@@ -93,7 +88,7 @@ def test_a_snapshot_of_another_shape_is_ignored(
     esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
 ) -> None:
     api = worker(esdb_uri, tmp_path)
-    item, stream = create(api, "Reshaped")
+    item, stream = created(api, "Reshaped")
     append(client, stream, 1, SNAPSHOT_AFTER)
     assert post(worker(esdb_uri, tmp_path), item, CHECK_IN, 1).status_code == 202
     with closing(sqlite3.connect(tmp_path / "snapshots.sqlite3")) as db:
@@ -111,7 +106,7 @@ def test_every_append_updates_the_hosts_state_and_a_worker_behind_starts_from_it
     esdb_uri: str, tmp_path: Path, client: EventStoreDBClient
 ) -> None:
     one, other = worker(esdb_uri, tmp_path), worker(esdb_uri, tmp_path)
-    item, stream = create(one, "Shared")
+    item, stream = created(one, "Shared")
     assert snapshot_of(tmp_path, stream) is not None  # written by the create's own append
     for turn in range(4):  # sync workers: a client's requests land on either
         api = (one, other)[turn % 2]
@@ -153,7 +148,7 @@ def test_each_key_is_a_row_of_its_own_and_the_state_row_does_not_grow(
     every key the stream had seen): one row per key, written with the state it reached, and
     a retry of the first key, after many others, is answered by any worker as the first."""
     api = worker(esdb_uri, tmp_path)
-    item, stream = create(api, "Keyed")
+    item, stream = created(api, "Keyed")
     assert post(api, item, CHECK_IN, 9).status_code == 202  # version 1, count 9
     first = post(api, item, CHECK_IN, 1, **{"Idempotency-Key": "key-0"})  # version 2
     size = state_size(tmp_path, stream)
@@ -179,7 +174,7 @@ def test_a_key_read_from_the_stream_reaches_the_hosts_replays(
     metadata when it reads the stream, answers the retry as the first, and keeps the key for
     its other workers."""
     elsewhere = worker(esdb_uri, tmp_path / "other-host")
-    item, stream = create(elsewhere, "Travelled")
+    item, stream = created(elsewhere, "Travelled")
     first = post(elsewhere, item, CHECK_IN, 3, **{"Idempotency-Key": "from-afar"})
     here = tmp_path / "this-host"
     retried = post(worker(esdb_uri, here), item, CHECK_IN, 3, **{"Idempotency-Key": "from-afar"})
