@@ -35,10 +35,12 @@ from esdblocal.http import HttpSide, NodeInfo
 from esdblocal.hub import Hub
 from esdblocal.projections.manager import RUN_SYSTEM, ProjectionManager
 from esdblocal.security import Authenticate, Users
-from esdblocal.service import Gossip, Streams
 from esdblocal.services import server_features
+from esdblocal.services.gossip import Gossip
 from esdblocal.services.persistent import PersistentSubscriptions
 from esdblocal.services.projections import Projections
+from esdblocal.services.shared import NodeParts
+from esdblocal.services.streams import Streams
 from esdblocal.store import Outcome, Recorded, Store
 
 DB_FILE = "log.sqlite3"
@@ -99,14 +101,13 @@ class Node:
             ],
             interceptors=[Authenticate(users)] if users is not None else None,
         )
-        streams_pb2_grpc.add_StreamsServicer_to_server(
-            Streams(self.store, self._hub, self._readers, users), self._server
-        )
+        parts = NodeParts(self.store, self._hub, self._readers, users)
+        streams_pb2_grpc.add_StreamsServicer_to_server(Streams(parts), self._server)
         gossip_pb2_grpc.add_GossipServicer_to_server(
             Gossip(self.advertise_host, lambda: self.port), self._server
         )
         persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
-            PersistentSubscriptions(self.store, self._hub, self._readers, users), self._server
+            PersistentSubscriptions(parts), self._server
         )
         options = projections or ProjectionOptions()
         self.projections = ProjectionManager(
@@ -119,7 +120,7 @@ class Node:
         ]
         if self.projections.enabled:  # without the subsystem the service is not there
             projections_pb2_grpc.add_ProjectionsServicer_to_server(
-                Projections(self.projections, users), self._server
+                Projections(parts, self.projections), self._server
             )
             served.append(projections_pb2.DESCRIPTOR.services_by_name["Projections"])
         self._server.add_generic_rpc_handlers((server_features.handler(served),))

@@ -1,4 +1,5 @@
-"""The gRPC services a client sees: Streams, Gossip, and an empty PersistentSubscriptions.
+"""The Streams gRPC service, as the server's ``Services/Transport/Grpc/Streams.*``: append,
+batch append, delete, tombstone, and reads and catch-up subscriptions of a stream or $all.
 
 The messages are EventStoreDB's own (the generated modules shipped with esdbclient are
 built from the server's .proto files), so any EventStoreDB gRPC client can talk to this.
@@ -13,13 +14,10 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import grpc
 from esdbclient.protos.Grpc import (
-    gossip_pb2,
-    gossip_pb2_grpc,
     shared_pb2,
     status_pb2,
     streams_pb2,
@@ -27,8 +25,8 @@ from esdbclient.protos.Grpc import (
 )
 from google.protobuf import any_pb2
 
-from esdblocal.hub import Hub
-from esdblocal.security import ACCESS_DENIED, Users, deny, may_access
+from esdblocal.security import ACCESS_DENIED, deny
+from esdblocal.services.shared import UINT64_MAX, NodeParts, recorded_event
 from esdblocal.store import (
     ANY,
     DELETED_STREAM,
@@ -36,18 +34,15 @@ from esdblocal.store import (
     STREAM_EXISTS,
     Proposed,
     Recorded,
-    Store,
     StreamDeleted,
     StreamNotFound,
     WriteResult,
     WrongExpectedVersion,
-    now_ticks,
 )
 
 _DeleteResponse = TypeVar("_DeleteResponse", streams_pb2.DeleteResp, streams_pb2.TombstoneResp)
 ReadResp = streams_pb2.ReadResp
 ReadEvent = streams_pb2.ReadResp.ReadEvent
-RecordedEventPb = streams_pb2.ReadResp.ReadEvent.RecordedEvent
 Options = streams_pb2.ReadReq.Options
 
 # The server's defaults (ClusterVNodeOptions): 1 MiB per append, reads in pages.
@@ -61,23 +56,10 @@ BINARY = "application/octet-stream"
 
 
 class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
-    def __init__(
-        self, store: Store, hub: Hub, readers: Executor, users: Users | None = None
-    ) -> None:
-        self._store = store
-        self._hub = hub
-        self._readers = readers
-        self._users = users  # None: an insecure node, where every call may do anything
-
-    def _allowed(self, context: grpc.aio.ServicerContext, stream: str) -> bool:
-        """The caller may use ``stream`` (checked before anything is read or written)."""
-        if self._users is None:
-            return True
-        # Bad credentials never get here: the Authenticate interceptor refused the call.
-        return may_access(self._users.principal(context.invocation_metadata() or ()), stream)
-
-    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._readers, function, *args)
+    def __init__(self, parts: NodeParts) -> None:
+        self._parts = parts
+        self._store = parts.store
+        self._allowed = parts.allowed
 
     async def _write(
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed] = ()
@@ -288,9 +270,9 @@ class _Reader:
     """One Read call: a read of a stream or of $all, or a catch-up subscription to either."""
 
     def __init__(self, service: Streams, options: Any, context: grpc.aio.ServicerContext) -> None:
-        self._run = service._run
-        self._store = service._store
-        self._hub = service._hub
+        self._run = service._parts.run
+        self._store = service._parts.store
+        self._hub = service._parts.hub
         self._options = options
         self._context = context
         self._backwards = options.read_direction == Options.Backwards
@@ -575,31 +557,9 @@ class _Checkpoints:
         )
 
 
-class Gossip(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
-    """A cluster of one: this node, the leader, at its advertised address."""
-
-    def __init__(self, advertise_host: str, port: Callable[[], int]) -> None:
-        self._host = advertise_host
-        self._port = port
-        self._instance_id = str(uuid.uuid4())
-
-    async def Read(
-        self, request: shared_pb2.Empty, context: grpc.aio.ServicerContext
-    ) -> gossip_pb2.ClusterInfo:
-        member = gossip_pb2.MemberInfo(
-            instance_id=_uuid(self._instance_id, structured=True),
-            time_stamp=now_ticks(),
-            state=gossip_pb2.MemberInfo.VNodeState.Leader,
-            is_alive=True,
-            http_end_point=gossip_pb2.EndPoint(address=self._host, port=self._port()),
-        )
-        return gossip_pb2.ClusterInfo(members=[member])
-
-
 # ---------------------------------------------------------------------- helpers
 
 _STATE_FIELD = {ANY: "any", NO_STREAM: "no_stream", STREAM_EXISTS: "stream_exists"}
-_UINT64_MAX = 2**64 - 1
 
 
 class BadProposal(Exception):
@@ -637,8 +597,8 @@ def _proposed(message: Any) -> Proposed:
             )
     try:
         if message.id.WhichOneof("value") == "structured":
-            most = message.id.structured.most_significant_bits & _UINT64_MAX
-            least = message.id.structured.least_significant_bits & _UINT64_MAX
+            most = message.id.structured.most_significant_bits & UINT64_MAX
+            least = message.id.structured.least_significant_bits & UINT64_MAX
             event_id = str(uuid.UUID(int=(most << 64) | least))
         else:
             event_id = str(uuid.UUID(message.id.string))
@@ -660,39 +620,6 @@ def _size(events: Sequence[Proposed]) -> int:
     (23.x and 24.x; so 30,000 small JSON events fit in one append).
     """
     return sum(len(e.data) for e in events)
-
-
-def recorded_event(record: Recorded, structured: bool, message: Any = RecordedEventPb) -> Any:
-    """A recorded event as a service sends it: ``message`` is the service's own
-    ``RecordedEvent`` type (Streams' by default; PersistentSubscriptions has its own)."""
-    return message(
-        id=_uuid(record.event_id, structured),
-        stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream.encode()),
-        stream_revision=record.revision,
-        prepare_position=record.position,
-        commit_position=record.position,
-        metadata={
-            "type": record.type,
-            "content-type": record.content_type,
-            "created": str(record.created),
-        },
-        custom_metadata=record.metadata,
-        data=record.data,
-    )
-
-
-def _uuid(value: str, structured: bool) -> shared_pb2.UUID:
-    """A UUID in the form the client asked for (structured halves are signed 64-bit)."""
-    if not structured:
-        return shared_pb2.UUID(string=value)
-    number = uuid.UUID(value).int
-    most, least = number >> 64, number & _UINT64_MAX
-    return shared_pb2.UUID(
-        structured=shared_pb2.UUID.Structured(
-            most_significant_bits=most - (1 << 64) if most >= 1 << 63 else most,
-            least_significant_bits=least - (1 << 64) if least >= 1 << 63 else least,
-        )
-    )
 
 
 def _fill_success(success: Any, result: WriteResult) -> None:
@@ -727,7 +654,7 @@ def _append_wev(error: WrongExpectedVersion) -> Any:
         wev.stream_exists_20_6_0.SetInParent()
     else:
         wev.expected_no_stream.SetInParent()
-        wev.expected_revision_20_6_0 = _UINT64_MAX
+        wev.expected_revision_20_6_0 = UINT64_MAX
     return wev
 
 

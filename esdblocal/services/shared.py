@@ -1,0 +1,84 @@
+"""What every gRPC service of one node shares: the node's parts, passed in as one object,
+and the message encodings more than one service sends."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from esdbclient.protos.Grpc import shared_pb2, streams_pb2
+
+from esdblocal.hub import Hub
+from esdblocal.security import Principal, Users, may_access
+from esdblocal.store import Recorded, Store
+
+RecordedEventPb = streams_pb2.ReadResp.ReadEvent.RecordedEvent
+UINT64_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class NodeParts:
+    """The log, the hub of committed events, the reader threads and the users of one node.
+
+    ``users`` is None on an insecure node, where every call may do anything.
+    """
+
+    store: Store
+    hub: Hub
+    readers: Executor
+    users: Users | None = None
+
+    def principal(self, context: grpc.aio.ServicerContext) -> Principal | None:
+        """The signed-in caller (None: anonymous, or an insecure node)."""
+        if self.users is None:
+            return None
+        return self.users.principal(context.invocation_metadata() or ())
+
+    def allowed(self, context: grpc.aio.ServicerContext, stream: str) -> bool:
+        """The caller may use ``stream`` (checked before anything is read or written)."""
+        if self.users is None:
+            return True
+        # Bad credentials never get here: the Authenticate interceptor refused the call.
+        return may_access(self.principal(context), stream)
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` on a reader thread (SQLite reads never block the loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self.readers, function, *args)
+
+
+def recorded_event(record: Recorded, structured: bool, message: Any = RecordedEventPb) -> Any:
+    """A recorded event as a service sends it: ``message`` is the service's own
+    ``RecordedEvent`` type (Streams' by default; PersistentSubscriptions has its own)."""
+    return message(
+        id=uuid_message(record.event_id, structured),
+        stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream.encode()),
+        stream_revision=record.revision,
+        prepare_position=record.position,
+        commit_position=record.position,
+        metadata={
+            "type": record.type,
+            "content-type": record.content_type,
+            "created": str(record.created),
+        },
+        custom_metadata=record.metadata,
+        data=record.data,
+    )
+
+
+def uuid_message(value: str, structured: bool) -> shared_pb2.UUID:
+    """A UUID in the form the client asked for (structured halves are signed 64-bit)."""
+    if not structured:
+        return shared_pb2.UUID(string=value)
+    number = uuid.UUID(value).int
+    most, least = number >> 64, number & UINT64_MAX
+    return shared_pb2.UUID(
+        structured=shared_pb2.UUID.Structured(
+            most_significant_bits=most - (1 << 64) if most >= 1 << 63 else most,
+            least_significant_bits=least - (1 << 64) if least >= 1 << 63 else least,
+        )
+    )
