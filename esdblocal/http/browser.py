@@ -26,8 +26,10 @@ class WebUiController(Controller):
         return [
             ("GET", "/esdblocal/streams", self._stream_names),
             ("GET", "/esdblocal/event-types", self._event_types),
+            ("GET", "/sys/subsystems", self._subsystems),
             ("GET", "/", self._to_ui),
             ("GET", "/web", self._to_ui),
+            ("GET", "/web/", self._index),
         ]
 
     def add_static(self, app: web.Application) -> None:
@@ -35,6 +37,18 @@ class WebUiController(Controller):
 
     async def _to_ui(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/web/index.html")
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        """``/web/``: the UI's page itself (the URL ``python -m esdblocal`` prints)."""
+        return web.FileResponse(self.directory / "index.html")
+
+    async def _subsystems(self, request: web.Request) -> web.Response:
+        """``/sys/subsystems``: the subsystems that run (the Admin page lists them)."""
+        self._operator(request)
+        running = []
+        if self.context.node.projections():
+            running.append("Projections")
+        return json_response(running)
 
     async def _stream_names(self, request: web.Request) -> web.Response:
         """Streams by name prefix (by name, or ``order=created``: newest first)."""

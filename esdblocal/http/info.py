@@ -9,6 +9,10 @@ from aiohttp import web
 
 from esdblocal.http.common import VERSION, Controller, Route, json_response
 
+# The server numbers its message types when it starts (``MessageHierarchy``), so the id of
+# ``TextMessage`` differs between versions; this is the one esdblocal answers with.
+PING_TYPE_ID = 19
+
 
 class InfoController(Controller):
     def routes(self) -> list[Route]:
@@ -70,7 +74,10 @@ class InfoController(Controller):
         )
 
     async def _ping(self, request: web.Request) -> web.Response:
-        return json_response({"text": "Ping request successfully handled"})
+        """``HttpMessage.TextMessage`` as the JSON codec writes it, with its message type id."""
+        return json_response(
+            {"text": "Ping request successfully handled", "msgTypeId": PING_TYPE_ID}
+        )
 
     async def _license(self, request: web.Request) -> web.Response:
         """No licence (a development server)."""

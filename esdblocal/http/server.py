@@ -8,6 +8,9 @@ and users. ``HttpSide`` only wires the controllers, one module each as the serve
 - :mod:`~esdblocal.http.info` (``InfoController``, ``PingController``): ``/info``, options;
 - :mod:`~esdblocal.http.gossip` (``GossipController``), :mod:`~esdblocal.http.stats`
   (``StatController``);
+- :mod:`~esdblocal.http.projections` (``ProjectionsController``), when projections run;
+- :mod:`~esdblocal.http.subscriptions` (``PersistentSubscriptionController``);
+- :mod:`~esdblocal.http.metrics` (``MetricsController``): Prometheus ``/metrics``;
 - :mod:`~esdblocal.http.browser` (``ClusterWebUiController``): ``/web/`` and its helpers.
 """
 
@@ -37,8 +40,11 @@ from esdblocal.http.common import (
 )
 from esdblocal.http.gossip import GossipController
 from esdblocal.http.info import InfoController
+from esdblocal.http.metrics import GrpcMetrics, MetricsController
+from esdblocal.http.projections import ProjectionsController
 from esdblocal.http.stats import StatController
 from esdblocal.http.streams import StreamsController
+from esdblocal.http.subscriptions import SubscriptionsController
 from esdblocal.hub import Hub
 from esdblocal.security import BadCredentials, Principal, Users
 from esdblocal.store import Store
@@ -60,6 +66,7 @@ class HttpSide:
         users: Users | None = None,
         tls: TlsFiles | None = None,
         web_ui: Path | None = None,
+        grpc_metrics: GrpcMetrics | None = None,
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -78,6 +85,7 @@ class HttpSide:
             instance=str(uuid.uuid4()),
             started=time.time(),
         )
+        self.metrics = MetricsController(self.context, grpc_metrics or GrpcMetrics())
         self.app = self._build(web_ui)
 
     # ------------------------------------------------------------------ wiring
@@ -93,12 +101,23 @@ class HttpSide:
             InfoController(self.context),
             GossipController(self.context),
             StatController(self.context),
+            self.metrics,
             browser,
         ]
+        node = self.context.node
+        if node.projection_manager is not None and node.projection_manager.enabled:
+            controllers.append(ProjectionsController(self.context, node.projection_manager))
+        if node.persistent is not None:
+            controllers.append(SubscriptionsController(self.context, node.persistent))
         routes: list[Route] = [r for c in controllers for r in c.routes()]
-        routes.append(("OPTIONS", "/{tail:.*}", preflight))
+        # A CORS preflight on every path served (not a catch-all: an unknown path stays 404
+        # for every method, and a known one answers 405 to a method it does not take).
+        paths = dict.fromkeys(path for method, path, _ in routes if method != "*")
         for method, path, handler in routes:
             app.router.add_route(method, path, answering(handler))
+        for path in paths:
+            app.router.add_route("OPTIONS", path, answering(preflight))
+        app.router.add_route("OPTIONS", "/web/{tail:.*}", answering(preflight))
         browser.add_static(app)
         return app
 
@@ -127,8 +146,10 @@ class HttpSide:
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
         self.port = server.sockets[0].getsockname()[1]
+        self.metrics.start()
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -13,7 +13,18 @@ from esdblocal.http.common import Controller, Route, json_response
 
 class StatController(Controller):
     def routes(self) -> list[Route]:
-        return [("GET", "/stats", self._stats), ("GET", "/stats/{tail:.*}", self._stats)]
+        return [
+            ("GET", "/stats", self._stats),
+            ("GET", "/stats/tcp", self._connections),
+            ("GET", "/stats/replication", self._connections),
+            ("GET", "/stats/{tail:.*}", self._stats),
+        ]
+
+    async def _connections(self, request: web.Request) -> web.Response:
+        """``/stats/tcp`` and ``/stats/replication``: lists; esdblocal has no TCP clients and
+        no replicas, so both are empty (the dashboard pages them with ``slice``)."""
+        self._authenticated(request)
+        return json_response([])
 
     async def _stats(self, request: web.Request) -> web.Response:
         self._authenticated(request)
@@ -35,12 +46,37 @@ class StatController(Controller):
             "es": {
                 "checksum": head,
                 "checksumNonFlushed": head,
-                "queue": {},
+                "queue": self._queues(),
                 "writer": {},
                 "readIndex": {},
             },
         }
         return json_response(stats)
+
+    def _queues(self) -> dict[str, dict[str, object]]:
+        """``es.queue``: one entry per queue in ``QueueStats``' shape, for the dashboard.
+
+        esdblocal's queues are the writer (appends waiting for the writer thread) and the
+        reader pool; their figures that esdblocal does not measure are 0.
+        """
+        queues = {}
+        for name, group in (("StorageWriterQueue", ""), ("StorageReaderQueue #1", "Readers")):
+            queues[name] = {
+                "queueName": name,
+                "groupName": group,
+                "avgItemsPerSecond": 0,
+                "avgProcessingTime": 0.0,
+                "currentIdleTime": "",
+                "currentItemProcessingTime": None,
+                "idleTimePercent": 100.0,
+                "length": 0,
+                "lengthCurrentTryPeak": 0,
+                "lengthLifetimePeak": 0,
+                "totalItemsProcessed": 0,
+                "inProgressMessage": "<none>",
+                "lastProcessedMessage": "<none>",
+            }
+        return queues
 
 
 def resident_bytes() -> int:
