@@ -32,6 +32,7 @@ from esdbclient.protos.Grpc import (
 from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
 from esdblocal.http import HttpSide, NodeInfo
+from esdblocal.http.metrics import GrpcMetrics
 from esdblocal.hub import Hub
 from esdblocal.projections.manager import RUN_SYSTEM, ProjectionManager
 from esdblocal.security import Authenticate, Users
@@ -93,22 +94,25 @@ class Node:
         self.store = Store(path, on_commit=self._committed)
         self._hub = Hub(self.store.head_position())
         users = security.users if security is not None else None
+        self.grpc_metrics = GrpcMetrics()  # served at the HTTP side's /metrics
+        interceptors: list[grpc.aio.ServerInterceptor] = [self.grpc_metrics.interceptor]
+        if users is not None:
+            interceptors.append(Authenticate(users))
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
             ],
-            interceptors=[Authenticate(users)] if users is not None else None,
+            interceptors=interceptors,
         )
         parts = NodeParts(self.store, self._hub, self._readers, users)
         streams_pb2_grpc.add_StreamsServicer_to_server(Streams(parts), self._server)
         gossip_pb2_grpc.add_GossipServicer_to_server(
             Gossip(self.advertise_host, lambda: self.port), self._server
         )
-        persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
-            PersistentSubscriptions(parts), self._server
-        )
+        persistent = PersistentSubscriptions(parts)
+        persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(persistent, self._server)
         options = projections or ProjectionOptions()
         self.projections = ProjectionManager(
             self.store, self._hub, self._readers, options.run, options.start_standard
@@ -128,11 +132,12 @@ class Node:
         self.http: HttpSide | None = None
         if http_port is not None:
             node = NodeInfo(
-                self.advertise_host, lambda: self.port, lambda: self.projections.enabled
-            )
+                self.advertise_host, lambda: self.port, lambda: self.projections.enabled,
+                self.projections, persistent.subsystem,
+            )  # fmt: skip
             self.http = HttpSide(
                 self.store, self._hub, self._readers, host, http_port, node, users,
-                security.tls if security is not None else None, web_ui,
+                security.tls if security is not None else None, web_ui, self.grpc_metrics,
             )  # fmt: skip
 
     def _committed(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:

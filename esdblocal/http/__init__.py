@@ -6,6 +6,7 @@ deletes), ``/info``, ``/gossip``, ``/stats``, and a web UI at ``/web/`` (esdbloc
 stream browser from ``static/``, or a copy of EventStoreDB's given with ``--web-ui``).
 """
 
-from esdblocal.http.server import HttpSide, NodeInfo
+from esdblocal.http.common import NodeInfo
+from esdblocal.http.server import HttpSide
 
 __all__ = ["HttpSide", "NodeInfo"]

@@ -1,0 +1,45 @@
+"""``GossipController``: the one member of this single-node cluster, as ``/gossip`` shows it."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from esdblocal.http import atom
+from esdblocal.http.common import Controller, Route, json_response
+
+
+class GossipController(Controller):
+    def routes(self) -> list[Route]:
+        return [("GET", "/gossip", self._gossip)]
+
+    async def _gossip(self, request: web.Request) -> web.Response:
+        node = self.context.node
+        host = node.advertise_host
+        head = self.context.hub.head
+        member = {
+            "instanceId": self.context.instance,
+            "timeStamp": atom.timestamp(int(time.time() * 10_000_000)),
+            "state": "Leader",
+            "isAlive": True,
+            "internalTcpIp": host,
+            "internalTcpPort": 0,
+            "internalSecureTcpPort": 0,
+            "externalTcpIp": host,
+            "externalTcpPort": 0,
+            "externalSecureTcpPort": 0,
+            "httpEndPointIp": host,
+            "httpEndPointPort": node.grpc_port(),
+            "lastCommitPosition": head,
+            "writerCheckpoint": head,
+            "chaserCheckpoint": head,
+            "epochPosition": 0,
+            "epochNumber": 0,
+            "epochId": "00000000-0000-0000-0000-000000000000",
+            "nodePriority": 0,
+            "isReadOnlyReplica": False,
+        }
+        return json_response(
+            {"members": [member], "serverIp": host, "serverPort": node.grpc_port()}
+        )
