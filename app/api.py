@@ -16,7 +16,7 @@ from app.bodies import BodyLimit, check_json
 from app.commands import CommandFailed, CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
-from app.health import HealthCheck, ReadinessCheck
+from app.health import HealthCheck, ReadinessCheck, handle_untrusted
 from app.middleware import RequestContext
 from app.problems import (
     PROBLEM_JSON,
@@ -34,8 +34,9 @@ from app.resources.changes import Changes, Slots
 from app.resources.client import ClientApp
 from app.settings import ConfigurationError, Settings
 from app.snapshots import Snapshots
+from eventstore.identity import History
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
-from projections.store import ReadModels
+from projections.reader import ReadModels, Untrusted
 
 log = logging.getLogger("app")
 
@@ -78,9 +79,10 @@ def create_app(
     given, is the event store adapter to use (else one for ``settings.esdb_uri``)."""
     store = store if store is not None else settings.event_store()
     etags = ETagCodec(settings.etag_key)
-    snapshots = Snapshots(settings.data_dir / "snapshots.sqlite3")
+    history = History(lambda: store.client)  # what identifies the store (read store, snapshots)
+    snapshots = Snapshots(settings.data_dir / "snapshots.sqlite3", history)
     commands = CommandHandler(store, settings.require_if_match, snapshots=snapshots)
-    reads = ReadModels(settings.read_directory)
+    reads = ReadModels(settings.read_directory, history)
     queries = Queries(reads, etags, settings.read_wait, store.head, store.head_is_current)
 
     authentication = Authentication(settings.api_keys)
@@ -102,6 +104,7 @@ def create_app(
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(StoreUnavailable, handle_unavailable)
     app.add_error_handler(Problem, handle_problem)
+    app.add_error_handler(Untrusted, handle_untrusted)
     app.add_error_handler(CommandFailed, handle_command_failed)
     app.set_error_serializer(serialize_http_error)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import falcon
 
 from app.problems import INVALID_QUERY, Problem
-from projections.store import Filters
+from projections.reader import Filters
 from projections.views import View
 
 DEFAULT_LIMIT = 10

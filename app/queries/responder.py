@@ -1,6 +1,6 @@
 """GET and HEAD over the read models: representations, pages, links, 304s, read-your-writes.
 
-Everything here reads the projector's store (``projections.store.ReadModels``), never the
+Everything here reads the projector's store (``projections.reader.ReadModels``), never the
 event store: reads are eventually consistent. A client that must see its own write presents
 the commit position its 202 carried (``Commit-Position`` header or ``commitPosition``
 parameter) and the request waits, for at most ``read_wait`` seconds, for the projector to
@@ -35,7 +35,7 @@ from app.queries.parsing import (
 )
 from app.queries.presentations import PRESENTATIONS, Presentation
 from app.representations import Link, SearchHit, SearchResults
-from projections.store import ReadModels
+from projections.reader import ReadModels
 from projections.views import Stored
 
 CACHE_CONTROL = "private, max-age=0"

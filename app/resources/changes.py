@@ -32,7 +32,7 @@ from app.queries import PRESENTATIONS
 from app.queries.parsing import MAX_OFFSET, integer, refuse_unknown
 from app.representations import ChangeFeed, FeedEntry, Link
 from app.resources.common import GUARDED
-from projections.store import Change, ReadModels
+from projections.reader import Change, ReadModels
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -31,8 +31,10 @@ from domain.errors import DomainError, ImpossibleEvent
 from domain.history import event_type, evolve
 from domain.limits import MAX_SAFE_INTEGER
 from eventstore.feed import Recorded
-from projections import store
+from projections import schema
+from projections.reader import ReadModels
 from projections.views import CAR_VIEW, INVENTORY_VIEW, Stored, View
+from projections.writer import ReadStoreWriter
 
 ENCODE = msgspec.json.Encoder().encode
 INVENTORY_EVENTS = msgspec.json.Decoder(inv.AnyInventoryEvent)
@@ -265,7 +267,7 @@ def projector_fold(
 ) -> Stored[Any] | None:
     stream = f"{view.category}-{ITEM}"
     with tempfile.TemporaryDirectory() as directory:
-        writer = store.Writer(store.open_current(Path(directory)))
+        writer = ReadStoreWriter(schema.open_current(Path(directory)))
         events = [
             Recorded(stream, type_, data, version, 100 + version)
             for version, (type_, data) in enumerate(history)
@@ -274,7 +276,7 @@ def projector_fold(
             chunk = events[start : start + batch]
             writer.commit(chunk, chunk[-1].position)
         writer.close()
-        return store.ReadModels(Path(directory)).item(view, str(ITEM))
+        return ReadModels(Path(directory)).item(view, str(ITEM))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
