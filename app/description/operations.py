@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from app.auth import PUBLIC, READ_METHODS
 from app.media import JSON, VERSION
 from app.problems import Kind
 from app.representations import ProblemDetails
@@ -34,6 +35,35 @@ class Parameter:
     description: str
     schema: dict[str, Any]
 
+
+# ---------------------------------------------------------------- header grammars
+
+# RFC 9110 5.6.2: token; 8.8.3: entity-tag; 5.6.7: HTTP-date in its three forms (a recipient
+# must accept all three); RFC 7240 2: a preference. What the server enforces is what these say.
+TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'
+ENTITY_TAGS = rf"^(?:\*|{ENTITY_TAG}(?:[ \t]*,[ \t]*{ENTITY_TAG})*)$"
+_DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_DAY_NAME = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIME = "[0-9]{2}:[0-9]{2}:[0-9]{2}"
+IMF_FIXDATE = rf"{_DAY}, [0-9]{{2}} {_MONTH} [0-9]{{4}} {_TIME} GMT"
+HTTP_DATE = (
+    rf"^(?:{IMF_FIXDATE}"
+    rf"|{_DAY_NAME}, [0-9]{{2}}-{_MONTH}-[0-9]{{2}} {_TIME} GMT"
+    rf"|{_DAY} {_MONTH} (?:[0-9]{{2}}| [0-9]) {_TIME} [0-9]{{4}})$"
+)
+_PREFERENCE = rf"{TOKEN}(?:[ \t]*=[ \t]*(?:{TOKEN}|{QUOTED}))?"
+_PREFERENCE_PARAMETER = rf"[ \t]*;(?:[ \t]*{_PREFERENCE})?"
+PREFERENCE = rf"{_PREFERENCE}(?:{_PREFERENCE_PARAMETER})*"
+PREFER = rf"^{PREFERENCE}(?:[ \t]*,[ \t]*{PREFERENCE})*$"
+# Idempotency-Key: 1 to 200 visible ASCII characters (RFC 9110 5.5: VCHAR), no spaces.
+IDEMPOTENCY_KEY_LENGTH = 200
+IDEMPOTENCY_KEY = "^[!-~]+$"
+# Commit positions are EventStoreDB's: unsigned 64-bit integers.
+MAX_POSITION = 2**64 - 1
+POSITION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}
 
 PARAMETERS = {
     p.name: p
@@ -63,13 +93,13 @@ PARAMETERS = {
             "commitPosition",
             "query",
             "Read-your-writes: wait until the read models reach this Commit-Position.",
-            {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            POSITION_SCHEMA,
         ),
         Parameter(
             "Commit-Position",
             "header",
             "Read-your-writes: the Commit-Position a 202 answered; the GET waits for it.",
-            {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            POSITION_SCHEMA,
         ),
         Parameter(
             "version",
@@ -82,8 +112,8 @@ PARAMETERS = {
             "Accept-Datetime",
             "header",
             "RFC 7089: the URL acts as a TimeGate and answers 302 to the memento of the newest"
-            " version written at or before this HTTP date.",
-            {"type": "string"},
+            " version written at or before this HTTP date (RFC 9110 5.6.7, any of its forms).",
+            {"type": "string", "pattern": HTTP_DATE},
         ),
         Parameter(
             "after",
@@ -101,29 +131,104 @@ PARAMETERS = {
             "Prefer",
             "header",
             "RFC 7240 wait=N: wait up to N seconds (at most 30) while nothing follows the"
-            " cursor; Preference-Applied says so.",
-            {"type": "string"},
+            " cursor; Preference-Applied says so. Other preferences are ignored.",
+            {"type": "string", "pattern": PREFER},
         ),
         Parameter(
             "If-None-Match",
             "header",
             "ETags the client holds: 304 when one is current (or * to create only once).",
-            {"type": "string"},
+            {"type": "string", "pattern": ENTITY_TAGS},
         ),
         Parameter(
             "If-Match",
             "header",
             "The ETag the write expects (412 when stale, * when it must exist).",
-            {"type": "string"},
+            {"type": "string", "pattern": ENTITY_TAGS},
         ),
         Parameter(
             "Idempotency-Key",
             "header",
-            "Makes a retried POST safe: the same key answers as the first time.",
-            {"type": "string", "minLength": 1, "maxLength": 200},
+            "Makes a retried POST safe: the same key answers as the first time (1 to 200"
+            " visible ASCII characters).",
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": IDEMPOTENCY_KEY_LENGTH,
+                "pattern": IDEMPOTENCY_KEY,
+            },
         ),
     )
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A response header: what it says, and its value's grammar."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+HEADERS = {
+    h.name: h
+    for h in (
+        Header(
+            "ETag",
+            "The representation's strong validator; on a write, the new version's.",
+            {"type": "string", "pattern": f"^{ENTITY_TAG}$"},
+        ),
+        Header("Location", "Where the resource is.", {"type": "string", "format": "uri"}),
+        Header(
+            "Commit-Position",
+            "Where the write landed in the store: send it back on a GET to read your writes.",
+            POSITION_SCHEMA,
+        ),
+        Header(
+            "Link",
+            "RFC 8288 links: pages (first, prev, next, last), the item and its collection, and"
+            " for mementos original, timegate and timemap.",
+            {"type": "string"},
+        ),
+        Header(
+            "Memento-Datetime",
+            "RFC 7089: when this version was written.",
+            {"type": "string", "pattern": f"^{IMF_FIXDATE}$"},
+        ),
+        Header("Vary", "The request headers that chose this response.", {"type": "string"}),
+        Header(
+            "Cache-Control",
+            "How the response may be cached.",
+            {"type": "string"},
+        ),
+        Header(
+            "Retry-After",
+            "Seconds to wait before trying again.",
+            {"type": "integer", "minimum": 0},
+        ),
+        Header("Allow", "The methods the route answers.", {"type": "string"}),
+        Header(
+            "Preference-Applied",
+            "RFC 7240: the wait that was honoured.",
+            {"type": "string", "pattern": "^wait=[0-9]+$"},
+        ),
+        Header(
+            "WWW-Authenticate",
+            'The challenge: Bearer realm="api" (with error="invalid_token" for an unknown key).',
+            {"type": "string", "pattern": "^Bearer "},
+        ),
+        Header(
+            "X-Request-Id",
+            "This request's id, also in the metadata of the events it appended and in the logs.",
+            {"type": "string"},
+        ),
+    )
+}
+# Headers some problems carry, by status; every response carries X-Request-Id.
+PROBLEM_HEADERS = {401: ("WWW-Authenticate",), 405: ("Allow",), 503: ("Retry-After",)}
+
+
 READ = ("Commit-Position", "commitPosition", "If-None-Match")
 PAGED = ("offset", "limit", *READ)
 
@@ -147,6 +252,8 @@ class Operation:
     problems: tuple[Kind, ...] = ()
     conditional: bool = False  # ETag and 304 on If-None-Match
     required: tuple[str, ...] = ()  # parameters that must be present
+    headers: tuple[str, ...] = ()  # headers every success carries beyond those derived
+    media_type: str | None = None  # the success body's, when it is no domain-model's
 
     @property
     def offered(self) -> list[tuple[str, str]]:
@@ -170,6 +277,56 @@ class Operation:
             for f in self.filters
         ]
         return [PARAMETERS[p] for p in self.parameters] + filters
+
+    @property
+    def redirects(self) -> bool:
+        """A TimeGate (RFC 7089): ``Accept-Datetime`` answers 302 to a memento."""
+        return "Accept-Datetime" in self.parameters
+
+    @property
+    def statuses(self) -> list[int]:
+        """Every status the operation answers, but its problems'."""
+        found = [self.success, *self.also]
+        if self.redirects:
+            found.append(302)
+        if self.conditional:
+            found.append(304)
+        return found
+
+    def response_headers(self, status: int) -> dict[str, bool]:
+        """The headers a response of this status carries (name: always there?), derived
+        from what the operation does: a negotiated answer varies, a conditional one has
+        validators, a page links to the others, an item to its collection, a feed to what
+        follows, a memento says when it was written, a command's 202 says where and at
+        which position; some problems say when to retry or how to authenticate."""
+        found = {"X-Request-Id": True}
+        negotiated = len(self.offered) > 1
+        if status in (self.success, *self.also):
+            if negotiated:
+                found["Vary"] = True
+            if self.conditional:
+                found.update({"ETag": True, "Cache-Control": True})
+            if {"offset", "after", "version"} & set(self.parameters):
+                found["Link"] = True
+            if "version" in self.parameters:
+                found["Memento-Datetime"] = False
+            if "Prefer" in self.parameters:
+                found["Preference-Applied"] = False
+            if status == 202:
+                found.update({"Location": True, "ETag": True, "Commit-Position": False})
+            found.update({name: True for name in self.headers})
+        elif status == 304:
+            found.update({"ETag": True, "Cache-Control": True})
+            if negotiated:
+                found["Vary"] = True
+        elif status == 302:
+            found.update({"Location": True, "Vary": True, "Link": True})
+        else:
+            found["Vary"] = False  # Accept chooses problem+json or problem+xml
+            found.update({name: True for name in PROBLEM_HEADERS.get(status, ())})
+        if status == 503:
+            found["Retry-After"] = True
+        return found
 
     @property
     def preconditions(self) -> list[str]:
@@ -234,6 +391,19 @@ class RouteTable:
             if route.resource is resource and route.suffix == suffix:
                 return route
         raise LookupError(f"{type(resource).__name__} ({suffix!r}) is not routed")
+
+
+# ---------------------------------------------------------------- security
+
+BEARER = "bearer"
+
+
+def scopes(path: str, method: str) -> list[str] | None:
+    """The scope a key needs for this method of this route; None where no key is needed
+    (OPTIONS, the health checks, this document, the error pages: ``app.auth.PUBLIC``)."""
+    if method == "OPTIONS" or path.startswith(PUBLIC) or f"{path}/".startswith(PUBLIC):
+        return None
+    return ["read"] if method in READ_METHODS else ["write"]
 
 
 # ---------------------------------------------------------------- schemas

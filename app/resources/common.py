@@ -102,6 +102,7 @@ def timemap(presentation: Presentation) -> Callable[[R], R]:
     return operation(
         summary=f"Every version of one of {presentation.path} (RFC 7089 TimeMap).",
         returns=None,
+        media_type="application/link-format",
         problems=(NOT_FOUND, *GUARDED),
     )
 
