@@ -65,10 +65,10 @@ function select(props, options, current) {
   );
 }
 
-// The status line belongs to the page it was written on: it is cleared when the person goes
-// to another page (a query or history page of the same resource keeps it).
+// The status line belongs to the page it was written on (the whole hash route, so a list's
+// search or a resource's past version is another page): it is cleared anywhere else.
 function currentPath() {
-  return (location.hash.slice(1) || "/items").split("?")[0];
+  return location.hash.slice(1) || "/items";
 }
 
 function say(text) {
@@ -857,7 +857,7 @@ async function route(navigated = false) {
   if (ticket !== rendering) return; // a newer navigation won
   main.replaceChildren(...[flash, ...content].filter(Boolean));
   flash = null;
-  if (statusLine.dataset.path && statusLine.dataset.path !== path) {
+  if (statusLine.dataset.path && statusLine.dataset.path !== hash) {
     statusLine.textContent = "";
     delete statusLine.dataset.path;
   }
