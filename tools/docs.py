@@ -438,9 +438,11 @@ pre{background:#f4f5f7;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
 table{border-collapse:collapse;margin:.5rem 0;width:100%}
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 nav.toc ul{padding-left:1.2rem;margin:.2rem 0}
-nav.toc li.methods{list-style:none;margin-left:-1.2rem}
-nav.toc li.methods a{margin-right:.6rem}
-nav.toc details ul{columns:2 16rem}
+nav.toc>ul>li>ul{columns:2 24rem}
+nav.toc li{break-inside:avoid}
+nav.toc li ul:has(.methods){display:inline;padding:0}
+nav.toc li.methods{display:inline;list-style:none;margin-left:.5rem}
+nav.toc li.methods a{margin-right:.5rem;font-size:.9rem}
 .top{font-size:.85rem;float:right}
 @media (max-width:40rem){body{padding:0 .6rem 2rem;overflow-wrap:anywhere}td,th{padding:.2rem .3rem}
   table,tbody,tr{display:block;width:100%}tr:first-child{display:none}

@@ -322,6 +322,10 @@ def test_an_item_through_its_life(base: str, browser: WebDriver) -> None:
     # Rename, check in, remove: each a command named in the Content-Type, with If-Match.
     fill(d, "#rename input[name=newName]", "Browser gadget", submit=True)
     shows(d, "#item-name", "Browser gadget")
+    # The 202 names the new version's ETag (as a header, or in its body where a PUT's 202
+    # leaves the header out): the same the page then reads and will send as If-Match.
+    until(d, lambda d: "the ETag is now" in text(d, "#status"))
+    assert text(d, "#status").endswith(f"the ETag is now {text(d, '#item-etag')}.")
     put = last_exchange(d, "PUT")
     assert put["summary"].startswith("PUT /v1/inventory-items/")
     assert "→ 202 RenameInventoryItemCommand" in put["summary"]

@@ -130,7 +130,10 @@ async function perform(attempt, place) {
       : await retire(attempt.url, attempt.etag);
     const n = result.body && result.body.eventsAppended;
     await attempt.done(result);
-    say(`${attempt.label}: ${n} event(s) appended at commit position ${result.headers.get("Commit-Position")}.`);
+    // The 202 names the new version's ETag (its ETag header, or on a PUT its body's etag):
+    // the one the next write sends as If-Match, and the one the re-read shows.
+    const tag = result.etag ? `; the ETag is now ${shortTag(result.etag)}` : "";
+    say(`${attempt.label}: ${n} event(s) appended at commit position ${result.headers.get("Commit-Position")}${tag}.`);
   } catch (error) {
     if (error instanceof ApiError && error.status === 412) {
       target.replaceChildren(conflict(attempt, target));
