@@ -438,7 +438,6 @@ pre{background:#f4f5f7;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
 table{border-collapse:collapse;margin:.5rem 0;width:100%}
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 nav.toc ul{padding-left:1.2rem;margin:.2rem 0}
-nav.toc>ul>li>ul{columns:2 24rem}
 nav.toc li{break-inside:avoid}
 nav.toc li ul:has(.methods){display:inline;padding:0}
 nav.toc li.methods{display:inline;list-style:none;margin-left:.5rem}
