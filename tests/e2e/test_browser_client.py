@@ -453,6 +453,13 @@ def test_lists_page_search_and_say_what_to_do_when_empty(base: str, browser: Web
         go(d, "#/items?query=Pager")
         shot(d, "items-phone")
         fits(d)
+        # The exchange log opened, a request and response in full: still no sideways scroll.
+        d.execute_script(
+            """document.getElementById("exchanges").open = true;
+            document.querySelector("#exchange-log details").open = true;"""
+        )
+        fits(d)
+        d.execute_script("document.getElementById('exchanges').open = false")
     finally:
         d.set_window_size(*DESKTOP)
 

@@ -233,7 +233,7 @@ function diffTable(base, theirs, yours) {
     const theyChanged = base && show(was) !== show(theirs[f]);
     const youChange = show(yours[f]) !== show(theirs[f]);
     const mark = theyChanged && youChange ? "both" : theyChanged ? "theirs" : youChange ? "yours" : "same";
-    const says = { both: "both changed: yours wins", theirs: "they changed", yours: "you change", same: "" };
+    const says = { both: "both changed: yours wins", theirs: "they changed", yours: "you change", same: "unchanged" };
     return h(
       "tr",
       { class: `diff-${mark}`, dataset: { field: f } },
@@ -626,7 +626,11 @@ async function historySection(url, base, params) {
   const rows = page.items.map((entry) =>
     h(
       "tr",
-      { dataset: { version: entry.version } },
+      {
+        dataset: { version: entry.version },
+        class: String(entry.version) === params.get("version") ? "viewed" : null,
+        "aria-current": String(entry.version) === params.get("version") ? "true" : null,
+      },
       h("td", { class: "num", "data-label": "Version" }, entry.version),
       h("td", { class: "type", "data-label": "Event" }, entry.type),
       h("td", { "data-label": "Time (UTC)" }, h("time", { datetime: entry.time }, entry.time.replace("T", " ").slice(0, 19))),
@@ -966,7 +970,7 @@ onExchange((x) => {
     ),
   );
   logged += 1;
-  document.getElementById("exchange-count").textContent = `(${logged})`;
+  document.getElementById("exchange-count").textContent = logged > 30 ? `(the last 30 of ${logged})` : `(${logged})`;
   while (log.children.length > 30) log.lastChild.remove();
 });
 
