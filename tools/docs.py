@@ -247,6 +247,11 @@ def blocks(found: Crawl) -> Iterator[Block]:
         name = schema.get("$ref", "").rsplit("/", 1)[-1]
         return f"[{name}](#schema-{slug(name)})" if name in schemas else f"`{json.dumps(schema)}`"
 
+    def status_link(response: dict[str, Any]) -> str:
+        """An error status links to its (first) error code's explanation."""
+        codes = response.get("errorCodes", [])
+        return f"[{response['status']}](#error-{codes[0]})" if codes else str(response["status"])
+
     def code_link(code: int) -> str:
         title = titles.get(code)
         return f"[{code}](#error-{code})" + (f" {title}" if title else "")
@@ -352,7 +357,7 @@ def blocks(found: Crawl) -> Iterator[Block]:
                     ["status", "answers", "error codes"],
                     [
                         [
-                            str(r["status"]),
+                            status_link(r),
                             f"`{r['domainModel']}`"
                             if "domainModel" in r
                             else r.get("contentType", r.get("description", "no body")),
