@@ -396,6 +396,7 @@ def test_an_item_through_its_life(base: str, browser: WebDriver) -> None:
     deletes = len(d.find_elements(By.CSS_SELECTOR, "#exchange-log li[data-method=DELETE]"))
     press(d, "#deactivate button")
     assert "cannot be undone" in text(d, "#confirm-text")
+    shot(d, "confirm-deactivate")
     confirm(d, "no")
     shows(d, "#deactivate .outcome", "Deactivate: not sent.")
     assert len(d.find_elements(By.CSS_SELECTOR, "#exchange-log li[data-method=DELETE]")) == deletes
