@@ -123,7 +123,8 @@ def _string(schema: dict[str, Any], name: str) -> str:
     if schema.get("format") == "date-time":
         return "2024-01-01T00:00:00Z"
     candidates = [_from_pattern(schema.get("pattern", "")), f"An example {name}".strip()]
-    low, high = schema.get("minLength", 0), schema.get("maxLength", 1 << 30)
+    low: int = schema.get("minLength", 0)
+    high: int = schema.get("maxLength", 1 << 30)
     for candidate in candidates:
         if candidate is None or not low <= len(candidate) <= high:
             continue
@@ -157,9 +158,7 @@ def _from_pattern(pattern: str) -> str | None:
     return "".join(out)
 
 
-def curls(
-    method: dict[str, Any], url: str, schemas: dict[str, Any]
-) -> Iterator[tuple[str, str]]:
+def curls(method: dict[str, Any], url: str, schemas: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(title, command) for each way of calling ``method`` on ``url``, from its description."""
     verb = method["method"]
     statuses = {r["status"] for r in method["responses"]}
@@ -195,6 +194,10 @@ def curls(
         title = accepted["domainModel"] if len(method["accepts"]) > 1 else ""
         yield title, command([content_type], body)
 
+
+# OPTIONS is on every route but not among the methods a description lists (it is the
+# description): its example is the request this generator makes.
+OPTIONS: dict[str, Any] = {"method": "OPTIONS", "accepts": [], "responses": []}
 
 # ---------------------------------------------------------------- rendering
 
@@ -244,6 +247,11 @@ def blocks(found: Crawl) -> Iterator[Block]:
         name = schema.get("$ref", "").rsplit("/", 1)[-1]
         return f"[{name}](#schema-{slug(name)})" if name in schemas else f"`{json.dumps(schema)}`"
 
+    def status_link(response: dict[str, Any]) -> str:
+        """An error status links to its (first) error code's explanation."""
+        codes = response.get("errorCodes", [])
+        return f"[{response['status']}](#error-{codes[0]})" if codes else str(response["status"])
+
     def code_link(code: int) -> str:
         title = titles.get(code)
         return f"[{code}](#error-{code})" + (f" {title}" if title else "")
@@ -266,6 +274,7 @@ def blocks(found: Crawl) -> Iterator[Block]:
         entries += [
             (2, m["method"], method_anchor(m["method"], path)) for m in described["methods"]
         ]
+        entries.append((2, "OPTIONS", method_anchor("OPTIONS", path)))
     entries.append((0, "Representations (schemas)", "schemas"))
     entries += [(1, name, f"schema-{slug(name)}") for name in sorted(schemas)]
     if found.errors:
@@ -284,7 +293,7 @@ def blocks(found: Crawl) -> Iterator[Block]:
                     f"[`{path}`](#{route_anchor(path)})",
                     ", ".join(
                         f"[{m}](#{method_anchor(m, path)})"
-                        if any(x["method"] == m for x in d["methods"])
+                        if m == "OPTIONS" or any(x["method"] == m for x in d["methods"])
                         else m
                         for m in d["allow"]
                     ),
@@ -296,8 +305,19 @@ def blocks(found: Crawl) -> Iterator[Block]:
     for path, described in routes:
         yield "h2", Heading(f"`{path}`", route_anchor(path))
         url = found.examples.get(path, urljoin(found.root, path))
+        yield "h3", Heading(f"OPTIONS `{path}`", method_anchor("OPTIONS", path))
+        yield (
+            "p",
+            "Describe this route (no key needed): its methods, what each accepts and answers, "
+            "its links. This page is built from these answers. Without this Accept, OPTIONS "
+            "answers `Allow` and the JSON array of the methods.",
+        )
+        yield "curl", next(curls(OPTIONS, url, schemas))[1]
         for method in described["methods"]:
-            yield "h3", Heading(f"{method['method']} `{path}`", method_anchor(method["method"], path))
+            yield (
+                "h3",
+                Heading(f"{method['method']} `{path}`", method_anchor(method["method"], path)),
+            )
             yield "p", method["summary"]
             for title, command in curls(method, url, schemas):
                 if title:
@@ -337,7 +357,7 @@ def blocks(found: Crawl) -> Iterator[Block]:
                     ["status", "answers", "error codes"],
                     [
                         [
-                            str(r["status"]),
+                            status_link(r),
                             f"`{r['domainModel']}`"
                             if "domainModel" in r
                             else r.get("contentType", r.get("description", "no body")),
@@ -380,7 +400,9 @@ def blocks(found: Crawl) -> Iterator[Block]:
         )
         for e in found.errors:
             yield "h3", Heading(f"{e['errorCode']} {e['title']}", f"error-{e['errorCode']}")
-            page = next((link["href"] for link in e.get("links", []) if link["rel"] == "self"), None)
+            page = next(
+                (link["href"] for link in e.get("links", []) if link["rel"] == "self"), None
+            )
             yield (
                 "p",
                 f"Status {e['status']}. {e['description']}"
@@ -399,9 +421,7 @@ def markdown(found: Crawl) -> str:
         elif kind == "p":
             out.append(f"{content}\n")
         elif kind == "toc":
-            out.append(
-                "\n".join(f"{'  ' * d}- [{t}](#{a})" for d, t, a in content.entries) + "\n"
-            )
+            out.append("\n".join(f"{'  ' * d}- [{t}](#{a})" for d, t, a in content.entries) + "\n")
         elif kind in ("code", "curl"):
             out.append(f"```{'json' if kind == 'code' else 'sh'}\n{content}\n```\n")
         else:
@@ -423,9 +443,10 @@ pre{background:#f4f5f7;padding:.6rem;overflow-x:auto;white-space:pre-wrap}
 table{border-collapse:collapse;margin:.5rem 0;width:100%}
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 nav.toc ul{padding-left:1.2rem;margin:.2rem 0}
-nav.toc li.methods{list-style:none;margin-left:-1.2rem}
-nav.toc li.methods a{margin-right:.6rem}
-nav.toc details ul{columns:2 16rem}
+nav.toc li{break-inside:avoid}
+nav.toc li ul:has(.methods){display:inline;padding:0}
+nav.toc li.methods{display:inline;list-style:none;margin-left:.5rem}
+nav.toc li.methods a{margin-right:.5rem;font-size:.9rem}
 .top{font-size:.85rem;float:right}
 @media (max-width:40rem){body{padding:0 .6rem 2rem;overflow-wrap:anywhere}td,th{padding:.2rem .3rem}
   table,tbody,tr{display:block;width:100%}tr:first-child{display:none}

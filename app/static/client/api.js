@@ -241,16 +241,16 @@ function report({ method, url, headers, body, response, text, parsed, note }) {
 // (`$API_KEY`), and so do the headers the browser adds on its own.
 export function asCurl(exchange) {
   const quote = (s) => `'${String(s).replaceAll("'", "'\\''")}'`;
-  const words = ["curl", "-i"];
-  if (exchange.method === "HEAD") words[1] = "-I";
-  else if (exchange.method !== "GET") words.push("-X", exchange.method);
-  words.push(quote(exchange.url));
+  const first = ["curl", exchange.method === "HEAD" ? "-I" : "-i"];
+  if (!["GET", "HEAD"].includes(exchange.method)) first.push("-X", exchange.method);
+  first.push(quote(exchange.url));
+  const lines = [first.join(" ")];
   for (const [name, value] of exchange.requestHeaders) {
-    if (name === "authorization") words.push("-H", '"Authorization: Bearer $API_KEY"');
-    else words.push("-H", quote(`${headerName(name)}: ${value}`));
+    if (name === "authorization") lines.push('-H "Authorization: Bearer $API_KEY"');
+    else lines.push(`-H ${quote(`${headerName(name)}: ${value}`)}`);
   }
-  if (exchange.requestBody !== null) words.push("--data-raw", quote(exchange.requestBody));
-  return words.join(" ");
+  if (exchange.requestBody !== null) lines.push(`--data-raw ${quote(exchange.requestBody)}`);
+  return lines.join(" \\\n  ");
 }
 
 // Header names as people write them (fetch gives them in lower case).

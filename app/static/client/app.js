@@ -65,10 +65,10 @@ function select(props, options, current) {
   );
 }
 
-// The status line belongs to the page it was written on: it is cleared when the person goes
-// to another page (a query or history page of the same resource keeps it).
+// The status line belongs to the page it was written on (the whole hash route, so a list's
+// search or a resource's past version is another page): it is cleared anywhere else.
 function currentPath() {
-  return (location.hash.slice(1) || "/items").split("?")[0];
+  return location.hash.slice(1) || "/items";
 }
 
 function say(text) {
@@ -130,7 +130,10 @@ async function perform(attempt, place) {
       : await retire(attempt.url, attempt.etag);
     const n = result.body && result.body.eventsAppended;
     await attempt.done(result);
-    say(`${attempt.label}: ${n} event(s) appended at commit position ${result.headers.get("Commit-Position")}.`);
+    // The 202 names the new version's ETag (its ETag header, or on a PUT its body's etag):
+    // the one the next write sends as If-Match, and the one the re-read shows.
+    const tag = result.etag ? `; the ETag is now ${shortTag(result.etag)}` : "";
+    say(`${attempt.label}: ${n} event(s) appended at commit position ${result.headers.get("Commit-Position")}${tag}.`);
   } catch (error) {
     if (error instanceof ApiError && error.status === 412) {
       target.replaceChildren(conflict(attempt, target));
@@ -230,7 +233,7 @@ function diffTable(base, theirs, yours) {
     const theyChanged = base && show(was) !== show(theirs[f]);
     const youChange = show(yours[f]) !== show(theirs[f]);
     const mark = theyChanged && youChange ? "both" : theyChanged ? "theirs" : youChange ? "yours" : "same";
-    const says = { both: "both changed: yours wins", theirs: "they changed", yours: "you change", same: "" };
+    const says = { both: "both changed: yours wins", theirs: "they changed", yours: "you change", same: "unchanged" };
     return h(
       "tr",
       { class: `diff-${mark}`, dataset: { field: f } },
@@ -623,7 +626,11 @@ async function historySection(url, base, params) {
   const rows = page.items.map((entry) =>
     h(
       "tr",
-      { dataset: { version: entry.version } },
+      {
+        dataset: { version: entry.version },
+        class: String(entry.version) === params.get("version") ? "viewed" : null,
+        "aria-current": String(entry.version) === params.get("version") ? "true" : null,
+      },
       h("td", { class: "num", "data-label": "Version" }, entry.version),
       h("td", { class: "type", "data-label": "Event" }, entry.type),
       h("td", { "data-label": "Time (UTC)" }, h("time", { datetime: entry.time }, entry.time.replace("T", " ").slice(0, 19))),
@@ -857,7 +864,7 @@ async function route(navigated = false) {
   if (ticket !== rendering) return; // a newer navigation won
   main.replaceChildren(...[flash, ...content].filter(Boolean));
   flash = null;
-  if (statusLine.dataset.path && statusLine.dataset.path !== path) {
+  if (statusLine.dataset.path && statusLine.dataset.path !== hash) {
     statusLine.textContent = "";
     delete statusLine.dataset.path;
   }
@@ -963,7 +970,7 @@ onExchange((x) => {
     ),
   );
   logged += 1;
-  document.getElementById("exchange-count").textContent = `(${logged})`;
+  document.getElementById("exchange-count").textContent = logged > 30 ? `(the last 30 of ${logged})` : `(${logged})`;
   while (log.children.length > 30) log.lastChild.remove();
 });
 
