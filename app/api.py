@@ -31,7 +31,7 @@ from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
 from app.queries.timeline import Timeline
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
 from app.resources.changes import Changes, Slots
-from app.resources.client import ClientApp
+from app.resources.client import ClientApp, Landing
 from app.settings import ConfigurationError, Settings
 from app.snapshots import Snapshots
 from eventstore.identity import History
@@ -85,14 +85,9 @@ def create_app(
     queries = Queries(reads, etags, settings.read_wait, store.head, store.head_is_current)
 
     authentication = Authentication(settings.api_keys)
-    if authentication.open:
-        if settings.require_auth:
-            raise ConfigurationError(
-                "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
-            )
-        log.warning(
-            "THE API IS OPEN: no API keys are configured, anyone can read and write."
-            " Set API_KEYS or API_KEYS_FILE (and REQUIRE_AUTH=true in production)."
+    if authentication.open and settings.require_auth:
+        raise ConfigurationError(
+            "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
         )
     middleware: list[Any] = [
         RequestContext(),
@@ -147,6 +142,7 @@ def create_app(
     mount("/readyz", ReadinessCheck(routes, store, reads))
     # The browser client: static files for people, not an API resource (not in the table).
     client = ClientApp()
+    app.add_route("/", Landing())
     app.add_route("/app", client)
     app.add_route("/app/", client, suffix="index")
     app.add_route("/app/{name}", client, suffix="asset")
