@@ -15,7 +15,7 @@ from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
 from esdblocal.projections.manager import RUN_MODES, RUN_SYSTEM
 from esdblocal.security import DEFAULT_PASSWORD, Users, parse_user
-from esdblocal.server import ProjectionOptions, Security, serve
+from esdblocal.server import GrpcOptions, ProjectionOptions, Security, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +45,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="serve this copy of EventStoreDB's clusternode-web at /web/ instead of"
         " esdblocal's own stream browser",
+    )
+    grpc_group = parser.add_argument_group("gRPC (the real server's options and defaults)")
+    grpc_group.add_argument(
+        "--keep-alive-interval",
+        type=_milliseconds,
+        default=GrpcOptions.keep_alive_interval,
+        metavar="MS",
+        help="ping a client after this long without hearing from it (0: never; default"
+        " %(default)s)",
+    )
+    grpc_group.add_argument(
+        "--keep-alive-timeout",
+        type=_milliseconds,
+        default=GrpcOptions.keep_alive_timeout,
+        metavar="MS",
+        help="close the connection when a ping is not answered within this (default %(default)s)",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
@@ -126,6 +142,16 @@ def default_http_port(host: str, port: int) -> int:
     return port + 1
 
 
+def _milliseconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, not {text!r}") from None
+    if value < 0:  # the server's validator: "Please provide a positive integer."
+        raise argparse.ArgumentTypeError(f"{value}: please provide a positive integer")
+    return value
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in ("true", "1", "yes"):
@@ -164,6 +190,7 @@ async def main(args: argparse.Namespace) -> None:
             http_port=None if args.no_http else args.http_port,
             web_ui=args.web_ui,
             projections=ProjectionOptions(args.run_projections, args.start_standard_projections),
+            grpc_options=GrpcOptions(args.keep_alive_interval, args.keep_alive_timeout),
         )
     )
     loop = asyncio.get_running_loop()

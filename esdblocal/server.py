@@ -59,6 +59,38 @@ class ProjectionOptions:
 
 
 @dataclass(frozen=True)
+class GrpcOptions:
+    """The real server's gRPC options (``ClusterVNodeOptions.GrpcOptions``), in ms.
+
+    ``keep_alive_interval``: after this long with nothing received, the server pings the
+    client (Kestrel's ``KeepAlivePingDelay``); ``keep_alive_timeout``: it closes the
+    connection when that ping is not answered in time (``KeepAlivePingTimeout``). 0 turns
+    the server's own pings off. Clients' pings are accepted at any rate, as Kestrel does.
+    """
+
+    keep_alive_interval: int = 10_000
+    keep_alive_timeout: int = 10_000
+
+    def channel_arguments(self) -> list[tuple[str, int]]:
+        arguments = [
+            # A client may ping whenever it likes, with or without calls open: the official
+            # clients ping every 10 s, and grpc-core's default policy (one ping per 5 min
+            # without data, 2 strikes) answers a third ping with GOAWAY "too_many_pings".
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 0),
+        ]
+        if self.keep_alive_interval > 0:
+            arguments += [
+                ("grpc.keepalive_time_ms", self.keep_alive_interval),
+                ("grpc.keepalive_timeout_ms", max(1, self.keep_alive_timeout)),
+                # The server's own pings go on while a connection is idle.
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
+        return arguments
+
+
+@dataclass(frozen=True)
 class Security:
     """A secure node: TLS with these files, and these users (the real node has both or neither)."""
 
@@ -79,6 +111,7 @@ class Node:
         http_port: int | None = None,
         web_ui: Path | None = None,
         projections: ProjectionOptions | None = None,
+        grpc_options: GrpcOptions | None = None,
     ) -> None:
         self.host = host
         self.advertise_host = advertise_host or default_advertise_host(host)
@@ -98,6 +131,7 @@ class Node:
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
+                *(grpc_options or GrpcOptions()).channel_arguments(),
             ],
             interceptors=[Authenticate(users)] if users is not None else None,
         )
@@ -214,9 +248,13 @@ async def serve(
     http_port: int | None = None,
     web_ui: Path | None = None,
     projections: ProjectionOptions | None = None,
+    grpc_options: GrpcOptions | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
-    node = Node(host, port, data_dir, advertise_host, security, http_port, web_ui, projections)
+    node = Node(
+        host, port, data_dir, advertise_host, security, http_port, web_ui, projections,
+        grpc_options,
+    )  # fmt: skip
     await node.start()
     print(node.uri, flush=True)
     if node.http_url is not None:  # the second line: the first is the connection string
@@ -247,9 +285,11 @@ class EmbeddedServer:
         http_port: int | None = None,
         web_ui: Path | None = None,
         projections: ProjectionOptions | None = None,
+        grpc_options: GrpcOptions | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.grpc_options = grpc_options
         self.http_port = http_port
         self.web_ui = web_ui
         self.projection_options = projections
@@ -309,6 +349,7 @@ class EmbeddedServer:
                 http_port=self.http_port,
                 web_ui=self.web_ui,
                 projections=self.projection_options,
+                grpc_options=self.grpc_options,
             )
             await self._node.start()
         except BaseException as error:
