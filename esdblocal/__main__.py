@@ -15,7 +15,7 @@ from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
 from esdblocal.projections.manager import RUN_MODES, RUN_SYSTEM
 from esdblocal.security import DEFAULT_PASSWORD, Users, parse_user
-from esdblocal.server import GrpcOptions, ProjectionOptions, Security, serve
+from esdblocal.server import DatabaseOptions, GrpcOptions, ProjectionOptions, Security, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,6 +61,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=GrpcOptions.keep_alive_timeout,
         metavar="MS",
         help="close the connection when a ping is not answered within this (default %(default)s)",
+    )
+    database = parser.add_argument_group("writes (the real server's options and defaults)")
+    database.add_argument(
+        "--commit-timeout-ms",
+        type=_milliseconds,
+        default=DatabaseOptions.commit_timeout_ms,
+        metavar="MS",
+        help="answer a write not committed within this as timed out (default %(default)s)",
+    )
+    database.add_argument(
+        "--prepare-timeout-ms",
+        type=_milliseconds,
+        default=DatabaseOptions.prepare_timeout_ms,
+        metavar="MS",
+        help="accepted; the real server uses it for explicit transactions only"
+        " (default %(default)s)",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
@@ -191,6 +207,7 @@ async def main(args: argparse.Namespace) -> None:
             web_ui=args.web_ui,
             projections=ProjectionOptions(args.run_projections, args.start_standard_projections),
             grpc_options=GrpcOptions(args.keep_alive_interval, args.keep_alive_timeout),
+            database=DatabaseOptions(args.commit_timeout_ms, args.prepare_timeout_ms),
         )
     )
     loop = asyncio.get_running_loop()

@@ -39,7 +39,7 @@ from esdblocal.services import server_features
 from esdblocal.services.gossip import Gossip
 from esdblocal.services.persistent import PersistentSubscriptions
 from esdblocal.services.projections import Projections
-from esdblocal.services.shared import NodeParts
+from esdblocal.services.shared import COMMIT_TIMEOUT_MS, PREPARE_TIMEOUT_MS, NodeParts
 from esdblocal.services.streams import Streams
 from esdblocal.store import Outcome, Recorded, Store
 
@@ -91,6 +91,20 @@ class GrpcOptions:
 
 
 @dataclass(frozen=True)
+class DatabaseOptions:
+    """The real server's write timeouts (``ClusterVNodeOptions.DatabaseOptions``), in ms.
+
+    A write (append, batch, delete, tombstone, multi-stream append) not committed within
+    ``commit_timeout_ms`` is answered as the server's request manager answers it, and may
+    still commit. ``prepare_timeout_ms`` is kept for the flag: the real server uses it only
+    for explicit transactions, which gRPC does not have.
+    """
+
+    commit_timeout_ms: int = COMMIT_TIMEOUT_MS
+    prepare_timeout_ms: int = PREPARE_TIMEOUT_MS
+
+
+@dataclass(frozen=True)
 class Security:
     """A secure node: TLS with these files, and these users (the real node has both or neither)."""
 
@@ -112,6 +126,7 @@ class Node:
         web_ui: Path | None = None,
         projections: ProjectionOptions | None = None,
         grpc_options: GrpcOptions | None = None,
+        database: DatabaseOptions | None = None,
     ) -> None:
         self.host = host
         self.advertise_host = advertise_host or default_advertise_host(host)
@@ -135,7 +150,8 @@ class Node:
             ],
             interceptors=[Authenticate(users)] if users is not None else None,
         )
-        parts = NodeParts(self.store, self._hub, self._readers, users)
+        timeouts = database or DatabaseOptions()
+        parts = NodeParts(self.store, self._hub, self._readers, users, timeouts.commit_timeout_ms)
         streams_pb2_grpc.add_StreamsServicer_to_server(Streams(parts), self._server)
         gossip_pb2_grpc.add_GossipServicer_to_server(
             Gossip(self.advertise_host, lambda: self.port), self._server
@@ -249,11 +265,12 @@ async def serve(
     web_ui: Path | None = None,
     projections: ProjectionOptions | None = None,
     grpc_options: GrpcOptions | None = None,
+    database: DatabaseOptions | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
     node = Node(
         host, port, data_dir, advertise_host, security, http_port, web_ui, projections,
-        grpc_options,
+        grpc_options, database,
     )  # fmt: skip
     await node.start()
     print(node.uri, flush=True)
@@ -286,10 +303,12 @@ class EmbeddedServer:
         web_ui: Path | None = None,
         projections: ProjectionOptions | None = None,
         grpc_options: GrpcOptions | None = None,
+        database: DatabaseOptions | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.grpc_options = grpc_options
+        self.database = database
         self.http_port = http_port
         self.web_ui = web_ui
         self.projection_options = projections
@@ -350,6 +369,7 @@ class EmbeddedServer:
                 web_ui=self.web_ui,
                 projections=self.projection_options,
                 grpc_options=self.grpc_options,
+                database=self.database,
             )
             await self._node.start()
         except BaseException as error:

@@ -26,7 +26,12 @@ from esdbclient.protos.Grpc import (
 from google.protobuf import any_pb2
 
 from esdblocal.security import ACCESS_DENIED, deny
-from esdblocal.services.shared import UINT64_MAX, NodeParts, recorded_event
+from esdblocal.services.shared import (
+    UINT64_MAX,
+    CommitTimeout,
+    NodeParts,
+    recorded_event,
+)
 from esdblocal.store import (
     ANY,
     DELETED_STREAM,
@@ -64,9 +69,9 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
     async def _write(
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed] = ()
     ) -> WriteResult:
-        outcome: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._store.submit(kind, stream, expected, events, outcome)
-        return await outcome
+        return await self._parts.committed(  # type: ignore[no-any-return]
+            lambda outcome: self._store.submit(kind, stream, expected, events, outcome)
+        )
 
     # ------------------------------------------------------------------ Append
 
@@ -106,6 +111,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             return streams_pb2.AppendResp(wrong_expected_version=_append_wev(error))
         except StreamDeleted:
             await _abort_deleted(context, stream)
+        except CommitTimeout:
+            await _abort_timeout(context)
         success = streams_pb2.AppendResp.Success()
         _fill_success(success, result)
         return streams_pb2.AppendResp(success=success)
@@ -190,6 +197,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             detail = shared_pb2.StreamDeleted(stream_identifier=options.stream_identifier)
             response.error.CopyFrom(_status(grpc.StatusCode.NOT_FOUND, "StreamDeleted", detail))
             return response
+        except CommitTimeout:
+            return _batch_timeout(request)
         _fill_success(response.success, result)
         return response
 
@@ -234,6 +243,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             )
         except StreamDeleted:
             await _abort_deleted(context, stream)
+        except CommitTimeout:
+            await _abort_timeout(context)
         assert result.position is not None
         position = response.Position(
             commit_position=result.position, prepare_position=result.position
@@ -719,6 +730,12 @@ async def _abort(
     """Fail the call as the server does: status, text, and an ``exception`` trailer."""
     context.set_trailing_metadata((("exception", exception), *(extra or {}).items()))
     await context.abort(code, message)
+
+
+async def _abort_timeout(context: grpc.aio.ServicerContext) -> None:
+    """A write not committed in time: ``RpcExceptions.Timeout`` of the request manager's
+    "Commit phase timeout." (esdbclient raises AbortedByServer)."""
+    await context.abort(grpc.StatusCode.ABORTED, "Operation timed out: Commit phase timeout.")
 
 
 async def _abort_deleted(context: grpc.aio.ServicerContext, stream: str) -> None:
