@@ -34,6 +34,10 @@ from esdblocal.certificates import TlsFiles
 from esdblocal.http import HttpSide, NodeInfo
 from esdblocal.hub import Hub
 from esdblocal.projections.manager import RUN_SYSTEM, ProjectionManager
+from esdblocal.protos.kurrentdb.protocol.v2.streams import streams_pb2 as streams_v2_pb2
+from esdblocal.protos.kurrentdb.protocol.v2.streams import (
+    streams_pb2_grpc as streams_v2_pb2_grpc,
+)
 from esdblocal.security import Authenticate, Users
 from esdblocal.services import server_features
 from esdblocal.services.gossip import Gossip
@@ -41,6 +45,7 @@ from esdblocal.services.persistent import PersistentSubscriptions
 from esdblocal.services.projections import Projections
 from esdblocal.services.shared import COMMIT_TIMEOUT_MS, PREPARE_TIMEOUT_MS, NodeParts
 from esdblocal.services.streams import Streams
+from esdblocal.services.streams_v2 import StreamsV2
 from esdblocal.store import Outcome, Recorded, Store
 
 DB_FILE = "log.sqlite3"
@@ -163,8 +168,12 @@ class Node:
         self.projections = ProjectionManager(
             self.store, self._hub, self._readers, options.run, options.start_standard
         )
+        streams_v2_pb2_grpc.add_StreamsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            StreamsV2(parts), self._server
+        )
         served = [
             streams_pb2.DESCRIPTOR.services_by_name["Streams"],
+            streams_v2_pb2.DESCRIPTOR.services_by_name["StreamsService"],
             gossip_pb2.DESCRIPTOR.services_by_name["Gossip"],
             persistent_pb2.DESCRIPTOR.services_by_name["PersistentSubscriptions"],
         ]
