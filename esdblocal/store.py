@@ -830,6 +830,18 @@ class Store:
             row = db.execute("SELECT MAX(position) FROM events").fetchone()
         return row[0] if row and row[0] is not None else -1
 
+    def is_record_position(self, position: int) -> bool:
+        """A position a read of $all may start from: the log's start, an event's own
+        position, or past the last event (the real log refuses any other as invalid)."""
+        if position <= 0:
+            return True
+        with self._reader() as db:
+            row = db.execute(
+                "SELECT position = ? FROM events WHERE position >= ? ORDER BY position LIMIT 1",
+                (position, position),
+            ).fetchone()
+        return row is None or bool(row[0])
+
     def read_all(self, position: int, backwards: bool, count: int) -> list[Recorded]:
         """Forwards: events at or after ``position``; backwards: events before it."""
         if backwards:

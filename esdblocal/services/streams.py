@@ -56,6 +56,7 @@ PAGE = 512
 # AllSubscriptionFiltered: without a window the server scans this many events per read.
 DEFAULT_SEARCH_WINDOW = 32
 LINK_EVENT_TYPE = "$>"
+INDEX_PREFIX = "$idx-"  # SystemStreams.IndexStreamPrefix
 JSON = "application/json"
 BINARY = "application/octet-stream"
 
@@ -268,6 +269,9 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"Invalid filter expression: {error}"
             )
+        except BadIndexRead as error:
+            context.set_trailing_metadata(tuple(error.trailers.items()))
+            await context.abort(error.code, error.message)
         subscribe = options.WhichOneof("count_option") == "subscription"
         if options.WhichOneof("stream_option") == "stream":
             source = reader.subscribe_stream() if subscribe else reader.read_stream()
@@ -369,6 +373,13 @@ class _Reader:
         which = all_options.WhichOneof("all_option")
         if which == "position":
             position = int(all_options.position.commit_position)
+            if not await self._run(self._store.is_record_position, position):
+                # 24.x's answer (newer servers: INVALID_ARGUMENT "Trying to read from an
+                # invalid position."); esdbclient raises UnknownError.
+                kind = "ReadAllResult" if self._filter is None else "FilteredReadAllResult"
+                await self._context.abort(
+                    grpc.StatusCode.UNKNOWN, f"Unexpected {kind}: InvalidPosition"
+                )
         else:
             position = DELETED_STREAM if which == "end" else 0
         remaining = self._count
@@ -487,12 +498,10 @@ class _Reader:
 
 class _Filter:
     """An event-type or stream-name filter: a regex (searched, as .NET's Regex.IsMatch) or a
-    list of prefixes, with the search window the client asked for."""
+    list of prefixes, with the search window the client asked for; or a KurrentDB
+    secondary index (one ``$idx-…`` stream-name prefix)."""
 
-    def __init__(
-        self, by_stream: bool, match: Callable[[str], bool], window: int, multiplier: int
-    ) -> None:
-        self.by_stream = by_stream
+    def __init__(self, match: Callable[[Recorded], bool], window: int, multiplier: int) -> None:
         self._match = match
         self.window = window
         self.multiplier = multiplier
@@ -504,16 +513,20 @@ class _Filter:
         filter_options = options.filter
         kind = filter_options.WhichOneof("filter")
         expression = getattr(filter_options, kind)
+        by_stream = kind == "stream_identifier"
+        match: Callable[[Recorded], bool]
         if expression.regex:
             search = re.compile(expression.regex).search
 
-            def match(value: str) -> bool:
-                return search(value) is not None
+            def match(record: Recorded) -> bool:
+                return search(record.stream if by_stream else record.type) is not None
+        elif by_stream and any(p.startswith(INDEX_PREFIX) for p in expression.prefix):
+            match = _index(list(expression.prefix))
         else:
             prefixes = tuple(expression.prefix)
 
-            def match(value: str) -> bool:
-                return value.startswith(prefixes)
+            def match(record: Recorded) -> bool:
+                return (record.stream if by_stream else record.type).startswith(prefixes)
 
         window = (
             filter_options.max
@@ -521,10 +534,48 @@ class _Filter:
             else DEFAULT_SEARCH_WINDOW
         )
         multiplier = filter_options.checkpointIntervalMultiplier or 1
-        return cls(kind == "stream_identifier", match, window, multiplier)
+        return cls(match, window, multiplier)
 
     def __call__(self, record: Recorded) -> bool:
-        return self._match(record.stream if self.by_stream else record.type)
+        return self._match(record)
+
+
+class BadIndexRead(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str, trailers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.trailers = trailers
+
+
+def _index(prefixes: list[str]) -> Callable[[Recorded], bool]:
+    """KurrentDB's secondary indexes (``SecondaryIndexing/Indexes``): ``$idx-all`` holds
+    every event of a stream not starting with ``$``; ``$idx-ce-<c>`` those whose stream's
+    category (before the first ``-``, else the whole name) is ``c``; ``$idx-et-<t>`` those of
+    type ``t``. A read or subscription filtered on one of them reads it."""
+    if len(prefixes) > 1:
+        raise BadIndexRead(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Index reads only work with one index name and cannot be combined with stream"
+            " prefixes or other indexes",
+            {},
+        )
+    name = prefixes[0]
+    if name == INDEX_PREFIX + "all":
+        return lambda record: not record.stream.startswith("$")
+    if name.startswith(INDEX_PREFIX + "ce-"):
+        category = name.removeprefix(INDEX_PREFIX + "ce-")
+        return lambda record: (
+            not record.stream.startswith("$") and record.stream.split("-", 1)[0] == category
+        )
+    if name.startswith(INDEX_PREFIX + "et-"):
+        event_type = name.removeprefix(INDEX_PREFIX + "et-")
+        return lambda record: not record.stream.startswith("$") and record.type == event_type
+    raise BadIndexRead(
+        grpc.StatusCode.NOT_FOUND,
+        f"Index '{name}' not found.",
+        {"exception": "index-not-found", "index-name": name},
+    )
 
 
 class _Checkpoints:
