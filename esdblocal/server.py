@@ -44,6 +44,7 @@ from esdblocal.services.gossip import Gossip
 from esdblocal.services.persistent import PersistentSubscriptions
 from esdblocal.services.projections import Projections
 from esdblocal.services.shared import COMMIT_TIMEOUT_MS, PREPARE_TIMEOUT_MS, NodeParts
+from esdblocal.services.shutdown import ShuttingDown
 from esdblocal.services.streams import Streams
 from esdblocal.services.streams_v2 import StreamsV2
 from esdblocal.store import Outcome, Recorded, Store
@@ -146,6 +147,7 @@ class Node:
         self.store = Store(path, on_commit=self._committed)
         self._hub = Hub(self.store.head_position())
         users = security.users if security is not None else None
+        self._shutdown = ShuttingDown()
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -153,7 +155,7 @@ class Node:
                 ("grpc.so_reuseport", 0),
                 *(grpc_options or GrpcOptions()).channel_arguments(),
             ],
-            interceptors=[Authenticate(users)] if users is not None else None,
+            interceptors=[self._shutdown, *([Authenticate(users)] if users is not None else [])],
         )
         timeouts = database or DatabaseOptions()
         parts = NodeParts(self.store, self._hub, self._readers, users, timeouts.commit_timeout_ms)
@@ -242,6 +244,7 @@ class Node:
     async def stop(self, grace: float = 1.0) -> None:
         if self.http is not None:
             await self.http.stop()
+        self._shutdown.stop_streaming_calls()  # unary calls drain within the grace
         await self._server.stop(grace)
         await self.projections.stop()
         self._readers.shutdown(wait=True)  # no read may still be using the log's connection
