@@ -111,6 +111,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     secure.add_argument("--certificate-private-key-file", type=Path, help="and its key (PEM)")
     secure.add_argument("--ca-file", type=Path, help="the CA clients should trust (printed)")
     secure.add_argument(
+        "--user-certificates",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=_boolean(os.environ.get("KURRENTDB_USER_CERTIFICATES__ENABLED", "false")),
+        metavar="true|false",
+        help="sign in callers by their client certificate (signed by the CA, common name the"
+        " user), as KurrentDB's UserCertificates:Enabled (env"
+        " KURRENTDB_USER_CERTIFICATES__ENABLED; default false); makes <certs>/user-admin/",
+    )
+    secure.add_argument(
         "--admin-password",
         default=os.environ.get("EVENTSTORE_DEFAULT_ADMIN_PASSWORD", DEFAULT_PASSWORD),
         help="password of the admin user (env EVENTSTORE_DEFAULT_ADMIN_PASSWORD; changeit)",
@@ -131,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     given = (args.certificate_file, args.certificate_private_key_file)
     if any(given) and not all(given):
         parser.error("--certificate-file and --certificate-private-key-file go together")
-    if (any(given) or args.certs) and not args.tls:
+    if (any(given) or args.certs or args.user_certificates) and not args.tls:
         parser.error("certificates need --tls")
     if args.tls and args.memory and not (args.certs or any(given)):
         parser.error("--tls with --memory needs --certs DIR (or a certificate) to keep them")
@@ -185,7 +196,11 @@ def security(args: argparse.Namespace) -> Security | None:
     else:
         files = certificates.ensure(args.certs or args.data / "certs", (args.host,))
     users = Users.defaults(args.admin_password, args.ops_password, args.users)
-    return Security(files, users)
+    if args.user_certificates and not args.certificate_file:
+        # The CA is esdblocal's: make admin a certificate to sign in with, as es-gencert-cli.
+        cert, key = certificates.user(args.certs or args.data / "certs", "admin")
+        print(f"esdblocal: user certificate for admin: {cert} (key {key})", file=sys.stderr)
+    return Security(files, users, args.user_certificates)
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -116,6 +116,9 @@ class Security:
 
     tls: TlsFiles
     users: Users = field(default_factory=Users.defaults)
+    # KurrentDB's UserCertificates:Enabled: a client certificate signed by the node's CA,
+    # for client authentication only, signs in the user its common name names.
+    user_certificates: bool = False
 
 
 class Node:
@@ -158,7 +161,14 @@ class Node:
             interceptors=[self._shutdown, *([Authenticate(users)] if users is not None else [])],
         )
         timeouts = database or DatabaseOptions()
-        parts = NodeParts(self.store, self._hub, self._readers, users, timeouts.commit_timeout_ms)
+        parts = NodeParts(
+            self.store,
+            self._hub,
+            self._readers,
+            users,
+            timeouts.commit_timeout_ms,
+            user_certificates=security is not None and security.user_certificates,
+        )
         streams_pb2_grpc.add_StreamsServicer_to_server(Streams(parts), self._server)
         gossip_pb2_grpc.add_GossipServicer_to_server(
             Gossip(self.advertise_host, lambda: self.port), self._server
@@ -225,8 +235,14 @@ class Node:
         if self.security is None:
             self.port = self._server.add_insecure_port(address)
         else:
+            ca = self.security.tls.ca
+            asks = self.security.user_certificates and ca is not None
             credentials = grpc.ssl_server_credentials(
-                [self.security.tls.server_credentials_material()]
+                [self.security.tls.server_credentials_material()],
+                # grpc-core can ask for a client certificate only by requiring one (Kestrel
+                # allows one): with user certificates on, every client presents one.
+                root_certificates=ca.read_bytes() if asks and ca is not None else None,
+                require_client_auth=asks,
             )
             self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
@@ -311,6 +327,7 @@ class EmbeddedServer:
         data_dir: Path | str | None = None,
         tls: bool = False,
         users: Users | None = None,
+        user_certificates: bool = False,
         http_port: int | None = None,
         web_ui: Path | None = None,
         projections: ProjectionOptions | None = None,
@@ -334,7 +351,7 @@ class EmbeddedServer:
                 self._temporary = tempfile.TemporaryDirectory(prefix="esdblocal-certs-")
                 certs = Path(self._temporary.name)
             files = certificates.ensure(certs, (host,))
-            self.security = Security(files, users or Users.defaults())
+            self.security = Security(files, users or Users.defaults(), user_certificates)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._node: Node | None = None

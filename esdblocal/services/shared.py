@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
+from esdblocal.certificates import user_name
 from esdblocal.hub import Hub
 from esdblocal.security import Principal, Users, may_access
 from esdblocal.store import Recorded, Store
@@ -40,12 +41,20 @@ class NodeParts:
     readers: Executor
     users: Users | None = None
     commit_timeout_ms: int = COMMIT_TIMEOUT_MS
+    user_certificates: bool = False  # a client certificate may name the caller
 
     def principal(self, context: grpc.aio.ServicerContext) -> Principal | None:
         """The signed-in caller (None: anonymous, or an insecure node)."""
         if self.users is None:
             return None
-        return self.users.principal(context.invocation_metadata() or ())
+        principal = self.users.principal(context.invocation_metadata() or ())
+        if principal is None and self.user_certificates:
+            # As KurrentDB's user-certificate provider: with no credentials in the call,
+            # the connection's client certificate names the user.
+            chain = context.auth_context().get("x509_pem_cert") or ()
+            name = user_name(chain[0]) if chain else None
+            principal = self.users.named(name) if name is not None else None
+        return principal
 
     def allowed(self, context: grpc.aio.ServicerContext, stream: str) -> bool:
         """The caller may use ``stream`` (checked before anything is read or written)."""

@@ -9,6 +9,7 @@ calls drain, within the stop's grace.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -43,9 +44,10 @@ class ShuttingDown(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             (False, True): (grpc.unary_stream_rpc_method_handler, handler.unary_stream),
         }
         make, behaviour = kinds[(handler.request_streaming, handler.response_streaming)]
-        wrapped = (
-            self._streaming(behaviour) if handler.response_streaming else self._call(behaviour)
-        )
+        # A response stream is an async generator, or a coroutine writing with
+        # context.write (as the refusing handlers of Authenticate).
+        streams = inspect.isasyncgenfunction(behaviour)
+        wrapped = self._streaming(behaviour) if streams else self._call(behaviour)
         return make(
             wrapped,
             request_deserializer=handler.request_deserializer,
