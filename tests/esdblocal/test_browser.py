@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -297,46 +296,3 @@ def test_readable_on_a_phone(browser: WebDriver, server: EmbeddedServer, categor
         shot(browser, "phone")
     finally:
         browser.set_window_size(1200, 900)
-
-
-WEB_UI = os.environ.get("ESDBLOCAL_WEB_UI")
-
-
-@pytest.mark.skipif(
-    not WEB_UI,
-    reason="set ESDBLOCAL_WEB_UI to a copy of EventStoreDB's clusternode-web (not shipped)",
-)
-def test_eventstoredbs_own_ui_browses_esdblocal(
-    browser: WebDriver, esdb: EventStoreDBClient, category: str
-) -> None:
-    """EventStoreDB's own UI (``--web-ui``): dashboard, stream browser, a stream, an event."""
-    assert WEB_UI is not None
-    with EmbeddedServer(http_port=0, web_ui=Path(WEB_UI)) as node:
-        with EventStoreDBClient(node.uri) as own:
-            own.append_to_stream(
-                f"{category}-1",
-                current_version=StreamState.ANY,
-                events=[NewEvent(type="Thing", data=b'{"n": 1}') for _ in range(25)],
-            )
-            own.append_to_stream(
-                f"$ce-{category}",
-                current_version=StreamState.ANY,
-                events=[NewEvent(type="$>", data=f"3@{category}-1".encode())],
-            )
-        base = f"{node.http_url}/web/index.html"
-        browser.get(f"{node.http_url}/")
-        wait_for(browser, "body", "Dashboard")
-        WebDriverWait(browser, 60).until(lambda d: "Connections" in d.page_source)
-        assert "Not Found" not in browser.find_element(By.TAG_NAME, "body").text
-        shot(browser, "ui-dashboard")
-        browser.get(f"{base}#/streams")
-        wait_for(browser, "body", f"{category}-1")
-        assert "Not Found" not in browser.find_element(By.TAG_NAME, "body").text
-        browser.get(f"{base}#/streams/{category}-1")
-        wait_for(browser, "body", f"24@{category}-1")
-        shot(browser, "ui-stream")
-        browser.get(f"{base}#/streams/{category}-1/3")
-        wait_for(browser, "body", '"n": 1')
-        browser.get(f"{base}#/streams/$ce-{category}")
-        wait_for(browser, "body", f"3@{category}-1")  # the link shows its original
-        shot(browser, "ui-category")
