@@ -2,7 +2,7 @@
 
 Events are written with esdbclient; the browser opens the stream list, a stream, an older
 page, an event, follows a ``$ce-`` link to its original and sees a new event arrive at the
-head. Screenshots go to ``var/test-artifacts/browser/`` (ignored by git), kept for looking at.
+head. Screenshots go to ``artifacts/esdblocal-browser/`` (ignored by git), kept for looking at.
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them).
 """
 
@@ -23,7 +23,7 @@ from esdblocal import EmbeddedServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "browser"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "esdblocal-browser"
 
 pytestmark = [
     pytest.mark.slow,
@@ -168,7 +168,7 @@ def test_browse_streams_pages_and_events(
     assert (
         browser.find_element(By.LINK_TEXT, f"corr-{category}")
         .get_attribute("href")
-        .endswith(f"#/streams/%24bc-corr-{category}")
+        .endswith(f"#/correlation/corr-{category}")
     )
     shot(browser, "event")
     assert severe_console_errors(browser) == []
@@ -239,7 +239,7 @@ def test_search_and_keyboard(browser: WebDriver, server: EmbeddedServer, categor
     search.send_keys(f"{category}-", Keys.ENTER)
     wait_for(browser, "#stream-list", f"{category}-1")
     items = browser.find_elements(By.CSS_SELECTOR, "#stream-list li")
-    assert [i.text.split(" ")[0] for i in items] == [f"{category}-{n}" for n in range(3)]
+    assert [i.text.split()[0] for i in items] == [f"{category}-{n}" for n in range(3)]
     browser.find_element(By.TAG_NAME, "body").send_keys("j")
     assert browser.switch_to.active_element.text == f"{category}-0"
     browser.switch_to.active_element.send_keys(Keys.ENTER)
