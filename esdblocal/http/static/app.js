@@ -363,8 +363,8 @@
       entry.positionStreamId !== target.stream;
     return el("tr", { "data-row": "", class: fresh.has(entry.id + entry.positionEventNumber) ? "new" : null },
       el("td", { "data-label": "Event" }, nameLink(routeOf(entry.id), entry.title)),
-      el("td", { "data-label": "Type", title: entry.eventType || entry.summary },
-        entry.eventType || entry.summary),
+      el("td", { "data-label": "Type" }, el("span", { class: "name", title: entry.eventType || entry.summary },
+        entry.eventType || entry.summary)),
       showStream ? el("td", { "data-label": "Stream" },
         nameLink(streamRoute(target.stream), target.stream),
         viaLink ? el("span", { class: "muted", title: `link ${entry.positionEventNumber}@${entry.positionStreamId}` },
