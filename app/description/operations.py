@@ -299,7 +299,7 @@ class Operation:
         validators, a page links to the others, an item to its collection, a feed to what
         follows, a memento says when it was written, a command's 202 says where and at
         which position; some problems say when to retry or how to authenticate."""
-        found = {"X-Request-Id": True}
+        found = {"X-Request-Id": True, "Cache-Control": False}
         negotiated = len(self.offered) > 1
         if status in (self.success, *self.also):
             if negotiated:
@@ -315,8 +315,9 @@ class Operation:
             if status == 202:
                 found.update({"Location": True, "ETag": True, "Commit-Position": False})
             found.update({name: True for name in self.headers})
-        elif status == 304:
-            found.update({"ETag": True, "Cache-Control": True})
+        elif status == 304:  # what the 200 would have said (RFC 9110 15.4.5), validators first
+            found.update({name: False for name in self.response_headers(self.success)})
+            found.update({"X-Request-Id": True, "ETag": True, "Cache-Control": True})
             if negotiated:
                 found["Vary"] = True
         elif status == 302:
