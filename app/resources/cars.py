@@ -11,6 +11,7 @@ from uuid import UUID
 import falcon
 import msgspec
 
+from app import headers
 from app.bodies import check_json, read_body
 from app.description import Described, RouteTable
 from app.media import Accepts, field_errors
@@ -154,15 +155,14 @@ class Cars(Described):
         problems=(*CHANGES, INVALID_CAR),
     )
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        media_type, _ = falcon.parse_header(req.content_type or "")
+        media_type, _ = headers.media_type(req.content_type) if req.content_type else ("", {})
         if media_type != MERGE_PATCH:
             raise Problem(
                 UNSUPPORTED_MEDIA_TYPE,
                 f"PATCH takes {MERGE_PATCH} (RFC 7396).",
                 accepted=[MERGE_PATCH],
             )
-        body = read_body(req)
-        check_json(body)
+        body = check_json(read_body(req))
         try:
             patch = msgspec.to_builtins(PATCH_DECODER.decode(body))
         except msgspec.DecodeError:
