@@ -133,12 +133,15 @@ def _header_components(described: list[tuple[str, Operation]]) -> dict[str, Any]
 
 
 def _parameter_components(every: list[Operation]) -> dict[str, Any]:
+    """Each optional parameter once. Falcon reads a blank query value (``?query=``) as no
+    value at all, so an optional query parameter may be sent empty (``allowEmptyValue``)."""
     return {
         p.name: {
             "name": p.name,
             "in": p.location,
             "description": p.description,
             "schema": p.schema,
+            **({"allowEmptyValue": True} if p.location == "query" else {}),
         }
         for op in every
         for p in op.described_parameters

@@ -112,7 +112,7 @@ PARAMETERS = {
             "header",
             "RFC 7089: the URL acts as a TimeGate and answers 302 to the memento of the newest"
             " version written at or before this HTTP date (RFC 9110 5.6.7, any of its forms).",
-            {"type": "string", "pattern": HTTP_DATE},
+            {"type": "string", "pattern": HTTP_DATE, "examples": ["Sun, 06 Nov 1994 08:49:37 GMT"]},
         ),
         Parameter(
             "after",
@@ -131,19 +131,19 @@ PARAMETERS = {
             "header",
             "RFC 7240 wait=N: wait up to N seconds (at most 30) while nothing follows the"
             " cursor; Preference-Applied says so. Other preferences are ignored.",
-            {"type": "string", "pattern": PREFER},
+            {"type": "string", "pattern": PREFER, "examples": ["wait=1"]},
         ),
         Parameter(
             "If-None-Match",
             "header",
             "ETags the client holds: 304 when one is current (or * to create only once).",
-            {"type": "string", "pattern": ENTITY_TAGS},
+            {"type": "string", "pattern": ENTITY_TAGS, "examples": ['"xyzzy"', "*"]},
         ),
         Parameter(
             "If-Match",
             "header",
             "The ETag the write expects (412 when stale, * when it must exist).",
-            {"type": "string", "pattern": ENTITY_TAGS},
+            {"type": "string", "pattern": ENTITY_TAGS, "examples": ['"xyzzy"', "*"]},
         ),
         Parameter(
             "Idempotency-Key",
@@ -156,6 +156,7 @@ PARAMETERS = {
                 "maxLength": headers.IDEMPOTENCY_KEY_MAX,
                 "pattern": headers.IDEMPOTENCY_KEY_PATTERN,
                 "not": {"const": '""'},
+                "examples": ["8e03978e-40d5-43e8-bc93-6894a57f9324"],
             },
         ),
     )

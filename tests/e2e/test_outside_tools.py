@@ -172,13 +172,38 @@ def _agree(
 
 # ---------------------------------------------------------------- schemathesis
 
-# What positive_data_acceptance may see besides 2xx/3xx and schemathesis' own defaults:
-# answers that depend on the state of the resource, which no schema can say (a stale If-Match
-# is 412, a required one missing 428, a rule of the domain 422, a Commit-Position no write
-# has reached 400), and the 503 of a long-poll with every slot taken.
+# schemathesis runs every check but two, with these settings; each is a deliberate choice,
+# written down in the README ("What outside tools say"):
+# - unknown header fields are not sent as "invalid" (RFC 9110 5.1: a recipient MUST ignore
+#   them), which also stops unknown query parameters, refused here with 400 (tested apart);
+# - 501 is the answer to a method no route knows (TRACE), per RFC 9110 15.6.2, so it is not a
+#   server error, and unsupported_method (which wants 405 for it) is left out: a method some
+#   route has is 405 with Allow, checked in the header test above;
+# - use_after_free is left out: DELETE retires a resource (410), its past stays readable;
+# - valid data may meet refusals no schema can state: a stale If-Match (412), a missing one
+#   (428), a rule of the domain (422; for cars 400 invalid-car: a make's models, a year up to
+#   next year), a Commit-Position no write has reached yet (400 on the reads that wait).
 SCHEMATHESIS_CONFIG = """
+[generation]
+allow-extra-parameters = false
+
+[checks.not_a_server_error]
+expected-statuses = ["1XX", "2XX", "3XX", "4XX", "501"]
+
 [checks.positive_data_acceptance]
 expected-statuses = ["2XX", "3XX", "401", "403", "404", "409", "412", "422", "428", "429", "5XX"]
+
+[[operations]]
+include-path-regex = "^/v1/cars"
+include-method-regex = "^(POST|PUT|PATCH)$"
+checks.positive_data_acceptance.expected-statuses = [
+  "2XX", "3XX", "400", "401", "403", "404", "409", "412", "422", "428", "429", "5XX"]
+
+[[operations]]
+include-path-regex = "^/v1/((inventory-items|cars)(/[{]item_id[}])?|search)$"
+include-method-regex = "^(GET|HEAD)$"
+checks.positive_data_acceptance.expected-statuses = [
+  "2XX", "3XX", "400", "401", "403", "404", "409", "412", "422", "428", "429", "5XX"]
 """
 
 
@@ -199,6 +224,8 @@ def test_schemathesis_finds_no_failure_with_its_stateful_phase(keyed: int, tmp_p
             f"Authorization: Bearer {KEY}",
             "--checks",
             "all",
+            "--exclude-checks",
+            "use_after_free,unsupported_method",
             "--phases",
             "examples,coverage,fuzzing,stateful",
             "--max-examples",
@@ -208,7 +235,7 @@ def test_schemathesis_finds_no_failure_with_its_stateful_phase(keyed: int, tmp_p
             "--generation-deterministic",
             "--no-shrink",
             "--workers",
-            "2",
+            "1",  # CPython 3.11's ast.parse is not thread-safe under hypothesis' lambda repr
         ],
         cwd=tmp_path,
         capture_output=True,
