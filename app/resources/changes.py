@@ -83,6 +83,7 @@ class Changes(Described):
         formats=FORMATS,
         parameters=("after", "limit", "collection", "Prefer"),
         problems=(INVALID_QUERY, NOT_ACCEPTABLE, TOO_MANY_WAITING, *GUARDED),
+        conditional=True,
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         refuse_unknown(req, ("after", "collection"))

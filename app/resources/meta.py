@@ -23,6 +23,7 @@ class Root(Described):
         returns=EntryPoint,
         formats=FORMATS,
         problems=(*GUARDED, NOT_ACCEPTABLE),
+        conditional=True,
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         base = f"{req.prefix}/v1"
@@ -77,6 +78,7 @@ class ErrorPages(Described):
         domain_model="ErrorPageList",
         formats=FORMATS,
         problems=(NOT_ACCEPTABLE,),
+        conditional=True,
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         respond(req, resp, "ErrorPageList", [self._page(kind, req.prefix) for kind in KINDS])
@@ -86,6 +88,7 @@ class ErrorPages(Described):
         returns=ErrorPage,
         formats=FORMATS,
         problems=(NOT_FOUND, NOT_ACCEPTABLE),
+        conditional=True,
     )
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, number: int) -> None:
         kind = BY_NUMBER.get(number)
@@ -113,7 +116,7 @@ class OpenAPIDocument(Described):
     def __init__(self, routes: RouteTable) -> None:
         super().__init__(routes)
 
-    @operation(summary="This API as an OpenAPI 3.1 document.")
+    @operation(summary="This API as an OpenAPI 3.1 document.", conditional=True)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = msgspec.json.encode(openapi(self.routes, req.prefix))
         if validated(req, resp, digest_tag(body)):
