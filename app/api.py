@@ -12,7 +12,7 @@ import falcon.media
 import msgspec
 
 from app.auth import Authentication
-from app.bodies import BodyLimit, check_json
+from app.bodies import BodyLimit
 from app.commands import CommandFailed, CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
@@ -41,18 +41,14 @@ log = logging.getLogger("app")
 
 
 class MsgspecJSON(falcon.media.BaseHandler):
-    """JSON in and out with msgspec (one encoder and decoder, built once)."""
+    """JSON out with msgspec (one encoder, built once). Nothing reads ``req.media``: each
+    command is decoded by its own model's decoder (``app.media.Accepts``), so no request
+    handler is registered."""
 
     _encoder = msgspec.json.Encoder()
-    _decoder = msgspec.json.Decoder()
 
     def serialize(self, media: Any, content_type: str | None = None) -> bytes:
         return self._encoder.encode(media)
-
-    def deserialize(self, stream: Any, content_type: str | None, content_length: int | None) -> Any:
-        body = stream.read()
-        check_json(body)
-        return self._decoder.decode(body)
 
 
 def handle_unavailable(
@@ -97,7 +93,6 @@ def create_app(
     app = falcon.App(middleware=middleware)
     handler = MsgspecJSON()
     for media_type in (falcon.MEDIA_JSON, PROBLEM_JSON):
-        app.req_options.media_handlers[media_type] = handler
         app.resp_options.media_handlers[media_type] = handler
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(StoreUnavailable, handle_unavailable)

@@ -173,9 +173,7 @@ class Cars(Described):
     def _proposed(self, req: falcon.Request) -> tuple[cars.CarRepresentation, bytes]:
         """The whole car in the body, decoded field by field (the domain's rules listed too
         when a field does not decode, so that every error comes at once)."""
-        car, body = self.representation.read(req, rules=self._rules)
-        assert isinstance(car, cars.CarRepresentation)
-        return car, body
+        return self.representation.read(req, rules=self._rules)
 
     def _patch(self, req: falcon.Request) -> tuple[dict[str, Any], bytes]:
         """The fields a merge patch changes, decoded by their types. A null removes a field,

@@ -37,9 +37,9 @@ from domain.aggregates import INVENTORY_ITEM
 class InventoryItems(Described):
     create = Accepts(inventory.CreateInventoryItemCommand)
     rename = Accepts(inventory.RenameInventoryItemCommand)
-    stock = Accepts(
-        inventory.CheckInItemsToInventoryCommand, inventory.RemoveItemsFromInventoryCommand
-    )
+    stock: Accepts[
+        inventory.CheckInItemsToInventoryCommand | inventory.RemoveItemsFromInventoryCommand
+    ] = Accepts(inventory.CheckInItemsToInventoryCommand, inventory.RemoveItemsFromInventoryCommand)
     deactivate = Accepts(inventory.DeactivateInventoryItemCommand)
 
     def __init__(
@@ -116,7 +116,7 @@ class InventoryItems(Described):
         req: falcon.Request,
         resp: falcon.Response,
         item_id: UUID,
-        accepts: Accepts,
+        accepts: Accepts[inventory.InventoryCommand],
         creates: bool = False,
     ) -> None:
         command, body = accepts.read(req)
@@ -125,7 +125,7 @@ class InventoryItems(Described):
             resp,
             INVENTORY_ITEM,
             item_id,
-            lambda state: inventory.fire(state, command),  # type: ignore[arg-type]
+            lambda state: inventory.fire(state, command),
             type(command).__name__,
             body,
             creates=creates,
