@@ -17,7 +17,7 @@ from app.commands import CommandFailed, CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
 from app.health import HealthCheck, ReadinessCheck
-from app.middleware import RequestContext
+from app.middleware import Protocol, RequestContext
 from app.problems import (
     PROBLEM_JSON,
     UNAVAILABLE,
@@ -89,7 +89,12 @@ def create_app(
             "THE API IS OPEN: no API keys are configured, anyone can read and write."
             " Set API_KEYS or API_KEYS_FILE (and REQUIRE_AUTH=true in production)."
         )
-    middleware: list[Any] = [RequestContext(), BodyLimit(settings.max_body_bytes), authentication]
+    middleware: list[Any] = [
+        RequestContext(),
+        Protocol(),
+        BodyLimit(settings.max_body_bytes),
+        authentication,
+    ]
     app = falcon.App(middleware=middleware)
     handler = MsgspecJSON()
     for media_type in (falcon.MEDIA_JSON, PROBLEM_JSON):

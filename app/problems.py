@@ -34,6 +34,7 @@ from domain.errors import ErrorCode, FieldError
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_XML = "application/problem+xml"
 ERRORS_PATH = "/v1/errors"
+NO_STORE = "no-store"
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
@@ -297,6 +298,30 @@ TOO_MANY_WAITING = _kind(
     "Too many waiting",
     "Every long-poll slot is taken (Prefer: wait); retry, or ask without waiting.",
 )
+INVALID_HEADER = _kind(
+    1031,
+    400,
+    "invalid-header",
+    "Invalid header field",
+    "A request header field breaks its grammar (RFC 9110, or the API's own for"
+    " Idempotency-Key and Commit-Position); `header` names it.",
+)
+UNKNOWN_METHOD = _kind(
+    1032,
+    501,
+    "unknown-method",
+    "Method not implemented",
+    "No resource of this API answers this method (RFC 9110 15.6.2); OPTIONS lists those a"
+    " route answers.",
+)
+UNSUPPORTED_CONTENT_CODING = _kind(
+    1033,
+    415,
+    "unsupported-content-coding",
+    "Unsupported content coding",
+    "The body is sent with a Content-Encoding the API does not decode; send it as is"
+    " (Accept-Encoding: identity, RFC 9110 15.5.16).",
+)
 KINDS: tuple[Kind, ...] = tuple(_REGISTERED)
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}
 BY_NUMBER = {kind.number: kind for kind in KINDS}
@@ -346,7 +371,12 @@ def _send(
 ) -> None:
     """problem+json, or problem+xml for a client that accepts XML and not JSON."""
     resp.status = kind.status
-    resp.vary = ["Accept"]
+    vary = resp.get_header("Vary")  # what had selected the response before it failed
+    named = [v.strip() for v in vary.split(",")] if vary else []
+    resp.vary = [*named, *(["Accept"] if "Accept" not in named else [])]
+    # An error is stored by no cache: the next request may well succeed (a 404 for a
+    # resource the read side has not caught up with yet, a 503), so none is reused.
+    resp.cache_control = [NO_STORE]
     found = details(kind, detail, req.prefix, extra)
     if prefers_xml(req.get_header("Accept")):
         resp.content_type = PROBLEM_XML

@@ -11,6 +11,7 @@ from uuid import UUID
 import falcon
 import msgspec
 
+from app import headers
 from app.bodies import check_json, read_body
 from app.description import Described, RouteTable
 from app.media import Accepts, field_errors
@@ -179,15 +180,14 @@ class Cars(Described):
         """The fields a merge patch changes, decoded by their types. A null removes a field,
         and every field of a car is required: such a patch can never make a car, whatever
         the car is, so it is a malformed body, as a PUT that leaves the field out is."""
-        media_type, _ = falcon.parse_header(req.content_type or "")
+        media_type, _ = headers.media_type(req.content_type) if req.content_type else ("", {})
         if media_type != MERGE_PATCH:
             raise Problem(
                 UNSUPPORTED_MEDIA_TYPE,
                 f"PATCH takes {MERGE_PATCH} (RFC 7396).",
                 accepted=[MERGE_PATCH],
             )
-        body = read_body(req)
-        check_json(body)
+        body = check_json(read_body(req))
         try:
             patch = PATCH_DECODER.decode(body)
         except msgspec.DecodeError:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import IO
 
 import falcon
 
+from app import headers
 from app.description import Described, RouteTable, operation
 from app.etags import ETagCodec
 from app.negotiation import FORMATS, respond
@@ -38,7 +38,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_WAIT = 30.0
 POLL_SECONDS = 0.02
-WAIT = re.compile(r"(?:^|[\s,;])wait\s*=\s*(\d+)", re.IGNORECASE)
 
 
 class Slots:
@@ -136,12 +135,12 @@ class Changes(Described):
             Link("next", f"{base}?after={cursor}&limit={limit}{query}"),
         ]
         resp.append_link(links[1].href, "next")
-        resp.cache_control = ["private, max-age=0"]
         respond(
             req,
             resp,
             "ChangeFeed",
             ChangeFeed(after=after, limit=limit, items=entries, links=links),
+            vary=["Prefer"],  # wait=N decides whether an empty page answers at once
         )
 
     def _wait_for(self, after: int, limit: int, categories: list[str], wait: float) -> list[Change]:
@@ -161,6 +160,12 @@ class Changes(Described):
 
 
 def _wait(req: falcon.Request) -> float:
-    """``Prefer: wait=N`` (RFC 7240), capped at MAX_WAIT; 0 when absent."""
-    match = WAIT.search(req.get_header("Prefer") or "")
-    return min(float(match.group(1)), MAX_WAIT) if match else 0.0
+    """``Prefer: wait=N`` (RFC 7240 4.3: N is delta-seconds, digits), capped at MAX_WAIT; 0
+    when absent. Other preferences are ignored, as RFC 7240 2 asks; a Prefer that breaks
+    the grammar, or a wait that is not delta-seconds, is a 400 naming Prefer."""
+    wait = headers.preferences(req).get("wait")
+    if wait is None:
+        return 0.0
+    if not wait.isdigit() or not wait.isascii():
+        raise headers.invalid("Prefer", "wait=N takes whole seconds (RFC 7240 4.3), e.g. wait=10.")
+    return min(float(wait[:6]) if len(wait) <= 6 else MAX_WAIT, MAX_WAIT)

@@ -8,7 +8,7 @@ import msgspec
 
 from app.description import PAGED, Described, RouteTable, openapi, operation
 from app.media import content_type
-from app.negotiation import FORMATS, respond
+from app.negotiation import FORMATS, digest_tag, respond, validated
 from app.problems import BY_NUMBER, ERRORS_PATH, KINDS, NOT_ACCEPTABLE, NOT_FOUND, Kind, Problem
 from app.queries import Queries
 from app.representations import EntryPoint, ErrorPage, Link, SearchResults
@@ -115,7 +115,10 @@ class OpenAPIDocument(Described):
 
     @operation(summary="This API as an OpenAPI 3.1 document.")
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = msgspec.json.encode(openapi(self.routes, req.prefix))
+        if validated(req, resp, digest_tag(body)):
+            return
         resp.content_type = content_type("OpenAPI")
-        resp.data = msgspec.json.encode(openapi(self.routes, req.prefix))
+        resp.data = body
 
     on_head = on_get

@@ -53,7 +53,7 @@ def test_an_item_in_the_format_and_representation_asked_for(
     assert result.status_code == 200
     media_type, params = falcon.parse_header(result.headers["content-type"])
     assert (media_type, params["domain-model"], params["format"]) == (format_, model, format_)
-    assert result.headers["vary"] == "Accept"
+    assert result.headers["vary"] == "Accept, Accept-Datetime"
     if format_ == XML:
         root = ET.fromstring(result.content)
         assert (root.tag, root.findtext("name")) == (model, "Negotiated")
