@@ -27,11 +27,13 @@ from app.problems import (
     handle_unexpected,
     serialize_http_error,
 )
-from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
+from app.queries import Queries
+from app.queries.changes import Feed, Slots
 from app.queries.timeline import Timeline
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
-from app.resources.changes import Changes, Slots
+from app.resources.changes import Changes
 from app.resources.client import ClientApp
+from app.resources.family import Family
 from app.settings import ConfigurationError, Settings
 from app.snapshots import Snapshots
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
@@ -111,27 +113,20 @@ def create_app(
         routes.routes.append(Route(template, resource, suffix))
         app.add_route(template, resource, **({"suffix": suffix} if suffix else {}))
 
+    def mount_family(family: type[Family], **more: Any) -> None:
+        """A family's read half, writes and routes, in one call."""
+        presentation = family.presentation
+        writer = Writer(commands, etags, presentation.path)
+        resource = family(routes, writer, queries, Timeline(store, etags, presentation), **more)
+        for template, suffix in family.templates():
+            mount(template, resource, suffix)
+
     mount("/v1", Root(routes))
-    inventory_items = InventoryItems(
-        routes,
-        Writer(commands, etags, "inventory-items"),
-        queries,
-        Timeline(store, etags, INVENTORY_ITEMS),
-    )
-    mount("/v1/inventory-items", inventory_items)
-    mount("/v1/inventory-items/{item_id:uuid}", inventory_items, "item")
-    mount("/v1/inventory-items/{item_id:uuid}/history", inventory_items, "history")
-    mount("/v1/inventory-items/{item_id:uuid}/timemap", inventory_items, "timemap")
-    car_resource = Cars(
-        routes, Writer(commands, etags, "cars"), queries, Timeline(store, etags, CAR_ITEMS), clock
-    )
-    mount("/v1/cars", car_resource)
-    mount("/v1/cars/{item_id:uuid}", car_resource, "item")
-    mount("/v1/cars/{item_id:uuid}/history", car_resource, "history")
-    mount("/v1/cars/{item_id:uuid}/timemap", car_resource, "timemap")
+    mount_family(InventoryItems)
+    mount_family(Cars, clock=clock)
     mount("/v1/search", Search(routes, queries))
     slots = Slots(settings.data_dir / "longpoll", settings.long_poll_slots)
-    mount("/v1/changes", Changes(routes, reads, etags, slots))
+    mount("/v1/changes", Changes(routes, Feed(reads, etags, slots)))
     errors = ErrorPages(routes)
     mount("/v1/errors", errors)
     mount("/v1/errors/{number:int}", errors, "one")
