@@ -10,7 +10,7 @@ from app.description import PAGED, Described, RouteTable, openapi, operation
 from app.media import content_type
 from app.negotiation import FORMATS, digest_tag, respond, validated
 from app.problems import BY_NUMBER, ERRORS_PATH, KINDS, NOT_ACCEPTABLE, NOT_FOUND, Kind, Problem
-from app.queries import Queries
+from app.queries import PRESENTATIONS, Queries
 from app.representations import EntryPoint, ErrorPage, Link, SearchResults
 from app.resources.common import GUARDED, READS
 
@@ -29,8 +29,7 @@ class Root(Described):
         base = f"{req.prefix}/v1"
         entry = EntryPoint(
             links=[
-                Link("inventory-items", f"{base}/inventory-items"),
-                Link("cars", f"{base}/cars"),
+                *(Link(p.path, f"{base}/{p.path}") for p in PRESENTATIONS.values()),
                 Link("search", f"{base}/search"),
                 Link("changes", f"{base}/changes"),
                 Link("errors", f"{base}/errors"),
