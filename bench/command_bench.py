@@ -37,17 +37,14 @@ import http.client
 import json
 import math
 import multiprocessing as mp
-import os
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,20 +54,20 @@ from common import (
     CREATE,
     HEADLINE_COLUMNS,
     HOST,
+    Bench,
     Report,
     Service,
-    bench_env,
+    Web,
     children_of,
     fmt,
-    free_port,
     http_get,
     log,
-    machine,
+    median,
+    order_text,
     percentile,
-    revision,
-    start_esdblocal,
+    ratios,
+    round_orders,
     tree_cpu_seconds,
-    wait_http,
 )
 
 COMMAND_TARGET = 0.6  # API commands/s over raw appends/s, at least
@@ -730,85 +727,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)  # so the finally below stops every process
-
-    signal.signal(signal.SIGTERM, terminate)
-    services: list[Service] = []
-    report = Report()
-    pool: list[Clients] = []
-    with tempfile.TemporaryDirectory(prefix="command-bench-") as tmp_name:
-        try:
-            run(args, Path(tmp_name), services, pool, report)
-        finally:
-            for clients in pool:
-                clients.close()
-            for service in reversed(services):
-                service.stop()
-    print("\n".join(report.lines), flush=True)
-    report.write_headlines(args.headlines)
-    return 0
+    return Bench.main("command-bench", lambda bench: run(args, bench), headlines=args.headlines)
 
 
-def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], report: Report) -> None:
-    began = time.perf_counter()
-    load_before = os.getloadavg()
-    data = tmp / "data"
-    env, auth = bench_env(auth=True)
-    esdb_uri = start_esdblocal(data, tmp, env, services)
-    esdb = services[-1]
-    base_env = {
-        **env,
-        "ESDB_URI": esdb_uri,
-        "DATA_DIR": str(data),
-        "LOG_LEVEL": args.log_level,
-        "HOST": HOST,
-    }
-    if args.workers:
-        base_env["WEB_WORKERS"] = str(args.workers)
-    else:
-        base_env.pop("WEB_WORKERS", None)
-    base_env.pop("WEB_THREADS", None)
-    projector = Service("projector", [sys.executable, "-m", "projections"], tmp, base_env)
-    services.append(projector)
-
-    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"]
-    servers: list[tuple[str, str, Service, int, bool]] = []
+def run(args: Any, bench: Bench) -> None:
+    esdb_uri = bench.esdblocal()
+    esdb = bench.esdb
+    workers = args.workers or None
+    base_env = bench.stack_env(
+        esdb_uri, LOG_LEVEL=args.log_level, WEB_WORKERS=workers, WEB_THREADS=None
+    )
+    projector = bench.projector(base_env)
+    servers: list[tuple[str, Web, bool]] = []
     for threads in [1, *args.threads]:
-        port = free_port()
         name = "web-sync" if threads == 1 else f"web-gthread-{threads}"
-        server = Service(
-            name, gunicorn, tmp, {**base_env, "PORT": str(port), "WEB_THREADS": str(threads)}
-        )
-        services.append(server)
+        web = bench.gunicorn(name, base_env, WEB_THREADS=threads)
         if threads == 1:
             label = "POST check-in, sync workers, new connection per request"
         else:
             label = f"POST check-in, gthread WEB_THREADS={threads}, keep-alive clients"
-        servers.append((name, label, server, port, threads > 1))
-    cold_port = free_port()
-    cold_server = Service(
-        "web-cold",
-        gunicorn,
-        tmp,
-        {**base_env, "PORT": str(cold_port), "WEB_WORKERS": "1", "WEB_THREADS": "1"},
-    )
-    services.append(cold_server)
+        servers.append((label, web, threads > 1))
+    cold = bench.gunicorn("web-cold", base_env, WEB_WORKERS=1, WEB_THREADS=1)
     log(f"starting {args.clients} client processes (while the servers boot)")
-    clients = Clients(args.clients, esdb_uri, auth)
-    pool.append(clients)
-    for _, _, server, port, _ in servers:
-        wait_http(server, port, "/healthz")
-    wait_http(cold_server, cold_port, "/healthz")
-    clients.run(("prepare", [port for *_, port, _ in servers]), 120)
+    clients = Clients(args.clients, esdb_uri, bench.auth)
+    bench.cleanups.append(clients.close)
+    bench.wait(*(web for _, web, _ in servers), cold)
+    clients.run(("prepare", [web.port for _, web, _ in servers]), 120)
     threaded = [RawClient(esdb_uri) for _ in range(args.clients)]
     paths = [
         Lane("raw-p", f"raw appends, {args.clients} processes x 1 client", "raw-processes"),
         Lane("raw-t", f"raw appends, 1 process x {args.clients} threads", "raw-threads"),
         *(
-            Lane(name, label, "api", port, keep_alive, server)
-            for name, label, server, port, keep_alive in servers
+            Lane(web.service.name, label, "api", web.port, keep_alive, web.service)
+            for label, web, keep_alive in servers
         ),
     ]
     windows: dict[str, list[Window]] = {p.key: [] for p in paths}
@@ -817,159 +768,111 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
         log("warm-up")
         for path in paths:
             measure(path, clients, threaded, esdb, projector, args.warmup)
-    for round_ in range(args.rounds):
-        order = paths if round_ % 2 == 0 else list(reversed(paths))
-        orders.append(" → ".join(p.key for p in order))
+    for number, order in enumerate(round_orders(paths, args.rounds)):
+        orders.append(order_text(order))
         for path in order:
             window = measure(path, clients, threaded, esdb, projector, args.seconds)
             windows[path.key].append(window)
             log(
-                f"round {round_ + 1} {path.key}: {window.rate:,.0f}/s p50 {window.p(50):.1f} ms"
+                f"round {number + 1} {path.key}: {window.rate:,.0f}/s p50 {window.p(50):.1f} ms"
                 f" p99 {window.p(99):.1f} ms errors {window.errors}"
             )
     profile_report = Report()
     if args.profile:
         watch = [esdb.pid, projector.pid]
-        profile(args, base_env, auth, tmp, (servers[0][2], servers[0][3]), watch, profile_report)
+        sync = servers[0][1]
+        profile(
+            args, base_env, bench.auth, bench.tmp, (sync.service, sync.port), watch, profile_report
+        )
     for raw in threaded:
         raw.close()
+    samples = cold_worker(esdb_uri, cold.service, cold.port, bench.auth, args)
+    report_run(args, bench, paths, windows, orders, samples, profile_report)
 
-    cold = cold_worker(esdb_uri, cold_server, cold_port, auth, args)
-    wall = time.perf_counter() - began
 
-    # ------------------------------------------------------------------ report
+def report_run(
+    args: Any,
+    bench: Bench,
+    paths: list[Lane],
+    windows: dict[str, list[Window]],
+    orders: list[str],
+    cold: Cold,
+    profile_report: Report,
+) -> None:
+    report = bench.report
+
     def med(key: str, attr: str) -> float:
         rows = windows[key]
         if attr == "rate":
-            return statistics.median(w.rate for w in rows)
+            return median([w.rate for w in rows])
         if attr.startswith("cpu"):
             index = {"cpu": -1, "cpu-esdb": 0, "cpu-projector": 1, "cpu-web": 2}[attr]
-            return statistics.median(
-                1000 * (w.server_cpu if index < 0 else w.parts[index]) / w.done
-                if w.done
-                else math.nan
-                for w in rows
+            return median(
+                [
+                    1000 * (w.server_cpu if index < 0 else w.parts[index]) / w.done
+                    if w.done
+                    else math.nan
+                    for w in rows
+                ]
             )
-        return statistics.median(w.p(50 if attr == "p50" else 99) for w in rows)
+        return median([w.p(50 if attr == "p50" else 99) for w in rows])
+
+    def lat(key: str) -> str:
+        return f"{med(key, 'p50'):.1f} / {med(key, 'p99'):.1f}"
 
     raw_key = "raw-p" if med("raw-p", "rate") >= med("raw-t", "rate") else "raw-t"
     other_raw = "raw-t" if raw_key == "raw-p" else "raw-p"
     base_rate = med(raw_key, "rate")
-    report.add(
+    bench.header(
         f"## Commands vs raw appends ({args.clients} closed-loop clients, median of"
         f" {args.rounds} round(s) of {args.seconds:g} s)",
-        "",
-        *(f"- {line}" for line in machine(load_before)),
-        f"- code: {revision()}",
-        "- stack: esdblocal (durable, temp dir), the projector (`python -m projections`), and"
+        "stack: esdblocal (durable, temp dir), the projector (`python -m projections`), and"
         " `gunicorn -c deploy/gunicorn.conf.py app.wsgi:app` per row, LOG_LEVEL="
         f"{args.log_level}, API_KEYS with one read+write key and REQUIRE_AUTH=true,"
         f" WEB_WORKERS={args.workers or 'default (2 x cores)'}",
-        f"- clients: {args.clients} spawned processes of `http.client` (API) / esdbclient"
+        f"clients: {args.clients} spawned processes of `http.client` (API) / esdbclient"
         " (raw), one item or stream each; the raw baseline also as 8 threads in one process",
-        f"- wall time {wall:.0f} s; round orders: {'; '.join(orders)}",
-        "",
+        f"wall time {bench.wall:.0f} s; round orders: {'; '.join(orders)}",
     )
+    report.lines.pop(0)  # the report opens with its title
 
     def met(ok: bool) -> str:
         return "met" if ok else "not met"
 
+    base = [f"{fmt(base_rate)} appends/s", lat(raw_key)]
     rows: list[list[str]] = []
     for path in paths:
-        if path.kind != "api":
-            continue
-        ratio = med(path.key, "rate") / base_rate
-        rows.append(
-            [
-                path.label,
-                f"{fmt(med(path.key, 'rate'))} cmd/s",
-                f"{med(path.key, 'p50'):.1f} / {med(path.key, 'p99'):.1f}",
-                f"{fmt(base_rate)} appends/s",
-                f"{med(raw_key, 'p50'):.1f} / {med(raw_key, 'p99'):.1f}",
-                f"{ratio:.3f}",
-                f"≥ {COMMAND_TARGET}",
-                met(ratio >= COMMAND_TARGET),
-            ]
-        )
+        if path.kind == "api":
+            ratio = med(path.key, "rate") / base_rate
+            rate = f"{fmt(med(path.key, 'rate'))} cmd/s"
+            target = [f"≥ {COMMAND_TARGET}", met(ratio >= COMMAND_TARGET)]
+            rows.append([path.label, rate, lat(path.key), *base, f"{ratio:.3f}", *target])
     other = next(p for p in paths if p.key == other_raw)
     chosen = next(p for p in paths if p.key == raw_key)
-    rows.append(
-        [
-            f"baseline: {chosen.label}",
-            f"{fmt(base_rate)} appends/s",
-            f"{med(raw_key, 'p50'):.1f} / {med(raw_key, 'p99'):.1f}",
-            "—",
-            "—",
-            "1.00",
-            "—",
-            "baseline",
-        ]
-    )
-    rows.append(
-        [
-            f"(not the baseline: {other.label})",
-            f"{fmt(med(other_raw, 'rate'))} appends/s",
-            f"{med(other_raw, 'p50'):.1f} / {med(other_raw, 'p99'):.1f}",
-            f"{fmt(base_rate)} appends/s",
-            f"{med(raw_key, 'p50'):.1f} / {med(raw_key, 'p99'):.1f}",
-            f"{med(other_raw, 'rate') / base_rate:.2f}",
-            "—",
-            "—",
-        ]
-    )
-    long_ms = statistics.median(cold.long) * 1000
-    fresh_ms = statistics.median(cold.fresh) * 1000
-    warm_ms = statistics.median(cold.warm) * 1000
-    rows.append(
-        [
+    rows.append([f"baseline: {chosen.label}", *base, "—", "—", "1.00", "—", "baseline"])
+    other_rate = f"{fmt(med(other_raw, 'rate'))} appends/s"
+    other_ratio = f"{med(other_raw, 'rate') / base_rate:.2f}"
+    rows.append([f"(not the baseline: {other.label})", other_rate, lat(other_raw), *base])
+    rows[-1] += [other_ratio, "—", "—"]
+    fresh_ms = median(cold.fresh) * 1000
+    fresh = [f"{fresh_ms:.1f} ms", f"{max(cold.fresh) * 1000:.1f} (max)"]
+    for label, values, digits, target in (
+        (
             f"cold worker: one check-in on a {args.events:,}-event stream, from the host's"
             " snapshot (baseline: the same on a fresh stream)",
-            f"{long_ms:.1f} ms",
-            f"{max(cold.long) * 1000:.1f} (max)",
-            f"{fresh_ms:.1f} ms",
-            f"{max(cold.fresh) * 1000:.1f} (max)",
-            f"{long_ms / fresh_ms:.1f}x",
-            f"≤ {COLD_TARGET:g}x",
-            met(long_ms / fresh_ms <= COLD_TARGET),
-        ]
-    )
-    rows.append(
-        [
-            "(cached worker, the next check-in on that stream)",
-            f"{warm_ms:.1f} ms",
-            f"{max(cold.warm) * 1000:.1f} (max)",
-            f"{fresh_ms:.1f} ms",
-            f"{max(cold.fresh) * 1000:.1f} (max)",
-            f"{warm_ms / fresh_ms:.2f}x",
-            "—",
-            "—",
-        ]
-    )
-    rows.append(
-        [
-            "(the host's first load of that stream, before any snapshot of it)",
-            f"{cold.unsnapshotted * 1000:.1f} ms",
-            "—",
-            f"{fresh_ms:.1f} ms",
-            f"{max(cold.fresh) * 1000:.1f} (max)",
-            f"{cold.unsnapshotted * 1000 / fresh_ms:.1f}x",
-            "—",
-            "—",
-        ]
-    )
-    first_ms = statistics.median(cold.first) * 1000
-    rows.append(
-        [
-            "(a new worker's first command, a throwaway item)",
-            f"{first_ms:.1f} ms",
-            f"{max(cold.first) * 1000:.1f} (max)",
-            f"{fresh_ms:.1f} ms",
-            f"{max(cold.fresh) * 1000:.1f} (max)",
-            f"{first_ms / fresh_ms:.2f}x",
-            "—",
-            "—",
-        ]
-    )
+            cold.long,
+            1,
+            COLD_TARGET,
+        ),
+        ("(cached worker, the next check-in on that stream)", cold.warm, 2, None),
+        ("(the host's first load of that stream, before any snapshot of it)", [], 1, None),
+        ("(a new worker's first command, a throwaway item)", cold.first, 2, None),
+    ):
+        ours = median(values) * 1000 if values else cold.unsnapshotted * 1000
+        worst = f"{max(values) * 1000:.1f} (max)" if values else "—"
+        ratio = ours / fresh_ms
+        verdict = [f"≤ {target:g}x", met(ratio <= target)] if target else ["—", "—"]
+        rows.append([label, f"{ours:.1f} ms", worst, *fresh, f"{ratio:.{digits}f}x", *verdict])
     report.table(HEADLINE_COLUMNS, rows, text=(1, 3, 7))
     for row in rows:
         if not row[0].startswith("(not the baseline"):
@@ -991,58 +894,40 @@ def run(args: Any, tmp: Path, services: list[Service], pool: list[Clients], repo
         "",
     )
 
-    def all_cpu(key: str) -> float:
-        """CPU ms per operation of every process involved, clients included (median)."""
-        return statistics.median(
-            1000 * (w.server_cpu + w.client_cpu) / w.done if w.done else math.nan
-            for w in windows[key]
+    def per_op(ws: list[Window], clients: bool, servers: bool) -> float:
+        """CPU ms per operation (median of the rounds) of the servers and / or the clients."""
+        return median(
+            [
+                1000 * (servers * w.server_cpu + clients * w.client_cpu) / w.done
+                if w.done
+                else math.nan
+                for w in ws
+            ]
         )
 
     detail = []
     for path in paths:
         ws = windows[path.key]
-        per_round = [
-            w.rate / b.rate if b.rate else math.nan
-            for w, b in zip(ws, windows[raw_key], strict=True)
-        ]
+        per_round = ratios([w.rate for w in ws], [b.rate for b in windows[raw_key]])
+        everything = per_op(ws, True, True)
         detail.append(
             [
                 path.label,
                 " ".join(fmt(w.rate) for w in ws),
-                " ".join(f"{r:.2f}" for r in per_round)
-                + f" (median {statistics.median(per_round):.2f})",
+                " ".join(f"{r:.2f}" for r in per_round) + f" (median {median(per_round):.2f})",
                 fmt(med(path.key, "cpu-esdb"), 2),
                 fmt(med(path.key, "cpu-projector"), 2),
                 fmt(med(path.key, "cpu-web"), 2) if path.kind == "api" else "—",
                 fmt(med(path.key, "cpu"), 2),
-                fmt(
-                    statistics.median(
-                        1000 * w.client_cpu / w.done if w.done else math.nan for w in ws
-                    ),
-                    2,
-                ),
-                fmt(all_cpu(path.key), 2),
-                f"{all_cpu(raw_key) / all_cpu(path.key):.2f}",
+                fmt(per_op(ws, True, False), 2),
+                fmt(everything, 2),
+                f"{per_op(windows[raw_key], True, True) / everything:.2f}",
                 str(sum(w.errors for w in ws)),
             ]
         )
-    report.table(
-        [
-            "path",
-            "per round /s",
-            "÷ baseline, per round",
-            "esdblocal CPU ms/op",
-            "projector",
-            "gunicorn",
-            "all three",
-            "clients",
-            "everything",
-            "CPU ratio",
-            "errors",
-        ],
-        detail,
-        text=(1, 2),
-    )
+    header = "path|per round /s|÷ baseline, per round|esdblocal CPU ms/op|projector|gunicorn"
+    header += "|all three|clients|everything|CPU ratio|errors"
+    report.table(header.split("|"), detail, text=(1, 2))
     report.add(
         "Cold samples, ms (first / long / fresh / warm): "
         + "; ".join(

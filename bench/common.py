@@ -1,6 +1,10 @@
-"""What the benchmarks share: processes with their output in files, the environment the
-stack runs with, esdblocal started on a free port, load from wrk, and the report's header
-(the machine, the revision)."""
+"""The benchmarks' harness: processes with their output in files (``Bench`` starts the
+stacks: esdblocal, the projector, gunicorn, and stops them all), the environment they run
+with, alternating rounds (``round_orders``), load from wrk, and the report (``Report``:
+markdown tables, min / median / max, the machine and the load average before the run).
+
+A script is then a description of what it measures against what: it builds its stack with
+``Bench``, runs its paths in paired rounds, and adds rows to ``bench.report``."""
 
 from __future__ import annotations
 
@@ -14,15 +18,19 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -381,10 +389,173 @@ class Report:
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
 
-    def table(self, header: list[str], rows: list[list[str]], text: tuple[int, ...] = ()) -> None:
-        """A markdown table: figures right-aligned, the first column and ``text`` ones left."""
+    def table(
+        self, header: list[str] | str, rows: list[list[str]], text: tuple[int, ...] = ()
+    ) -> None:
+        """A markdown table: figures right-aligned, the first column and ``text`` ones left;
+        ``header`` is a list or one string of names between ``|``."""
+        if isinstance(header, str):
+            header = header.split("|")
         self.add("| " + " | ".join(header) + " |")
         aligns = ["---" if i == 0 or i in text else "---:" for i in range(len(header))]
         self.add("|" + "|".join(aligns) + "|")
         self.add(*("| " + " | ".join(row) + " |" for row in rows))
         self.add("")
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def spread(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
+    """``min / median / max`` of ``values`` (times ``scale``), for a table cell."""
+    if not values:
+        return "—"
+    ordered = sorted(v * scale for v in values)
+    return " / ".join(fmt(v, digits) for v in (ordered[0], median(ordered), ordered[-1]))
+
+
+def p50_p99(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
+    """``p50 / p99`` (nearest rank) of ``values`` times ``scale``, for a table cell."""
+    ordered = sorted(values)
+    return " / ".join(fmt(percentile(ordered, p) * scale, digits) for p in (50, 99))
+
+
+def ratios(ours: Sequence[float], baseline: Sequence[float]) -> list[float]:
+    """Paired ratios, round by round (the baseline measured next to ours in each round)."""
+    return [o / b if b else math.nan for o, b in zip(ours, baseline, strict=True)]
+
+
+def round_orders(items: Sequence[T], rounds: int, rotate: bool = False) -> Iterator[list[T]]:
+    """The order of ``items`` in each round: reversed every other round, or (``rotate``)
+    shifted by one each round, so that each takes each place in turn and slow drift of the
+    machine falls on every item alike."""
+    for number in range(rounds):
+        if rotate:
+            shift = number % len(items)
+            yield [*items[shift:], *items[:shift]]
+        else:
+            yield list(items) if number % 2 == 0 else list(reversed(items))
+
+
+def order_text(order: Sequence[Any]) -> str:
+    return " → ".join(str(getattr(item, "key", item)) for item in order)
+
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+
+
+@dataclass
+class Web:
+    """A gunicorn server of a stack: its service and port."""
+
+    service: Service
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.service.pid
+
+
+class Bench:
+    """One run: a temp dir, the processes started in it (stopped in reverse order when the
+    run ends, fails, or gets SIGTERM), the environment and request headers (``auth``), and
+    the report. ``Bench.main(prefix, body)`` runs ``body(bench)`` and prints the report."""
+
+    def __init__(self, tmp: Path, auth: bool = True) -> None:
+        self.tmp = tmp
+        self.data = tmp / "data"
+        self.services: list[Service] = []
+        self.cleanups: list[Callable[[], None]] = []
+        self.report = Report()
+        self.env, self.auth = bench_env(auth)
+        self.load_before = os.getloadavg()
+        self.began = time.perf_counter()
+
+    @classmethod
+    def main(
+        cls,
+        prefix: str,
+        body: Callable[[Bench], object],
+        auth: bool = True,
+        headlines: str | None = None,
+    ) -> int:
+        def terminate(signum: int, frame: FrameType | None) -> None:
+            raise SystemExit(128 + signum)  # so that the finally below stops every process
+
+        signal.signal(signal.SIGTERM, terminate)
+        with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as tmp_name:
+            bench = cls(Path(tmp_name), auth)
+            try:
+                result = body(bench)
+            finally:
+                bench.stop()
+        print("\n".join(bench.report.lines), flush=True)
+        bench.report.write_headlines(headlines)
+        return 1 if result is False else 0
+
+    def stop(self) -> None:
+        for cleanup in reversed(self.cleanups):
+            cleanup()
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()
+
+    @property
+    def wall(self) -> float:
+        return time.perf_counter() - self.began
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Service:
+        service = Service(name, argv, self.tmp, self.env if env is None else env)
+        self.services.append(service)
+        return service
+
+    def esdblocal(self, *extra: str, name: str = "esdblocal", data: Path | None = None) -> str:
+        """A durable esdblocal (under ``data/esdb``) on a free port; its connection string."""
+        store = data if data is not None else self.data / "esdb"
+        argv = [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(store), *extra]
+        self.esdb = self.start(name, argv)
+        uri = self.esdb.wait_for_line(
+            self.esdb.stdout_path, lambda line: line.startswith("esdb"), 60
+        )
+        log(f"{name} at {uri}")
+        return uri
+
+    def stack_env(self, uri: str, **settings: object) -> dict[str, str]:
+        """The web servers' and projector's environment: ``settings`` are env vars (None
+        removes one)."""
+        env = {**self.env, "ESDB_URI": uri, "DATA_DIR": str(self.data), "HOST": HOST}
+        for name, value in settings.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = f"{value:g}" if isinstance(value, float) else str(value)
+        return env
+
+    def projector(self, env: dict[str, str], *extra: str) -> Service:
+        return self.start("projector", [sys.executable, "-m", "projections", *extra], env)
+
+    def gunicorn(
+        self, name: str, env: dict[str, str], app: str = "app.wsgi:app", **settings: object
+    ) -> Web:
+        """gunicorn with deploy/gunicorn.conf.py on a free port; ``app`` from bench/ when it
+        is not the product's; ``settings`` as env vars. Call ``wait`` before using it."""
+        port = free_port()
+        target = [app] if app.startswith("app.") else ["--pythonpath", "bench", app]
+        env = {**env, "PORT": str(port), **{k: str(v) for k, v in settings.items()}}
+        return Web(self.start(name, [*GUNICORN, *target], env), port)
+
+    @staticmethod
+    def wait(*webs: Web) -> None:
+        for web in webs:
+            wait_http(web.service, web.port, "/healthz")
+
+    def header(self, title: str, *lines: str) -> None:
+        """The report's title and its list of what ran where: machine, load, code, ``lines``."""
+        self.report.add(
+            "",
+            title,
+            "",
+            *(f"- {line}" for line in (*machine(self.load_before), f"code: {revision()}", *lines)),
+            "",
+        )
