@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from uuid import uuid4
@@ -23,7 +20,8 @@ from uuid import uuid4
 import msgspec
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Bench, log, median
 
 from app.commands import CommandHandler, CommandRequest
 from app.snapshots import Snapshots
@@ -86,55 +84,46 @@ def time_commands(
     return timings
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--commands", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "esdblocal", "--port", "0", "--data", data],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert server.stdout is not None
-            uri = server.stdout.readline().strip()
-            stream = f"{inventory.CATEGORY}-{uuid4()}"
-            print(f"filling {stream} with {args.events:,} events", file=sys.stderr)
-            fill(uri, stream, args.events)
-            print("timing cold and warm commands", file=sys.stderr)
-            cold_runs = max(10, args.commands // 10)
-            cold = time_commands(uri, [stream], cold_runs, warm=False)
-            warm = time_commands(uri, [stream], args.commands, warm=True)
-            shorts = [f"{inventory.CATEGORY}-{uuid4()}" for _ in range(cold_runs)]
-            for short in shorts:  # created items: streams of one event
-                fill(uri, short, 1)
-            fresh = time_commands(uri, shorts, cold_runs, warm=False)
-            snapshots = Snapshots(Path(data) / "snapshots.sqlite3")
-            time_commands(uri, [stream], 1, warm=False, snapshots=snapshots)  # writes one
-            snapped = time_commands(uri, [stream], cold_runs, warm=False, snapshots=snapshots)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-    cold_ms = statistics.median(cold) * 1000
-    warm_ms = statistics.median(warm) * 1000
-    print(f"\n## One command on a {args.events:,}-event stream ({os.cpu_count()} cores)\n")
-    print("| worker | commands | median ms | p90 ms | vs cold |")
-    print("|---|---:|---:|---:|---:|")
-    rows = (
-        ("cold: reads the whole stream", cold, cold_ms),
-        ("cold, from the host's snapshot (the events after it only)", snapped, cold_ms),
-        ("warm: cached, appends with the version it knows", warm, warm_ms),
-        ("baseline: a cold worker on a fresh stream", fresh, cold_ms),
-    )
-    for label, timings, _ in rows:
+    return Bench.main("long-stream-bench", lambda bench: run(args, bench), auth=False)
+
+
+def run(args: argparse.Namespace, bench: Bench) -> None:
+    uri = bench.esdblocal()
+    stream = f"{inventory.CATEGORY}-{uuid4()}"
+    log(f"filling {stream} with {args.events:,} events")
+    fill(uri, stream, args.events)
+    log("timing cold and warm commands")
+    cold_runs = max(10, args.commands // 10)
+    cold = time_commands(uri, [stream], cold_runs, warm=False)
+    warm = time_commands(uri, [stream], args.commands, warm=True)
+    shorts = [f"{inventory.CATEGORY}-{uuid4()}" for _ in range(cold_runs)]
+    for short in shorts:  # created items: streams of one event
+        fill(uri, short, 1)
+    fresh = time_commands(uri, shorts, cold_runs, warm=False)
+    snapshots = Snapshots(bench.data / "snapshots.sqlite3")
+    time_commands(uri, [stream], 1, warm=False, snapshots=snapshots)  # writes one
+    snapped = time_commands(uri, [stream], cold_runs, warm=False, snapshots=snapshots)
+    cold_ms = median(cold) * 1000
+    bench.header(f"## One command on a {args.events:,}-event stream ({os.cpu_count()} cores)")
+    rows = []
+    for label, timings in (
+        ("cold: reads the whole stream", cold),
+        ("cold, from the host's snapshot (the events after it only)", snapped),
+        ("warm: cached, appends with the version it knows", warm),
+        ("baseline: a cold worker on a fresh stream", fresh),
+    ):
         p90 = sorted(timings)[int(len(timings) * 0.9)] * 1000
-        median = statistics.median(timings) * 1000
-        print(f"| {label} | {len(timings)} | {median:.2f} | {p90:.2f} | {median / cold_ms:.3f} |")
-    ratio = statistics.median(snapped) / statistics.median(fresh)
-    print(f"\ncold from a snapshot / cold on a fresh stream: {ratio:.2f}x (target <= 3x)")
+        ms = median(timings) * 1000
+        rows.append([label, str(len(timings)), f"{ms:.2f}", f"{p90:.2f}", f"{ms / cold_ms:.3f}"])
+    bench.report.table("worker|commands|median ms|p90 ms|vs cold", rows)
+    ratio = median(snapped) / median(fresh)
+    bench.report.add(f"cold from a snapshot / cold on a fresh stream: {ratio:.2f}x (target <= 3x)")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
