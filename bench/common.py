@@ -96,10 +96,27 @@ class Service:
         with self.stdout_path.open("w") as out, self.stderr_path.open("w") as err:
             self.proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=err)
         self.started = time.perf_counter()
+        self.address = ""
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def first_line(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
+        """The first line the process prints (a server's address, once it is ready)."""
+        self.address = self.wait_for_line(self.stdout_path, lambda line: True, timeout)
+        log(f"{self.name} ready at {self.address} (pid {self.pid})")
+        return self.address
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -332,9 +349,7 @@ def start_esdblocal(data: Path, tmp: Path, env: dict[str, str], services: list[S
         env,
     )
     services.append(esdb)
-    uri = esdb.wait_for_line(esdb.stdout_path, lambda line: line.startswith("esdb"), 60)
-    log(f"esdblocal at {uri}")
-    return uri
+    return esdb.first_line()
 
 
 def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> list[str]:

@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
-import platform
 import queue
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,21 +29,10 @@ import grpc
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdbclient.protos.Grpc import persistent_pb2, persistent_pb2_grpc, shared_pb2
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Bench, percentile
+
 BATCH = 500
-
-
-def start_esdblocal(data: Path) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "esdblocal", "--port", "0", "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    uri = process.stdout.readline().strip()
-    if not uri.startswith("esdb://"):
-        raise RuntimeError(f"esdblocal did not start (exit {process.poll()})")
-    return process, uri
 
 
 def seed(client: EventStoreDBClient, stream: str, count: int) -> None:
@@ -162,57 +147,55 @@ def redelivery(uri: str, stream: str, count: int) -> tuple[list[float], list[flo
     return retried, following
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events in the stream")
     parser.add_argument(
         "--latency-events", type=int, default=2_000, help="events nacked then acked"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="persistent-bench-") as tmp:
-        process, uri = start_esdblocal(Path(tmp))
-        try:
-            stream = f"jobs-{uuid.uuid4()}"
-            with EventStoreDBClient(uri) as client:
-                seed(client, stream, args.events)
-                latency_stream = f"latency-{uuid.uuid4()}"
-                seed(client, latency_stream, args.latency_events)
-            rows = []
-            base = catch_up(uri, stream, args.events)
-            rows.append(("catch-up subscription, 1 reader", base))
-            for consumers in (1, 4):
-                elapsed = persistent(uri, stream, args.events, consumers)
-                label = f"persistent, {consumers} consumer{'s' if consumers > 1 else ''}, acked"
-                rows.append((label, elapsed))
-            retried, following = redelivery(uri, latency_stream, args.latency_events)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-    print(f"\n{os.cpu_count()} CPU core(s); Python {platform.python_version()}; durable esdblocal")
-    print(f"\n### Delivery: {args.events:,} events of one stream\n")
-    print("| reader | seconds | events/s | ratio |")
-    print("|---|---:|---:|---:|")
-    for label, elapsed in rows:
-        rate = args.events / elapsed
-        print(f"| {label} | {elapsed:.2f} | {rate:,.0f} | {base / elapsed:.2f} |")
-    print("\nratio = events/s ÷ the catch-up subscription's.")
-    print(f"\n### Redelivery after nack(retry): {len(retried):,} events, 1 in flight\n")
-    print("| measure | p50 ms | p99 ms | p50 ratio | p99 ratio |")
-    print("|---|---:|---:|---:|---:|")
-    base50, base99 = percentile(following, 0.5), percentile(following, 0.99)
+    return Bench.main("persistent-bench", lambda bench: run(args, bench), auth=False)
+
+
+def run(args: argparse.Namespace, bench: Bench) -> None:
+    uri = bench.esdblocal()
+    stream = f"jobs-{uuid.uuid4()}"
+    with EventStoreDBClient(uri) as client:
+        seed(client, stream, args.events)
+        latency_stream = f"latency-{uuid.uuid4()}"
+        seed(client, latency_stream, args.latency_events)
+    rows = []
+    base = catch_up(uri, stream, args.events)
+    rows.append(("catch-up subscription, 1 reader", base))
+    for consumers in (1, 4):
+        elapsed = persistent(uri, stream, args.events, consumers)
+        label = f"persistent, {consumers} consumer{'s' if consumers > 1 else ''}, acked"
+        rows.append((label, elapsed))
+    retried, following = redelivery(uri, latency_stream, args.latency_events)
+    report = bench.report
+    bench.header("## Persistent subscriptions (durable esdblocal)")
+    report.add(f"### Delivery: {args.events:,} events of one stream", "")
+    table = [
+        [label, f"{elapsed:.2f}", f"{args.events / elapsed:,.0f}", f"{base / elapsed:.2f}"]
+        for label, elapsed in rows
+    ]
+    report.table("reader|seconds|events/s|ratio", table)
+    report.add("ratio = events/s ÷ the catch-up subscription's.", "")
+    report.add(f"### Redelivery after nack(retry): {len(retried):,} events, 1 in flight", "")
+    ordered = sorted(following)
+    base50, base99 = percentile(ordered, 50), percentile(ordered, 99)
+    table = []
     for label, values in (
         ("ack sent → next event (baseline)", following),
         ("nack(retry) sent → same event again", retried),
     ):
-        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
-        print(f"| {label} | {p50:.2f} | {p99:.2f} | {p50 / base50:.2f} | {p99 / base99:.2f} |")
-    print(f"\nmean redelivery {statistics.mean(retried):.2f} ms; ratio = ÷ the baseline's.")
+        ordered = sorted(values)
+        p50, p99 = percentile(ordered, 50), percentile(ordered, 99)
+        table.append([label, f"{p50:.2f}", f"{p99:.2f}", f"{p50 / base50:.2f}"])
+        table[-1].append(f"{p99 / base99:.2f}")
+    report.table("measure|p50 ms|p99 ms|p50 ratio|p99 ratio", table)
+    report.add(f"mean redelivery {statistics.mean(retried):.2f} ms; ratio = ÷ the baseline's.")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
