@@ -25,16 +25,16 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import HOST, PROJECT_ROOT, Bench, Service, cpu_seconds, median, ratios, round_orders
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MODES = ("off", "on", "mux")
 
@@ -72,7 +72,7 @@ async def _front(grpc_port: int, http_port: int) -> asyncio.base_events.Server:
 
 
 async def serve(mode: str, data: Path) -> None:
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(PROJECT_ROOT))
     from esdblocal.server import Node
 
     node = Node(HOST, 0, data, http_port=None if mode == "off" else 0)
@@ -131,46 +131,32 @@ def seed(uri: str, stream: str, events: int, batch: int = 1000) -> None:
             )
 
 
+@dataclass
 class Server:
-    def __init__(self, mode: str, tmp: Path) -> None:
-        self.mode = mode
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", mode, str(tmp / mode)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = json.loads(self.process.stdout.readline())
-        self.uri: str = line["uri"]
-        self.http_port: int = line["http_port"]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+    service: Service
+    uri: str
+    http_port: int
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def start(bench: Bench, mode: str) -> Server:
+    argv = [sys.executable, __file__, "--serve", mode, str(bench.tmp / mode)]
+    service = bench.start(f"esdblocal-{mode}", argv)
+    line = json.loads(service.first_line())
+    return Server(service, line["uri"], line["http_port"])
 
 
 def run_client(kind: str, server: Server, seconds: float, stream: str) -> tuple[float, float]:
     """(operations/s, server CPU µs per operation) of one client run."""
-    before = cpu_seconds(server.process.pid)
+    before = cpu_seconds(server.service.pid)
     out = subprocess.run(
         [sys.executable, __file__, "--client", kind, server.uri, str(seconds), stream],
         capture_output=True,
         text=True,
         check=True,
-        cwd=ROOT,
+        cwd=PROJECT_ROOT,
     )
     result = json.loads(out.stdout)
-    used = cpu_seconds(server.process.pid) - before
+    used = cpu_seconds(server.service.pid) - before
     return float(result["rate"]), used * 1e6 / max(1, result["done"])
 
 
@@ -193,7 +179,7 @@ def latency(port: int, path: str, requests: int) -> tuple[float, float]:
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per workload per round")
     parser.add_argument("--rounds", type=int, default=9)
@@ -203,69 +189,60 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.events, args.requests = 1.0, 1, 10_000, 50
-    print(f"# machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="http-bench-") as directory:
-        tmp = Path(directory)
-        servers = {mode: Server(mode, tmp) for mode in MODES}
-        try:
-            for server in servers.values():
-                seed(server.uri, "read-10k", 10_000)
-            rates: dict[tuple[str, str], list[float]] = {}
-            cpu: dict[tuple[str, str], list[float]] = {}
-            for round_number in range(args.rounds):
-                shift = round_number % len(MODES)  # each mode takes each place in turn
-                order = MODES[shift:] + MODES[:shift]
-                for kind in ("appends", "reads"):
-                    for mode in order:
-                        stream = "append-1" if kind == "appends" else "read-10k"
-                        rate, per_op = run_client(kind, servers[mode], args.seconds, stream)
-                        rates.setdefault((kind, mode), []).append(rate)
-                        cpu.setdefault((kind, mode), []).append(per_op)
-            print("\n## gRPC with the HTTP side off / on / multiplexed on one port\n")
-            print(
-                "Each round runs the three modes back to back; *ratio* is the median of the"
-                " per-round ratios to off (paired, so load from elsewhere on the machine"
-                " cancels out). *server CPU* is the esdblocal process's CPU per operation.\n"
-            )
-            print(
-                "| workload | mode | median rate | rate ratio to off | server CPU µs/op |"
-                " CPU ratio to off | rates per round |"
-            )
-            print("|---|---|---:|---:|---:|---:|---|")
-            for kind, unit in (("appends", "appends/s"), ("reads", "events/s")):
-                for mode in MODES:
-                    values = rates[(kind, mode)]
-                    paired = [v / b for v, b in zip(values, rates[(kind, "off")], strict=True)]
-                    costs = cpu[(kind, mode)]
-                    cost_ratio = [c / b for c, b in zip(costs, cpu[(kind, "off")], strict=True)]
-                    rounds = ", ".join(f"{v:,.0f}" for v in values)
-                    print(
-                        f"| {kind} ({unit}) | {mode} | {statistics.median(values):,.0f} |"
-                        f" {statistics.median(paired):.3f} | {statistics.median(costs):.1f} |"
-                        f" {statistics.median(cost_ratio):.3f} | {rounds} |"
-                    )
-            on = servers["on"]
-            seed(on.uri, "long-stream", args.events, batch=2000)
-            seed(on.uri, "short-stream", 1)
-            deep = args.events // 2
-            figures = [
-                ("head of a 1-event stream (baseline)", "/streams/short-stream"),
-                (f"head of a {args.events:,}-event stream", "/streams/long-stream"),
-                (f"{deep}/forward/20", f"/streams/long-stream/{deep}/forward/20"),
-                ("19/backward/20 (the oldest page)", "/streams/long-stream/19/backward/20"),
-                ("head, embed=body", "/streams/long-stream?embed=body"),
-            ]
-            print(f"\n## Feed page latency ({args.requests} keep-alive GETs each, ms)\n")
-            print("| page | p50 | p99 | p50 ratio to baseline |")
-            print("|---|---:|---:|---:|")
-            base_p50 = 0.0
-            for label, path in figures:
-                p50, p99 = latency(on.http_port, path, args.requests)
-                base_p50 = base_p50 or p50
-                print(f"| {label} | {p50:.2f} | {p99:.2f} | {p50 / base_p50:.2f} |")
-        finally:
-            for server in servers.values():
-                server.stop()
+    return Bench.main("http-bench", lambda bench: run(args, bench), auth=False)
+
+
+def run(args: argparse.Namespace, bench: Bench) -> None:
+    servers = {mode: start(bench, mode) for mode in MODES}
+    for server in servers.values():
+        seed(server.uri, "read-10k", 10_000)
+    rates: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for order in round_orders(MODES, args.rounds, rotate=True):
+        for kind in ("appends", "reads"):
+            for mode in order:
+                stream = "append-1" if kind == "appends" else "read-10k"
+                rate, per_op = run_client(kind, servers[mode], args.seconds, stream)
+                rates.setdefault((kind, mode), []).append(rate)
+                cpu.setdefault((kind, mode), []).append(per_op)
+    report = bench.report
+    bench.header("## gRPC with the HTTP side off / on / multiplexed on one port")
+    report.add(
+        "Each round runs the three modes back to back; *ratio* is the median of the"
+        " per-round ratios to off (paired, so load from elsewhere on the machine"
+        " cancels out). *server CPU* is the esdblocal process's CPU per operation.",
+        "",
+    )
+    rows = []
+    for kind, unit in (("appends", "appends/s"), ("reads", "events/s")):
+        for mode in MODES:
+            values, costs = rates[(kind, mode)], cpu[(kind, mode)]
+            paired = median(ratios(values, rates[(kind, "off")]))
+            cost_ratio = median(ratios(costs, cpu[(kind, "off")]))
+            rounds = ", ".join(f"{v:,.0f}" for v in values)
+            rows.append([f"{kind} ({unit})", mode, f"{median(values):,.0f}", f"{paired:.3f}"])
+            rows[-1] += [f"{median(costs):.1f}", f"{cost_ratio:.3f}", rounds]
+    header = "workload|mode|median rate|rate ratio to off|server CPU µs/op|CPU ratio to off"
+    report.table(header + "|rates per round", rows, text=(1, 6))
+    on = servers["on"]
+    seed(on.uri, "long-stream", args.events, batch=2000)
+    seed(on.uri, "short-stream", 1)
+    deep = args.events // 2
+    figures = [
+        ("head of a 1-event stream (baseline)", "/streams/short-stream"),
+        (f"head of a {args.events:,}-event stream", "/streams/long-stream"),
+        (f"{deep}/forward/20", f"/streams/long-stream/{deep}/forward/20"),
+        ("19/backward/20 (the oldest page)", "/streams/long-stream/19/backward/20"),
+        ("head, embed=body", "/streams/long-stream?embed=body"),
+    ]
+    report.add(f"## Feed page latency ({args.requests} keep-alive GETs each, ms)", "")
+    rows = []
+    base_p50 = 0.0
+    for label, path in figures:
+        p50, p99 = latency(on.http_port, path, args.requests)
+        base_p50 = base_p50 or p50
+        rows.append([label, f"{p50:.2f}", f"{p99:.2f}", f"{p50 / base_p50:.2f}"])
+    report.table("page|p50|p99|p50 ratio to baseline", rows)
 
 
 if __name__ == "__main__":
@@ -282,4 +259,4 @@ if __name__ == "__main__":
         _, _, kind, uri, seconds, stream = sys.argv
         print(json.dumps(client(kind, uri, float(seconds), stream)))
     else:
-        main()
+        sys.exit(main())
