@@ -46,7 +46,6 @@ import pstats
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -64,23 +63,21 @@ from common import (
     PROJECT_ROOT,
     STOP_TIMEOUT_S,
     WRK_SCRIPT,
+    Bench,
     Load,
     Report,
     Service,
-    bench_env,
     cpu_seconds,
     ensure_wrk,
     fmt,
-    free_port,
     http_get,
     log,
     machine_lines,
     ms,
     percentile,
+    round_orders,
     run_wrk,
-    start_esdblocal,
     tree_cpu_seconds,
-    wait_http,
 )
 
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -691,28 +688,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    services: list[Service] = []
-    report = Report()
-    with tempfile.TemporaryDirectory(prefix="read-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        data = tmp / "data"
-        try:
-            run(args, tmp, data, services, report)
-        finally:
-            for service in reversed(services):
-                service.stop()
-            for child in mp.active_children():
-                child.terminate()
-                child.join(STOP_TIMEOUT_S)
-    print("\n".join(report.lines), flush=True)
-    report.write_headlines(args.headlines)
-    return 0
+
+    def body(bench: Bench) -> None:
+        bench.cleanups.append(stop_children)
+        run(args, bench)
+
+    return Bench.main("read-bench", body, auth=args.auth, headlines=args.headlines)
 
 
-def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Report) -> None:
-    load_before = os.getloadavg()
-    env, auth = bench_env(args.auth)
-    uri = start_esdblocal(data, tmp, env, services)
+def stop_children() -> None:
+    for child in mp.active_children():
+        child.terminate()
+        child.join(STOP_TIMEOUT_S)
+
+
+def run(args: Any, bench: Bench) -> None:
+    report, auth, tmp = bench.report, bench.auth, bench.tmp
+    uri = bench.esdblocal()
 
     # ------------------------------------------------ 1. seed, then catch up three ways
     log(f"seeding {args.items:,} items with {args.seed_processes} process(es)")
@@ -727,22 +719,10 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
     sub_count, sub_seconds = raw_subscription(uri)
     log(f"raw subscribe_to_all: {sub_count:,} events in {sub_seconds:.2f} s")
 
-    base_env = {
-        **env,
-        "ESDB_URI": uri,
-        "DATA_DIR": str(data),
-        "READ_WAIT": f"{args.read_wait:g}",
-        "LOG_LEVEL": args.log_level,
-        "WEB_WORKERS": str(args.workers),
-        "HOST": HOST,
-    }
-    projector = Service(
-        "projector",
-        [sys.executable, "-m", "projections", "--esdb-uri", uri, "--data-dir", str(data)],
-        tmp,
-        base_env,
+    base_env = bench.stack_env(
+        uri, READ_WAIT=args.read_wait, LOG_LEVEL=args.log_level, WEB_WORKERS=args.workers
     )
-    services.append(projector)
+    projector = bench.projector(base_env, "--esdb-uri", uri, "--data-dir", str(bench.data))
     timeout = 120 + args.items / 500
     line = projector.wait_for_line(projector.stderr_path, caught_up, timeout)
     wall = time.perf_counter() - projector.started
@@ -752,23 +732,12 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
     log(f"projector caught up: {line}")
 
     # ------------------------------------------------ 2. two web servers
-    app_port, hello_port = free_port(), free_port()
-    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
-    app_service = Service(
-        "web-app", [*gunicorn, "app.wsgi:app"], tmp, {**base_env, "PORT": str(app_port)}
-    )
-    services.append(app_service)
-    hello_service = Service(
-        "web-hello",
-        [*gunicorn, "--pythonpath", "bench", "hello_app:app"],
-        tmp,
-        {**base_env, "PORT": str(hello_port)},
-    )
-    services.append(hello_service)
-    wait_http(app_service, app_port, "/healthz")
-    wait_http(hello_service, hello_port, "/healthz")
+    app_web = bench.gunicorn("web-app", base_env)
+    hello_web = bench.gunicorn("web-hello", base_env, "hello_app:app")
+    bench.wait(app_web, hello_web)
+    app_port, app_service = app_web.port, app_web.service
     targets = [
-        Target("hello-world", hello_service, hello_port),
+        Target("hello-world", hello_web.service, hello_web.port),
         Target("app", app_service, app_port),
     ]
 
@@ -778,16 +747,12 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
     if status != 200:
         raise RuntimeError(f"GET {item_path} answered {status}")
     etag = headers["ETag"]
-    floor_port = free_port()
-    floor_service = Service(
-        "web-floor",
-        [*gunicorn, "--pythonpath", "bench", "floor_app:create()"],
-        tmp,
-        {**base_env, "PORT": str(floor_port), "FLOOR_ETAG": etag.strip('"')},
+    floor_web = bench.gunicorn(
+        "web-floor", base_env, "floor_app:create()", FLOOR_ETAG=etag.strip('"')
     )
-    services.append(floor_service)
-    wait_http(floor_service, floor_port, "/healthz")
-    floor = Target(FLOOR, floor_service, floor_port)
+    bench.wait(floor_web)
+    floor_port = floor_web.port
+    floor = Target(FLOOR, floor_web.service, floor_port)
     list_path = "/v1/inventory-items?offset={}&limit=" + str(LIST_LIMIT)
     scenarios = [
         Scenario("get-item", "GET item (200)", item_path, auth, 200),
@@ -828,8 +793,7 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
         for target in loaded:
             if args.warmup > 0:
                 generator.run(target, scenario, args.warmup)
-        for round_ in range(args.rounds):
-            order = loaded if round_ % 2 == 0 else list(reversed(loaded))
+        for round_, order in enumerate(round_orders(loaded, args.rounds)):
             for target in order:
                 load = generator.run(target, scenario, args.seconds)
                 loads.setdefault((scenario.key, target.label), []).append(load)
@@ -853,7 +817,9 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
 
     # ------------------------------------------------ report
     report.add("", "## Read side vs baselines measured in the same run", "")
-    report.add(*(f"- {line}" for line in machine_lines(args, generator.describe(), load_before)))
+    report.add(
+        *(f"- {line}" for line in machine_lines(args, generator.describe(), bench.load_before))
+    )
     report.add(
         f"- seeded: {seeded['items']:,} items (one InventoryItemCreated per stream) in"
         f" {seeded['seconds']:.1f} s = {seeded['rate']:,.0f} streams/s ({seeded['how']},"
@@ -953,24 +919,9 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
                 per_round,
             ]
         )
-    report.table(
-        [
-            "scenario",
-            "hello req/s",
-            "app req/s",
-            "ratio",
-            "target",
-            "hello p99 ms",
-            "app p99 ms",
-            "hello CPU ms/req",
-            "app CPU ms/req",
-            "CPU ratio",
-            "errors",
-            "ratio per round",
-        ],
-        rows,
-        text=(4, 11),
-    )
+    header = "scenario|hello req/s|app req/s|ratio|target|hello p99 ms|app p99 ms"
+    header += "|hello CPU ms/req|app CPU ms/req|CPU ratio|errors|ratio per round"
+    report.table(header, rows, text=(4, 11))
     report.add(
         "ratio = app req/s ÷ hello-world req/s (hello-world answers every scenario with its"
         " small 200). CPU ms/req = CPU of the gunicorn master and workers during the run ÷"
@@ -987,27 +938,11 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
     for scenario in scenarios:
         hello_us, app_us = costs[scenario.key]["hello-world"], costs[scenario.key]["app"]
         floor_us = costs[scenario.key][FLOOR]
-        rows.append(
-            [
-                scenario.label,
-                fmt(hello_us, 1),
-                fmt(floor_us, 1),
-                fmt(app_us, 1),
-                f"{hello_us / app_us:.2f}",
-                f"{floor_us / app_us:.2f}",
-            ]
-        )
-    report.table(
-        [
-            "scenario",
-            "hello µs/call",
-            "floor µs/call",
-            "app µs/call",
-            "hello ÷ app (a rate ratio)",
-            "floor ÷ app",
-        ],
-        rows,
-    )
+        figures = [fmt(us, 1) for us in (hello_us, floor_us, app_us)]
+        rows.append([scenario.label, *figures, f"{hello_us / app_us:.2f}"])
+        rows[-1].append(f"{floor_us / app_us:.2f}")
+    header = "scenario|hello µs/call|floor µs/call|app µs/call|hello ÷ app (a rate ratio)"
+    report.table(header + "|floor ÷ app", rows)
     report.add(
         "floor: hello-world behind the app's middleware (API key, request id, access line),"
         " answering the item's validators and 304 (`floor_app.py`); no store."
@@ -1063,7 +998,7 @@ def run(args: Any, tmp: Path, data: Path, services: list[Service], report: Repor
             profile.strip(),
             "```",
         )
-    for service in services:
+    for service in bench.services:
         if service.name.startswith("web") or service.proc.poll() not in (None, 0, -15):
             tail = [
                 line

@@ -31,17 +31,13 @@ import argparse
 import http.client
 import json
 import math
-import os
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,21 +46,20 @@ from common import (
     CREATE,
     HOST,
     WRK_SCRIPT,
+    Bench,
     Load,
-    Report,
     Service,
-    bench_env,
+    children_of,
     cpu_seconds,
     ensure_wrk,
     fmt,
-    free_port,
     http_get,
     log,
     machine,
     ms,
     revision,
+    round_orders,
     run_wrk,
-    start_esdblocal,
     wait_http,
 )
 
@@ -108,17 +103,7 @@ class Run:
 
 def children_cpu(root: int) -> dict[int, float]:
     """CPU seconds of each direct child of ``root`` (a gunicorn master's workers)."""
-    out: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == root:
-            out[int(entry.name)] = cpu_seconds(int(entry.name))
-    return out
+    return {pid: cpu_seconds(pid) for pid in children_of(root)}
 
 
 def keeps_alive(port: int, path: str, headers: dict[str, str]) -> bool:
@@ -330,61 +315,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)  # so the finally below stops every process
-
-    signal.signal(signal.SIGTERM, terminate)
-    services: list[Service] = []
-    report = Report()
-    with tempfile.TemporaryDirectory(prefix="worker-bench-") as tmp_name:
-        try:
-            run(args, Path(tmp_name), services, report)
-        finally:
-            for service in reversed(services):
-                service.stop()
-    print("\n".join(report.lines), flush=True)
-    return 0
+    return Bench.main("worker-bench", lambda bench: run(args, bench))
 
 
-def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
-    load_before = os.getloadavg()
+def run(args: Any, bench: Bench) -> None:
+    report, auth = bench.report, bench.auth
     wrk = ensure_wrk("wrk")
     assert wrk is not None
-    script = tmp / "summary.lua"
+    script = bench.tmp / "summary.lua"
     script.write_text(WRK_SCRIPT)
-    data = tmp / "data"
-    env, auth = bench_env(auth=True)
-    uri = start_esdblocal(data, tmp, env, services)
-    base_env = {
-        **env,
-        "ESDB_URI": uri,
-        "DATA_DIR": str(data),
-        "READ_WAIT": f"{args.read_wait:g}",
-        "LOG_LEVEL": args.log_level,
-        "HOST": HOST,
-    }
-    services.append(Service("projector", [sys.executable, "-m", "projections"], tmp, base_env))
-
-    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
-    apps = {"app": ["app.wsgi:app"], "hello": ["--pythonpath", "bench", "hello_app:app"]}
+    uri = bench.esdblocal()
+    base_env = bench.stack_env(uri, READ_WAIT=args.read_wait, LOG_LEVEL=args.log_level)
+    bench.projector(base_env)
+    apps = {"app": "app.wsgi:app", "hello": "hello_app:app"}
     servers: dict[tuple[str, str], Server] = {}
     for config in args.configs:
         for app, target in apps.items():
-            port = free_port()
-            service = Service(
+            web = bench.gunicorn(
                 f"web-{config.key}-{app}",
-                [*gunicorn, *target],
-                tmp,
-                {
-                    **base_env,
-                    "PORT": str(port),
-                    "WEB_WORKERS": str(config.workers),
-                    "WEB_THREADS": str(config.threads),
-                },
+                base_env,
+                target,
+                WEB_WORKERS=config.workers,
+                WEB_THREADS=config.threads,
             )
-            services.append(service)
-            servers[(config.key, app)] = Server(config, app, service, port)
+            servers[(config.key, app)] = Server(config, app, web.service, web.port)
     for server in servers.values():
         wait_http(server.service, server.port, "/healthz")
 
@@ -426,10 +380,10 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
                 measure(wrk, script, servers[(config.key, app)], path, headers, args.warmup, args)
     runs: dict[tuple[str, str, str], list[Run]] = {}
     others_cpu, measured_wall = 0.0, 0.0
-    for round_ in range(args.rounds):
-        shift = round_ % len(cells)
-        order_apps = list(apps) if round_ % 2 == 0 else list(reversed(apps))
-        for config, mode in cells[shift:] + cells[:shift]:
+    app_orders = round_orders(list(apps), args.rounds)
+    for round_, order in enumerate(round_orders(cells, args.rounds, rotate=True)):
+        order_apps = next(app_orders)
+        for config, mode in order:
             for app in order_apps:
                 server = servers[(config.key, app)]
                 idle = [s.service.pid for s in servers.values() if s is not server]
@@ -462,7 +416,7 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
     # ------------------------------------------------ report
     base = args.configs[0]
     report.add("", "## gunicorn worker models, side by side", "")
-    report.add(*(f"- {line}" for line in machine_lines(args, wrk, load_before)))
+    report.add(*(f"- {line}" for line in machine_lines(args, wrk, bench.load_before)))
     report.add(
         "- keep-alive honoured (a plain GET answered without `Connection: close`): "
         + ", ".join(f"{c.label} {'yes' if alive[(c.key, 'app')] else 'no'}" for c in args.configs),
@@ -500,26 +454,10 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
                 " ".join(f"{r.load.rate:,.0f} ({100 * r.busiest_share:.0f}%)" for r in hello),
             ]
         )
-    report.table(
-        [
-            "config",
-            "connection",
-            "app req/s",
-            "app ÷ baseline",
-            "hello req/s",
-            "hello ÷ its baseline",
-            "app ÷ hello",
-            "app p50 ms",
-            "app p99 ms",
-            "app CPU ms/req",
-            "busiest worker % of CPU",
-            "errors",
-            "app req/s per round (busiest worker %)",
-            "hello req/s per round (busiest worker %)",
-        ],
-        rows,
-        text=(1, 12, 13),
-    )
+    header = "config|connection|app req/s|app ÷ baseline|hello req/s|hello ÷ its baseline"
+    header += "|app ÷ hello|app p50 ms|app p99 ms|app CPU ms/req|busiest worker % of CPU|errors"
+    header += "|app req/s per round (busiest worker %)|hello req/s per round (busiest worker %)"
+    report.table(header, rows, text=(1, 12, 13))
     report.add(
         f"baseline: {base.label} with `Connection: close` (app {fmt(base_app)} req/s, hello"
         f" {fmt(base_hello)} req/s). keep-alive = wrk's default (HTTP/1.1, no Connection"
@@ -545,12 +483,11 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
                     config.label,
                     f"{len(result.writes):,}",
                     f"{len(result.writes) / result.seconds if result.seconds else 0:.0f}",
-                    fmt(ms(result.writes, 50), 2),
-                    fmt(ms(result.writes, 99), 2),
-                    fmt(ms(result.visible, 50), 2),
-                    fmt(ms(result.visible, 99), 2),
-                    fmt(ms(result.plain, 50), 2),
-                    fmt(ms(result.plain, 99), 2),
+                    *(
+                        fmt(ms(values, p), 2)
+                        for values in (result.writes, result.visible, result.plain)
+                        for p in (50, 99)
+                    ),
                     fmt(load.load.rate),
                     fmt(100 * load.busiest_share),
                     ", ".join(f"{s}: {n}" for s, n in sorted(others.items())) or "none",
@@ -558,26 +495,9 @@ def run(args: Any, tmp: Path, services: list[Service], report: Report) -> None:
                     str(result.reconnects),
                 ]
             )
-        report.table(
-            [
-                "config",
-                "writes",
-                "writes/s",
-                "POST→202 p50 ms",
-                "p99",
-                "202→GET 200 p50 ms",
-                "p99",
-                "plain GET p50 ms",
-                "p99",
-                "wrk GET req/s meanwhile",
-                "busiest worker %",
-                "GET after write not 200",
-                "failed writes",
-                "reconnects",
-            ],
-            rows,
-            text=(11,),
-        )
+        header = "config|writes|writes/s|POST→202 p50 ms|p99|202→GET 200 p50 ms|p99"
+        header += "|plain GET p50 ms|p99|wrk GET req/s meanwhile|busiest worker %"
+        report.table(header + "|GET after write not 200|failed writes|reconnects", rows, (11,))
         report.add(
             "202→GET 200: from reading the 202 to reading the 200 of the GET that carried its"
             " Commit-Position (the app waits up to READ_WAIT for the projector). Latencies"
