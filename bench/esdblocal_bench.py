@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import math
 import multiprocessing as mp
 import os
 import platform
@@ -44,7 +43,6 @@ import queue
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,8 +60,19 @@ from typing import Any
 
 import grpc
 
-HOST = "127.0.0.1"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    HOST,
+    PROJECT_ROOT,
+    STARTUP_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    Report,
+    Service,
+    cpu_seconds,
+    log,
+    percentile,
+)
+
 NOOP_SERVICE = "noop.Noop"
 STREAMS_SERVICE = "event_store.client.streams.Streams"
 # The Append-shaped ceiling's request stream: about the sizes of esdbclient's options
@@ -75,100 +84,9 @@ PREFILL_BATCH = 500
 LATENCY_INTERVAL_S = 0.002
 STREAMS_PER_CLIENT = 16
 READ_PASSES = 2
-STARTUP_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
-STDERR_TAIL_LINES = 40
 
 APPEND_PAYLOAD = b'{"bench": "append"}'
 PREFILL_PAYLOAD = b'{"i": 0, "pad": "' + b"x" * 64 + b'"}'
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------- servers
-
-
-class ServerProcess:
-    """A server subprocess that prints its address on stdout once ready; SIGTERM stops it."""
-
-    def __init__(self, name: str, argv: list[str], stderr_path: Path) -> None:
-        self.name = name
-        self._argv = argv
-        self.stderr_path = stderr_path
-        self.address = ""
-        self.returncode: int | None = None
-        self._proc: subprocess.Popen[str] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    def __enter__(self) -> ServerProcess:
-        log(f"starting {self.name}: {' '.join(self._argv[1:])}")
-        with self.stderr_path.open("w") as stderr:
-            self._proc = subprocess.Popen(
-                self._argv, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True
-            )
-        lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-        stdout = self._proc.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            self.address = lines.get(timeout=STARTUP_TIMEOUT_S).strip()
-        except queue.Empty:
-            self.address = ""
-        if not self.address:
-            self.stop()
-            raise RuntimeError(f"{self.name} did not start:\n{self.stderr_tail()}")
-        log(f"{self.name} ready at {self.address} (pid {self._proc.pid})")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def check_alive(self) -> None:
-        if self._proc is not None and self._proc.poll() is not None:
-            self.returncode = self._proc.returncode
-            raise RuntimeError(
-                f"{self.name} exited with status {self.returncode}:\n{self.stderr_tail()}"
-            )
-
-    def stop(self) -> None:
-        proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it")
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        self.returncode = proc.returncode
-        log(f"{self.name} stopped (exit status {self.returncode})")
-
-    def stderr_tail(self) -> str:
-        try:
-            lines = self.stderr_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-STDERR_TAIL_LINES:])
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (all its threads), from /proc; None elsewhere."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def replay_message() -> bytes:
@@ -614,7 +532,7 @@ class Phase:
 class Runner:
     """Runs client processes against one server and measures the server's CPU meanwhile."""
 
-    def __init__(self, ctx: SpawnContext, server: ServerProcess) -> None:
+    def __init__(self, ctx: SpawnContext, server: Service) -> None:
         self._ctx = ctx
         self.server = server
 
@@ -790,11 +708,6 @@ class Runner:
         return p50, p99
 
 
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending list."""
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def guarded(
     phases: list[Phase], run: Callable[..., Phase | tuple[Phase, ...]], name: str, *args: object
 ) -> None:
@@ -860,53 +773,46 @@ class Row:
 
 
 def report(
-    phases: dict[str, Phase], rows: list[Row], header: list[str], servers: list[ServerProcess]
+    phases: dict[str, Phase], rows: list[Row], header: list[str], servers: list[Service]
 ) -> None:
-    out = ["", "## esdblocal vs no-op Python gRPC", ""]
-    out += [f"- {line}" for line in header]
-    out += [
-        "",
-        "| metric | esdblocal | ceiling | ceiling kind | ratio |",
-        "|---|---:|---:|---|---:|",
-    ]
+    out = Report(["", "## esdblocal vs no-op Python gRPC", "", *(f"- {h}" for h in header), ""])
+    table = []
     for row in rows:
         mine = phases.get(row.ours)
         theirs = phases.get(row.ceiling) if row.ceiling else None
         ceiling = fmt(theirs.value, row.digits) if theirs else "—"
-        out.append(
-            f"| {row.label} | {fmt(mine.value if mine else None, row.digits)} | {ceiling}"
-            f" | {row.kind} | {ratio(mine, theirs)} |"
-        )
-    out += [
-        "",
+        ours = fmt(mine.value if mine else None, row.digits)
+        table.append([row.label, ours, ceiling, row.kind, ratio(mine, theirs)])
+    out.table("metric|esdblocal|ceiling|ceiling kind|ratio", table, text=(3,))
+    out.add(
         "ratio = esdblocal ÷ ceiling. For rates a ratio below 1 means esdblocal is slower than"
         " the ceiling; for latency a ratio above 1 means esdblocal is slower.",
         "",
         "### CPU during each timed phase (100 % = one core)",
         "",
-        "| phase | server | wall s | server CPU | client processes CPU | detail |",
-        "|---|---|---:|---:|---:|---|",
-    ]
+    )
+    table = []
     for key, phase in phases.items():
         if phase.wall <= 0 or phase.value is None:
             continue
         which = "no-op" if key.startswith("noop") else "esdblocal"
         server_cpu = cpu_percent(phase.server_cpu, phase.wall)
         client_cpu = cpu_percent(phase.client_cpu, phase.wall)
-        out.append(
-            f"| {phase.name} | {which} | {phase.wall:.2f} | {server_cpu} | {client_cpu}"
-            f" | {phase.detail} |"
-        )
+        table.append([phase.name, which, f"{phase.wall:.2f}", server_cpu, client_cpu])
+        table[-1].append(phase.detail)
+    header = "phase|server|wall s|server CPU|client processes CPU|detail"
+    out.table(header, table, text=(1, 5))
+    out.lines.pop()
     errors = [(phase.name, phase.error) for phase in phases.values() if phase.error]
     if errors:
-        out += ["", "### Errors", ""] + [f"- {name}: {error}" for name, error in errors]
+        out.add("", "### Errors", "", *(f"- {name}: {error}" for name, error in errors))
     for server in servers:
         tail = server.stderr_tail()
         status = "not started" if server.returncode is None else f"exit {server.returncode}"
-        out += ["", f"{server.name}: {status}; stderr {'(empty)' if not tail else 'tail:'}"]
+        out.add("", f"{server.name}: {status}; stderr {'(empty)' if not tail else 'tail:'}")
         if tail:
-            out += ["```", tail, "```"]
-    print("\n".join(out), flush=True)
+            out.add("```", tail, "```")
+    print("\n".join(out.lines), flush=True)
 
 
 # ---------------------------------------------------------------------------- main
@@ -930,7 +836,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @dataclass
 class Run:
     phases: list[Phase] = field(default_factory=list)
-    servers: list[ServerProcess] = field(default_factory=list)
+    servers: list[Service] = field(default_factory=list)
     durability: str = "unknown (esdblocal did not run)"
     replay_events: int = 0
 
@@ -941,9 +847,10 @@ class Run:
 def run_esdblocal(args: argparse.Namespace, ctx: SpawnContext, tmp: Path, run: Run) -> None:
     data = tmp / "esdb"
     argv = [sys.executable, "-m", "esdblocal", "--host", HOST, "--port", "0", "--data", str(data)]
-    server = ServerProcess("esdblocal", argv, tmp / "esdblocal.stderr")
+    server = Service("esdblocal", argv, tmp, dict(os.environ))
     run.servers.append(server)
     with server:
+        server.first_line()
         esdb, n, phases = Runner(ctx, server), args.clients, run.phases
         guarded(phases, esdb.prefill, "esdb-prefill", args.events)
         guarded(phases, esdb.read, "esdb-read", "esdb", args.events)
@@ -961,9 +868,10 @@ def run_noop(args: argparse.Namespace, ctx: SpawnContext, tmp: Path, run: Run) -
     run.replay_events = read.ops if read is not None and read.ops else args.events
     argv = [sys.executable, str(Path(__file__).resolve()), "--serve-noop"]
     argv += ["--replay-events", str(run.replay_events)]
-    server = ServerProcess("no-op gRPC server", argv, tmp / "noop.stderr")
+    server = Service("no-op gRPC server", argv, tmp, dict(os.environ))
     run.servers.append(server)
     with server:
+        server.first_line()
         noop, n, phases = Runner(ctx, server), args.clients, run.phases
         guarded(phases, noop.throughput, "noop-call-1", "noop", 1, args.seconds)
         guarded(phases, noop.throughput, f"noop-call-{n}", "noop", n, args.seconds)

@@ -27,21 +27,30 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from importlib import metadata
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import NamedTuple
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    Report,
+    Service,
+    cpu_seconds,
+    log,
+    machine,
+    median,
+    p50_p99,
+    ratios,
+    revision,
+    round_orders,
+)
+
 PROBE_INTERVAL_S = 0.02
 # Runs ``python -m esdblocal`` with cProfile on the loop thread and on the log's writer
 # thread, each timing its own thread's CPU (not wall time); argv[1] is the output prefix,
@@ -68,52 +77,6 @@ finally:
     loop.disable()
     loop.dump_stats(prefix + "-loop.prof")
 """
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def start(mode: str, data: Path, profile: str | None = None) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "esdblocal"]
-    if profile is not None:
-        command = [sys.executable, "-c", PROFILED, profile]
-    process = subprocess.Popen(
-        [
-            *command,
-            "--port",
-            "0",
-            "--data",
-            str(data),
-            "--run-projections",
-            mode,
-        ],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    uri = process.stdout.readline().strip()
-    if not uri.startswith("esdb://"):
-        process.kill()
-        raise RuntimeError(f"esdblocal did not start: {uri!r}")
-    return process, uri
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def appender(
@@ -203,9 +166,13 @@ def measure(
     profile: str | None = None,
 ) -> Measured:
     ctx = mp.get_context("spawn")
+    command = [sys.executable, "-m", "esdblocal"]
+    if profile is not None:
+        command = [sys.executable, "-c", PROFILED, profile]
     with tempfile.TemporaryDirectory(prefix="projbench-") as tmp:
-        process, uri = start(mode, Path(tmp) / "esdb", profile)
-        try:
+        argv = [*command, "--port", "0", "--data", f"{tmp}/esdb", "--run-projections", mode]
+        with Service(f"esdblocal-{mode}", argv, Path(tmp), dict(os.environ)) as process:
+            uri = process.first_line()
             barrier = ctx.Barrier(clients + (1 if with_probe else 0) + 1)
             counts: Queue[tuple[int, float]] = ctx.Queue()
             lags: Queue[list[float]] = ctx.Queue()
@@ -227,15 +194,6 @@ def measure(
                 worker.join(timeout=30)
             cpu = (server_cpu / total * 1e6, sum(c for _, c in results) / total * 1e6)
             return Measured(total / seconds, probe_lags, *cpu)
-        finally:
-            stop(process)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def profile(args: argparse.Namespace) -> int:
@@ -271,11 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         return profile(args)
 
+    load_before = os.getloadavg()
     single: dict[str, list[Measured]] = {"None": [], "System": []}
     batched: dict[str, list[Measured]] = {"None": [], "System": []}
     lags: list[float] = []
-    for round_ in range(args.rounds):
-        order = ["None", "System"] if round_ % 2 == 0 else ["System", "None"]
+    for round_, order in enumerate(round_orders(["None", "System"], args.rounds)):
         for mode in order:
             log(f"round {round_ + 1}: projections {mode}, {args.clients} single-event clients")
             measured = measure(mode, args.clients, args.seconds, 1, True)
@@ -284,40 +242,41 @@ def main(argv: list[str] | None = None) -> int:
             log(f"round {round_ + 1}: projections {mode}, 1 client of 100-event appends")
             batched[mode].append(measure(mode, 1, args.seconds, 100, False))
 
-    versions = ", ".join(f"{n} {metadata.version(n)}" for n in ("esdbclient", "grpcio"))
-    print(f"CPU cores: {os.cpu_count()}; Python {platform.python_version()}, {versions}")
-    print(f"load average after: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{args.rounds} rounds of {args.seconds:g} s; medians\n")
-    print(
-        "| metric | projections off (baseline) | System projections on | ratio | ratio per round |"
-    )
-    print("|---|---:|---:|---:|---|")
+    report = Report(["## System projections on vs off", ""])
+    report.add(*(f"- {line}" for line in machine(load_before)), f"- code: {revision()}")
+    report.add(f"- {args.rounds} rounds of {args.seconds:g} s; medians", "")
     loads = (
         (f"appends/s, {args.clients} single-event clients", single),
         ("events/s, 1 client of 100-event appends", batched),
     )
+    rows = []
     for name, table in loads:
-        off = statistics.median(m.rate for m in table["None"])
-        on = statistics.median(m.rate for m in table["System"])
-        rounds = ", ".join(
-            f"{b.rate / a.rate:.2f}" for a, b in zip(table["None"], table["System"], strict=True)
-        )
-        print(f"| {name} | {off:,.0f} | {on:,.0f} | {on / off:.2f} | {rounds} |")
-    print()
-    print("CPU per event (µs, medians): the server process, and the appending clients")
-    print("(all share the 2 cores, so server CPU an event costs is client CPU it cannot use)\n")
-    print("| load | server off | server on | clients off | clients on |")
-    print("|---|---:|---:|---:|---:|")
+        off = median([m.rate for m in table["None"]])
+        on = median([m.rate for m in table["System"]])
+        paired = ratios([m.rate for m in table["System"]], [m.rate for m in table["None"]])
+        rounds = ", ".join(f"{r:.2f}" for r in paired)
+        rows.append([name, f"{off:,.0f}", f"{on:,.0f}", f"{on / off:.2f}", rounds])
+    header = "metric|projections off (baseline)|System projections on|ratio|ratio per round"
+    report.table(header, rows, text=(4,))
+    report.add(
+        "CPU per event (µs, medians): the server process, and the appending clients",
+        "(all share the 2 cores, so server CPU an event costs is client CPU it cannot use)",
+        "",
+    )
+    rows = []
     for name, table in loads:
         cells = [
-            statistics.median(getattr(m, part) for m in table[mode])
+            median([getattr(m, part) for m in table[mode]])
             for part in ("server_us", "client_us")
             for mode in ("None", "System")
         ]
-        print(f"| {name.split(',')[1].strip()} | " + " | ".join(f"{c:,.0f}" for c in cells) + " |")
-    print()
-    print(f"$ce- lag behind $all under the single-event load ({len(lags)} probes):")
-    print(f"p50 {percentile(lags, 50) * 1000:.1f} ms, p99 {percentile(lags, 99) * 1000:.1f} ms")
+        rows.append([name.split(",")[1].strip(), *(f"{c:,.0f}" for c in cells)])
+    report.table("load|server off|server on|clients off|clients on", rows)
+    report.add(
+        f"$ce- lag behind $all under the single-event load ({len(lags)} probes):",
+        f"p50 / p99 {p50_p99(lags, 1, 1000)} ms",
+    )
+    print("\n".join(report.lines), flush=True)
     return 0
 
 
