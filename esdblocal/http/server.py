@@ -20,12 +20,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
 from aiohttp import web
 
 from esdblocal.certificates import TlsFiles
+from esdblocal.cluster.errors import CommitTimeout, NotLeader, NotReady
 from esdblocal.http import atom
 from esdblocal.http.atom import Embed, Resolved
 from esdblocal.hub import Hub
@@ -43,6 +44,9 @@ from esdblocal.store import (
     is_metastream,
     metastream_of,
 )
+
+if TYPE_CHECKING:
+    from esdblocal.cluster.hooks import ClusterHooks
 
 STATIC = Path(__file__).parent / "static"
 VERSION = "24.10.0"  # the server version esdblocal answers as (its gRPC side follows 24.x)
@@ -94,6 +98,7 @@ class NodeInfo:
     advertise_host: str
     grpc_port: Callable[[], int]
     projections: Callable[[], bool] = lambda: False
+    cluster: ClusterHooks | None = None  # a member of a local cluster
 
 
 class HttpSide:
@@ -803,7 +808,7 @@ class HttpSide:
         info = {
             "dbVersion": VERSION,
             "esVersion": VERSION,
-            "state": "leader",
+            "state": self._node.cluster.state.lower() if self._node.cluster else "leader",
             "features": {
                 "projections": self._node.projections(),
                 "userManagement": False,
@@ -843,6 +848,11 @@ class HttpSide:
 
     async def _gossip(self, request: web.Request) -> web.Response:
         host = self._node.advertise_host
+        if self._node.cluster is not None:
+            members = [_member(view) for view in self._node.cluster.members()]
+            return self._json(
+                {"members": members, "serverIp": host, "serverPort": self._node.grpc_port()}, JSON
+            )
         head = self._hub.head
         member = {
             "instanceId": self._instance,
@@ -962,7 +972,10 @@ def _answering(handler: Handler) -> Handler:
 
     async def answer(request: web.Request) -> web.StreamResponse:
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except (NotLeader, NotReady, CommitTimeout) as refusal:
+                raise _refused(request, refusal) from refusal
         except HttpError as error:
             response = web.Response(
                 status=error.status,
@@ -987,6 +1000,42 @@ def _answering(handler: Handler) -> Handler:
         return response
 
     return answer
+
+
+def _refused(request: web.Request, refusal: Exception) -> HttpError:
+    """A cluster member's refusal as the server's HTTP answer (``HandleNotHandled``)."""
+    if isinstance(refusal, NotLeader) and refusal.http_port is not None:
+        location = request.url.with_host(refusal.host).with_port(refusal.http_port)
+        return HttpError(307, "Temporary Redirect", {"Location": str(location)})
+    if isinstance(refusal, CommitTimeout):
+        return HttpError(500, "Write timeout")
+    return HttpError(503, "Server Is Not Ready")
+
+
+def _member(view: Any) -> dict[str, Any]:
+    """A member of a local cluster as /gossip shows one (the server's MemberInfoDto)."""
+    return {
+        "instanceId": view.instance_id,
+        "timeStamp": atom.timestamp(view.time_stamp),
+        "state": view.state,
+        "isAlive": view.alive,
+        "internalTcpIp": view.host,
+        "internalTcpPort": 0,
+        "internalSecureTcpPort": 0,
+        "externalTcpIp": view.host,
+        "externalTcpPort": 0,
+        "externalSecureTcpPort": 0,
+        "httpEndPointIp": view.host,
+        "httpEndPointPort": view.port,
+        "lastCommitPosition": view.committed,
+        "writerCheckpoint": view.writer,
+        "chaserCheckpoint": view.chaser,
+        "epochPosition": view.epoch_position,
+        "epochNumber": view.epoch_number,
+        "epochId": view.epoch_id,
+        "nodePriority": 0,
+        "isReadOnlyReplica": False,
+    }
 
 
 def _resident_bytes() -> int:
