@@ -243,9 +243,7 @@ OnCommit = Callable[[list[tuple[Any, Outcome]], list[Recorded]], None]
 class Store:
     """The event log. Thread-safe: call from any thread; writes go through one writer."""
 
-    def __init__(
-        self, path: Path | None, on_commit: OnCommit, initial_events: bool = True
-    ) -> None:
+    def __init__(self, path: Path | None, on_commit: OnCommit, initial_events: bool = True) -> None:
         """Open (or create) the log at ``path``; None keeps everything in memory.
 
         ``on_commit`` hears every outcome, once per group, so that a caller on another

@@ -101,7 +101,9 @@ def _wrapped(handler: grpc.RpcMethodHandler, refusal: BaseException | None) -> A
 
     if streaming_response:
 
-        async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream_behavior(
+            request: Any, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Any]:
             if refusal is not None:
                 await abort(context, refusal)
             try:

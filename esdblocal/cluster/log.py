@@ -134,7 +134,10 @@ def epoch_event_data(epoch: Epoch, previous: Epoch | None, leader_instance: str)
 
 
 def valid_position(
-    follower_writer: int, follower_epochs: list[Epoch], leader_epochs: list[Epoch], leader_writer: int
+    follower_writer: int,
+    follower_epochs: list[Epoch],
+    leader_epochs: list[Epoch],
+    leader_writer: int,
 ) -> int:
     """Where a subscribing follower's log stops agreeing with the leader's
     (``LeaderReplicationService.GetValidLogPosition``): the start of the first epoch after

@@ -27,6 +27,7 @@ It follows the real server's shape, simplified to what a test double needs:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -184,7 +185,7 @@ class Member:
         leader_known = self._state in LEADING or any(
             view.alive and view.state.state == "Leader" for view in self._views.values()
         )
-        for index, view in sorted(self._views.items()):
+        for _, view in sorted(self._views.items()):
             state = view.state
             shown = state.state
             if not view.alive and leader_known:
@@ -280,7 +281,9 @@ class Member:
     def _view_of_me(self) -> MemberView:
         return _member_view(self._my_state(), self._state, True, now_ticks())
 
-    async def _gossip_call(self, state: wire.State, context: grpc.aio.ServicerContext) -> wire.State:
+    async def _gossip_call(
+        self, state: wire.State, context: grpc.aio.ServicerContext
+    ) -> wire.State:
         self._heard(state)
         return self._my_state()
 
@@ -314,7 +317,11 @@ class Member:
         if self._state in LEADING:
             return self.index
         for index, view in self._views.items():
-            if view.alive and view.state.state == "Leader" and view.state.term >= self._persisted.term:
+            if (
+                view.alive
+                and view.state.state == "Leader"
+                and view.state.term >= self._persisted.term
+            ):
                 return index
         return None
 
@@ -436,17 +443,17 @@ class Member:
         if fresh:  # a new cluster: the system streams' metadata, as a new node writes
             for stream, metadata in INITIAL_METADATA:
                 body = json.dumps(metadata, separators=(",", ":")).encode()
-                self._append(stream, Proposed(str(uuid4()), "$metadata", "application/json", body, b""))
+                self._append(
+                    stream, Proposed(str(uuid4()), "$metadata", "application/json", body, b"")
+                )
         self._appended.set()
         await asyncio.gather(self._gossip_round(), return_exceptions=True)
         # Persistent subscriptions and projections run on the leader only (as on a real
         # cluster): built again from what this log holds now.
         await node.persistent.subsystem.restart()
         await node.projections.start()
-        try:
+        with contextlib.suppress(CommitTimeout):  # committed later, when a follower catches up
             await written
-        except CommitTimeout:
-            pass  # committed later, once a follower catches up
         await asyncio.Event().wait()  # leads until the process ends
 
     def _append(self, stream: str, event: Proposed) -> asyncio.Future[Any]:
@@ -530,10 +537,11 @@ class Member:
 
         async def read_acks() -> None:
             async for message in iterator:
-                if isinstance(message, wire.Ack):
-                    if message.position > self._acks.get(follower, -1):
-                        self._acks[follower] = message.position
-                        self._release()
+                if isinstance(message, wire.Ack) and message.position > self._acks.get(
+                    follower, -1
+                ):
+                    self._acks[follower] = message.position
+                    self._release()
 
         acks = asyncio.ensure_future(read_acks())
         position, inclusive = valid, True
@@ -549,7 +557,9 @@ class Member:
                     sent_checkpoints = checkpoints
                 if rows or checkpoints is not None or first:
                     first = False
-                    yield wire.Batch([tuple(row) for row in rows], checkpoints, head, self._committed)
+                    yield wire.Batch(
+                        [tuple(row) for row in rows], checkpoints, head, self._committed
+                    )
                     if rows:
                         position, inclusive = rows[-1].position, False
                     continue
@@ -576,9 +586,7 @@ class Member:
         call = peer.replicate()
         try:
             epochs = await self._run(self._reader.epochs)
-            await call.write(
-                wire.Subscribe(self.index, self._persisted.term, self._writer, epochs)
-            )
+            await call.write(wire.Subscribe(self.index, self._persisted.term, self._writer, epochs))
             acked = False
             while True:
                 message = await call.read()

@@ -63,9 +63,7 @@ class Supervisor:
             base = Path(self._temporary.name)
         else:
             base = Path(args.data)
-        self.children = [
-            Child(i, base / f"node{i}", *self._ports(i)) for i in range(self.size)
-        ]
+        self.children = [Child(i, base / f"node{i}", *self._ports(i)) for i in range(self.size)]
         self.events: queue.SimpleQueue[tuple[str, int, int, Any]] = queue.SimpleQueue()
         self.stopping = False
 
@@ -193,7 +191,7 @@ class Supervisor:
                 print("esdblocal: the cluster's members did not start", file=sys.stderr)
                 return False
             try:
-                kind, index, generation, payload = self.events.get(timeout=0.2)
+                kind, index, _, payload = self.events.get(timeout=0.2)
             except queue.Empty:
                 continue
             child = self.children[index]

@@ -109,8 +109,8 @@ encode = _encoder.encode
 decode_state = msgspec.msgpack.Decoder(State).decode
 decode_vote_request = msgspec.msgpack.Decoder(VoteRequest).decode
 decode_vote_reply = msgspec.msgpack.Decoder(VoteReply).decode
-decode_from_follower = msgspec.msgpack.Decoder(FromFollower).decode  # type: ignore[arg-type]
-decode_from_leader = msgspec.msgpack.Decoder(FromLeader).decode  # type: ignore[arg-type]
+decode_from_follower = msgspec.msgpack.Decoder(FromFollower).decode
+decode_from_leader = msgspec.msgpack.Decoder(FromLeader).decode
 
 
 def handler(
