@@ -31,6 +31,8 @@ from esdbclient.exceptions import (
 )
 from esdbclient.gossip import NODE_STATE_FOLLOWER, NODE_STATE_LEADER, ClusterMember
 
+from eventstore.streams import EventStore, PendingEvent, StoreUnavailable
+
 pytestmark = pytest.mark.slow
 
 NODE_LINE = re.compile(
@@ -195,6 +197,19 @@ def test_followers_refuse_writes_and_leader_reads_naming_the_leader(cluster: Clu
     assert answer.headers["Location"] == (f"http://localhost:{leader_url.port}/streams/{stream}")
     with cluster.client() as client:
         assert client.get_current_version(stream) == StreamState.NO_STREAM  # nothing was written
+
+
+def test_the_api_adapter_takes_a_follower_refusal_as_unavailable(cluster: Cluster) -> None:
+    """Pinned to one follower, esdbclient cannot follow NotLeader: the app answers 503."""
+    leader = cluster.leader_port()
+    follower = next(t for _, t, _ in cluster.nodes().values() if not t.endswith(f":{leader}"))
+    adapter = EventStore(f"esdb://{follower}?tls=false")
+    event = PendingEvent(uuid4(), "X", b"{}", b"{}")
+    try:
+        with pytest.raises(StoreUnavailable):
+            adapter.append(f"adapter-{uuid4()}", None, [event])
+    finally:
+        adapter.close()
 
 
 def test_discovery_and_node_preference(cluster: Cluster) -> None:
