@@ -24,7 +24,7 @@ from typing import Any
 from esdblocal.cluster.log import truncate_pending
 from esdblocal.cluster.member import Address, Member
 from esdblocal.projections.manager import RUN_MODES, RUN_SYSTEM
-from esdblocal.server import DB_FILE, Node, ProjectionOptions
+from esdblocal.server import DB_FILE, DatabaseOptions, Node, ProjectionOptions
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,6 +75,7 @@ async def main(args: argparse.Namespace) -> int:
         projections=ProjectionOptions(
             args.run_projections, args.start_standard_projections == "true"
         ),
+        database=DatabaseOptions(args.commit_timeout_ms),
         cluster=member,
     )
     member.attach(node)
