@@ -35,6 +35,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,9 @@ class ClusterStack(soak.Stack):
         window = soak.Window("esdblocal", pid, time.time())  # the soak's store window
         with self.lock:
             self.windows.append(window)
+            lines = self.live_lines(self.projector)
         os.kill(pid, signal.SIGKILL)
+        threading.Thread(target=self._note_live, args=(window, lines), daemon=True).start()
         new = self.leader_port(other_than=port)
         window.back = time.time()
         self.failovers.append(
@@ -177,6 +180,18 @@ class ClusterStack(soak.Stack):
         log(f"member {index} killed; member {self.members()[new][0]} leads after"
             f" {window.back - window.start:.2f} s")  # fmt: skip
         return window
+
+    def _note_live(self, window: soak.Window, lines: int) -> None:
+        """The projector's next "caught up; live" after a kill. (soak's watcher only counts
+        lines after the store is back, which here is when this script's gossip polling saw
+        the new leader: the projector may be live again before that.)"""
+        deadline = time.monotonic() + 120
+        while window.live is None and time.monotonic() < deadline:
+            with self.lock:
+                if self.live_lines(self.projector) > lines:
+                    window.live = time.time()
+                    return
+            time.sleep(0.02)
 
     def faults(self, stop: Any, until: float, rng: Any) -> None:
         """kill -9 the leader at random times until ``until`` (at least once)."""
