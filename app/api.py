@@ -13,6 +13,7 @@ import msgspec
 
 from app.auth import Authentication
 from app.bodies import BodyLimit
+from app.coding import Compression
 from app.commands import CommandFailed, CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
@@ -94,6 +95,7 @@ def create_app(
     middleware: list[Any] = [
         RequestContext(),
         Protocol(),
+        Compression(),
         BodyLimit(settings.max_body_bytes),
         authentication,
     ]

@@ -9,6 +9,7 @@ unexpected becomes a 500 that says nothing of its insides.
 
 from __future__ import annotations
 
+import http
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -345,6 +346,25 @@ class Problem(Exception):
         self.extra = extra
 
 
+# RFC 9110 15 renamed a few (Python's http module keeps RFC 7231's names).
+RFC_9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def phrase(status: int, fallback: str) -> str:
+    """The reason phrase RFC 9110 registers for ``status`` (gunicorn's own when unknown)."""
+    if status in RFC_9110_PHRASES:
+        return RFC_9110_PHRASES[status]
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return fallback
+
+
 def details(
     kind: Kind, detail: str, base: str, extra: dict[str, Any] | None = None
 ) -> ProblemDetails:
@@ -370,7 +390,7 @@ def _send(
     req: falcon.Request, resp: falcon.Response, kind: Kind, detail: str, **extra: Any
 ) -> None:
     """problem+json, or problem+xml for a client that accepts XML and not JSON."""
-    resp.status = kind.status
+    resp.status = f"{kind.status} {phrase(kind.status, kind.title)}"
     vary = resp.get_header("Vary")  # what had selected the response before it failed
     named = [v.strip() for v in vary.split(",")] if vary else []
     resp.vary = [*named, *(["Accept"] if "Accept" not in named else [])]

@@ -12,6 +12,8 @@
 - SIGTERM: gunicorn stops accepting, lets requests in progress finish for up to
   ``graceful_timeout`` seconds, then exits; no request is cut half-way under that bound.
 - Requests gunicorn refuses before the app sees them answer problem+json (``post_fork``).
+- A body the app did not read (a 413 answers first) is drained after the answer, bounded
+  in bytes and time (``post_request``), so a client that sends it whole reads the answer.
 - Logs: one JSON object per line on stderr, gunicorn's and the app's; the app writes the
   access line itself (with the request id), so gunicorn's access log stays off.
 """
@@ -42,6 +44,9 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 logconfig_dict: dict[str, Any] = {}  # filled below from app.logs (JSON lines)
 preload_app = False  # import the app in each worker, after the fork
 proc_name = "restful-cqrs-web"
+# A method is a case-sensitive token (RFC 9110 9.1): "get" or "MKCALENDARCOLLECTIONS" reach
+# the app, which answers 501 unknown-method, instead of gunicorn's own 400 for unusual ones.
+permit_unconventional_http_method = True
 control_socket_disable = True  # gunicorn 27's control socket: one shared path per user; unused
 
 
@@ -70,6 +75,14 @@ def post_fork(server: Any, worker: Any) -> None:
     from app.refusals import install
 
     install()
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Worker, after each answer: the rest of a body the app did not read (a 413 answers
+    before reading) is drained, bounded, so the client reads the answer, not a reset."""
+    from app.refusals import drain_body
+
+    drain_body(worker, req, environ, resp)
 
 
 def post_worker_init(worker: Any) -> None:

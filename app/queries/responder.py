@@ -261,9 +261,9 @@ class Queries:
     def item(
         self, req: falcon.Request, resp: falcon.Response, presentation: Presentation, item: UUID
     ) -> None:
+        resp.vary = ITEM_VARY
         refuse_unknown(req, ())
         choice = negotiate(req.get_header("Accept"), presentation.item_models)
-        resp.vary = ITEM_VARY
         self.catch_up(req)
         key = ("item", req.prefix, presentation.path, item, choice)
         render = functools.partial(self._render_item, req, presentation, str(item), choice)
