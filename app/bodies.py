@@ -16,6 +16,7 @@ parses once with the standard library's ``object_pairs_hook``, which exists for 
 from __future__ import annotations
 
 import codecs
+import decimal
 import json
 from typing import Any, NoReturn
 
@@ -83,9 +84,28 @@ def _no_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a JSON number.")
 
 
-def check_json(body: bytes) -> None:
+class _Integral(int):
+    """An integer written with a fraction or an exponent (``5.0``, ``5e0``)."""
+
+
+def _number(text: str) -> Any:
+    """A JSON number with a fraction or exponent: an integer when it is one (JSON Schema
+    calls ``5.0`` an integer, so the published ``"type": "integer"`` admits it), else the
+    float. Exponents beyond 18 digits stay floats (no 1e999999999 is ever expanded)."""
+    number = decimal.Decimal(text)
+    if abs(number.adjusted()) <= 18 and number == number.to_integral_value():
+        return _Integral(number)
+    return float(text)
+
+
+def check_json(body: bytes) -> bytes:
     """400 unless ``body`` is I-JSON: UTF-8 without a BOM, unique names, no lone
-    surrogates, no NaN or Infinity, at most ``MAX_JSON_DEPTH`` levels deep."""
+    surrogates, no NaN or Infinity, at most ``MAX_JSON_DEPTH`` levels deep.
+
+    Answers the body to decode: ``body`` itself, or, when it writes an integer with a
+    fraction or exponent (``{"count": 5.0}``), the same JSON with that integer written
+    plainly (``{"count": 5}``), which msgspec's integer fields take; any other number is
+    left as it was, so ``5.5`` is still refused where an integer is expected."""
     if body.startswith(codecs.BOM_UTF8):
         _malformed("The body starts with a byte order mark; JSON text has none (RFC 8259 8.1).")
     try:
@@ -93,18 +113,27 @@ def check_json(body: bytes) -> None:
     except UnicodeDecodeError as error:
         _malformed(f"The body is not UTF-8 (byte {error.start} cannot be decoded).")
     try:
-        value = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_members,
+            parse_constant=_no_constant,
+            parse_float=_number,
+        )
     except _Refused as refused:
         _malformed(str(refused))
     except RecursionError:
         _too_deep()
     except json.JSONDecodeError as error:
         _malformed(f"The body is not JSON: {error}.")
-    _walk(value)
+    if _walk(value):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return body
 
 
-def _walk(value: Any) -> None:
-    """Depth and text of every value, without recursion (the value may be deep)."""
+def _walk(value: Any) -> bool:
+    """Depth and text of every value, without recursion (the value may be deep); True when
+    an integer was written with a fraction or an exponent."""
+    integral = False
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
@@ -120,6 +149,9 @@ def _walk(value: Any) -> None:
             pending.extend((member, depth + 1) for member in item)
         elif isinstance(item, str):
             _text(item)
+        elif isinstance(item, _Integral):
+            integral = True
+    return integral
 
 
 def _text(value: str) -> None:

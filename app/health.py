@@ -1,4 +1,9 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (it can do its job) for load balancers."""
+"""``/healthz`` (the process answers) and ``/readyz`` (it can do its job) for load balancers.
+
+Not ready, either, while the read store is not from the event store the web writes to
+(``projections.reader``): ``/readyz`` names the reason, and every read answers 503 with it
+(``handle_untrusted``) until the projector has rebuilt the store from this one.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,12 @@ import falcon
 
 from app.description import Described, RouteTable, operation
 from app.media import content_type
+from app.problems import READ_MODEL_BEHIND, Problem, handle_problem
 from app.representations import Health, Readiness
+from eventstore.identity import Mismatch
 from eventstore.streams import EventStore, StoreUnavailable
-from projections.store import POSITION, QUARANTINED, UPDATED, ReadModels
+from projections.reader import ReadModels, Untrusted
+from projections.schema import MISMATCH, POSITION, QUARANTINED, UPDATED
 
 
 class HealthCheck(Described):
@@ -25,7 +33,8 @@ class HealthCheck(Described):
 
 
 class ReadinessCheck(Described):
-    """Ready when the event store answers and the read store exists; says how far behind.
+    """Ready when the event store answers, the read store exists and was built from this
+    event store; says how far behind, or why the read store is not trusted.
 
     ``lag`` is in commit-position units (opaque, but zero means caught up): the newest
     event's position minus the projector's checkpoint.
@@ -37,7 +46,8 @@ class ReadinessCheck(Described):
         self._reads = reads
 
     @operation(
-        summary="Ready: the event store answers and the projector has a store (else 503).",
+        summary="Ready: the event store answers and the projector has a store built from it"
+        " (else 503).",
         returns=Readiness,
         also=(503,),
     )
@@ -60,8 +70,15 @@ class ReadinessCheck(Described):
             projector["secondsSinceLastCommit"] = round(time.time() - float(status[UPDATED]), 3)
         if head is not None:
             projector["lag"] = max(0, head - int(position or 0))
+        mismatch = self._mismatch(status)
+        if mismatch is not None:
+            projector["storeMismatch"] = {
+                "reason": mismatch.reason,
+                "detail": mismatch.detail,
+                "rebuilding": MISMATCH in status,  # the projector found it too: it rebuilds
+            }
         body["projector"] = projector
-        ready = body["eventStore"]["reachable"] and bool(status)
+        ready = body["eventStore"]["reachable"] and bool(status) and mismatch is None
         body["status"] = "ready" if ready else "unavailable"
         resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
         if not ready:
@@ -72,4 +89,24 @@ class ReadinessCheck(Described):
             status=body["status"], event_store=body["eventStore"], projector=body["projector"]
         )
 
+    def _mismatch(self, status: dict[str, Any]) -> Mismatch | None:
+        try:
+            return self._reads.mismatch()
+        except StoreUnavailable:
+            if not status:
+                return None
+            return Mismatch("unverified", "the event store cannot be reached to check it")
+
     on_head = on_get
+
+
+def handle_untrusted(
+    req: falcon.Request, resp: falcon.Response, error: Untrusted, params: Any
+) -> None:
+    """A read while the read store is not from this event store: 503, with the reason."""
+    detail = (
+        f"The read models are not from this event store ({error.mismatch.reason}:"
+        f" {error.mismatch.detail}); they answer again once the projector has rebuilt them."
+    )
+    problem = Problem(READ_MODEL_BEHIND, detail, headers={"Retry-After": "5"})
+    handle_problem(req, resp, problem, params)

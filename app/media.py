@@ -11,11 +11,12 @@ once per model; a body that does not fit gets a 400 listing every field error at
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import falcon
 import msgspec
 
+from app import headers
 from app.accept import JSON
 from app.bodies import check_json, read_body
 from app.problems import MALFORMED_BODY, UNSUPPORTED_MEDIA_TYPE, Problem
@@ -25,20 +26,27 @@ VERSION = "1.0.0"
 
 
 def content_type(domain_model: str, media_type: str = JSON) -> str:
-    """The response media type with every level as a parameter."""
+    """The response media type with every level as a parameter.
+
+    A parameter value is a token or a quoted-string (RFC 9110 5.6.6), and ``/`` is no token
+    character, so the two values that are media types are quoted-strings: every parser
+    reads them back as the media type itself, where the seed's percent-encoding
+    (``format=application%2fjson``) would leave each client to decode it by hand."""
     return (
         f"{media_type}; charset=utf-8; domain-model={domain_model}; version={VERSION};"
-        f" format={media_type}; schema=application/schema+json; is-text=true"
+        f' format="{media_type}"; schema="application/schema+json"; is-text=true'
     )
 
 
 Rules = Callable[[dict[str, Any]], list[dict[str, str]]]
+C = TypeVar("C", bound=msgspec.Struct, covariant=True)
 
 
-class Accepts:
-    """The commands one method of one route accepts, with their decoders built once."""
+class Accepts(Generic[C]):
+    """The commands one method of one route accepts, with their decoders built once;
+    ``read`` gives one of them, typed as they are (``Accepts[A | B]`` for two)."""
 
-    def __init__(self, *models: type[msgspec.Struct]) -> None:
+    def __init__(self, *models: type[C]) -> None:
         self.models = models
         self._decoders = {model.__name__: msgspec.json.Decoder(model) for model in models}
         self._by_name = {model.__name__: model for model in models}
@@ -47,22 +55,25 @@ class Accepts:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    def read(self, req: falcon.Request, rules: Rules | None = None) -> tuple[msgspec.Struct, bytes]:
+    def read(self, req: falcon.Request, rules: Rules | None = None) -> tuple[C, bytes]:
         """The command in the request body (and the body), or a 415/400 problem.
 
         ``rules`` are the domain's rules over the raw fields: when a field's type is wrong,
         the 400 lists them too (for the fields that did decode), so every error comes at
         once.
         """
-        body = read_body(req)
         if req.content_type is None:
-            if body:
-                self._unsupported("a body needs a Content-Type")
             media_type, params = JSON, dict[str, str]()
         else:
-            media_type, params = falcon.parse_header(req.content_type)
+            media_type, params = headers.media_type(req.content_type)
+        body = read_body(req)
+        if req.content_type is None and body:
+            self._unsupported("a body needs a Content-Type")
         if media_type != JSON:
             self._unsupported(f"{media_type} is not {JSON}")
+        charset = params.get("charset", "utf-8").lower()
+        if charset != "utf-8":
+            self._unsupported(f"JSON is UTF-8 (RFC 8259 8.1), not {charset}")
         name = params.get("domain-model")
         if name is None:
             if len(self.models) != 1:
@@ -73,9 +84,9 @@ class Accepts:
         model = self._by_name[name]
         if not body and not _required_fields(model):
             body = b"{}"  # e.g. DELETE with no body at all
-        check_json(body)
+        body = check_json(body)
         try:
-            command: msgspec.Struct = self._decoders[name].decode(body)
+            command = self._decoders[name].decode(body)
         except msgspec.DecodeError:
             errors = field_errors(model, body)
             if rules is not None:

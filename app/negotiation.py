@@ -12,7 +12,9 @@ do not serve matches nothing; when nothing matches, 406 lists what is available.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +22,17 @@ from typing import Any
 import falcon
 import msgspec
 
-from app import xmldocs
+from app import coding, xmldocs
 from app.accept import XML, ranges
 from app.media import JSON, VERSION, content_type
 from app.problems import NOT_ACCEPTABLE, Problem
 
 FORMATS = (JSON, XML)
+# Every representation may be stored (by the client's own cache only: ``private``), and is
+# revalidated before each reuse: ``max-age=0`` makes it stale at once, and
+# ``must-revalidate`` forbids serving it stale when the origin cannot be reached (RFC 9111
+# 5.2.2.2), which ``max-age=0`` alone would allow.
+CACHE_CONTROL = "private, max-age=0, must-revalidate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +98,46 @@ def encode(choice: Choice, value: Any) -> bytes:
     return _encode(value) if choice.format == JSON else xmldocs.render(choice.model, value)
 
 
-def respond(req: falcon.Request, resp: falcon.Response, model: str, value: Any) -> None:
-    """A 200 of one model, in the format the client asks for."""
+def digest_tag(body: bytes) -> str:
+    """A strong validator for content built per request: a digest of exactly its bytes."""
+    digest = hashlib.blake2b(body, digest_size=18).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def fresh(req: falcon.Request, etag: str) -> bool:
+    """Does If-None-Match name this representation? (weak comparison, RFC 9110 13.1.2)"""
+    tags = req.if_none_match
+    if not tags:
+        return False
+    return any(tag == "*" or str(tag) == etag for tag in tags)
+
+
+def validated(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
+    """The validator and caching on the answer; True (and a 304) when the client holds
+    this representation already (the ETag is the coding's: ``app.coding``)."""
+    etag = coding.validator(req, etag)
+    resp.etag = etag
+    resp.cache_control = [CACHE_CONTROL]
+    if fresh(req, etag):
+        resp.status = falcon.HTTP_304
+        return True
+    return False
+
+
+def respond(
+    req: falcon.Request,
+    resp: falcon.Response,
+    model: str,
+    value: Any,
+    vary: Sequence[str] = (),
+) -> None:
+    """A 200 of one model, in the format the client asks for, with an ETag of its bytes
+    (a 304 when If-None-Match names it); ``vary`` names other request fields that
+    selected it."""
     choice = negotiate(req.get_header("Accept"), [model])
-    resp.vary = ["Accept"]
+    resp.vary = ["Accept", *vary]
+    body = encode(choice, value)
+    if validated(req, resp, digest_tag(body)):
+        return
     resp.content_type = content_type(model, choice.format)
-    resp.data = encode(choice, value)
+    resp.data = body

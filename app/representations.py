@@ -36,10 +36,15 @@ class EntryPoint(Links, frozen=True):
 
 
 class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """A 202: the events are durably in the store (none, if nothing changed)."""
+    """A 202: the events are durably in the store (none, if nothing changed).
+
+    ``etag`` is the resource's entity-tag at the version the command left it (quoted, as in
+    a header): send it back as ``If-Match`` to chain the next write. A PUT's 202 carries it
+    only here, not as an ``ETag`` header (RFC 9110 9.3.4)."""
 
     events_appended: int
     message: str
+    etag: str
     links: list[Link]
 
 
@@ -106,6 +111,7 @@ class ProblemDetails(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     accepted: list[str] | msgspec.UnsetType = msgspec.UNSET
     domain_model: str | msgspec.UnsetType = msgspec.UNSET
     parameter: str | msgspec.UnsetType = msgspec.UNSET
+    header: str | msgspec.UnsetType = msgspec.UNSET
     reached: int | msgspec.UnsetType | None = msgspec.UNSET
     max_body_bytes: int | msgspec.UnsetType = msgspec.UNSET
     available: list[str] | msgspec.UnsetType = msgspec.UNSET

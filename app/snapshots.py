@@ -25,6 +25,13 @@ is behind (another worker of the host served the stream since) starts from the n
 - **Trust.** A snapshot is never trusted beyond the version it records: the events after it
   are read (or the append after it is checked by the store's expected version), as for any
   cached state.
+- **Which store.** The file records what identifies the event store its rows came from
+  (``eventstore.identity``: the first event of ``$all`` and an anchor, the store's newest
+  event when it was last checked). A worker checks it at its first command and again every
+  ``RECHECK_SECONDS`` (three small reads of ``$all``, never one per command); rows from
+  another store, or past the store's last event (restored from an older backup), are all
+  dropped, with one warning, and the record is made anew. Until a check has passed (the
+  store unreachable), no row is read or written.
 
 Any failure here (a locked or unwritable file) only costs the speed-up: it is logged and the
 stream is read from the store.
@@ -35,12 +42,18 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from eventstore.errors import StoreUnavailable
+from eventstore.identity import History, Landmark, Origin
+
 log = logging.getLogger("app.snapshots")
 SNAPSHOT_AFTER = 100
+RECHECK_SECONDS = 30.0  # how long a check of the store's identity holds
+RETRY_SECONDS = 1.0  # after a check that could not be made
 SCHEMA = (
     # The first layout kept every idempotency key in the state's row: not read any more.
     "DROP TABLE IF EXISTS snapshots;"
@@ -49,6 +62,9 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replays (stream TEXT NOT NULL, key TEXT NOT NULL,"
     " version INTEGER NOT NULL, position INTEGER NOT NULL, appended INTEGER NOT NULL,"
     " request_hash TEXT NOT NULL, PRIMARY KEY (stream, key)) WITHOUT ROWID;"
+    # What identifies the event store the rows came from: 'first' and 'anchor'.
+    "CREATE TABLE IF NOT EXISTS origin (landmark TEXT PRIMARY KEY, position INTEGER NOT NULL,"
+    " id TEXT NOT NULL) WITHOUT ROWID;"
 )
 
 Row = tuple[int, int | None, bytes]  # version, position, state
@@ -56,9 +72,76 @@ ReplayRow = tuple[int, int, int, str]  # version, position, appended, request ha
 
 
 class Snapshots:
-    def __init__(self, path: Path) -> None:
+    """The host's snapshots; with ``history`` (the web's event store), trusted only once
+    checked against it (without: as they are, for tools and tests of their own)."""
+
+    def __init__(self, path: Path, history: History | None = None) -> None:
         self._path = path
         self._local = threading.local()
+        self._history = history
+        self._lock = threading.Lock()
+        self._trusted_until = 0.0  # time.monotonic() until which the last check holds
+        self._retry_at = 0.0
+
+    def _trusted(self) -> bool:
+        """Whether the rows are from the event store (checked once per ``RECHECK_SECONDS``)."""
+        if self._history is None or time.monotonic() < self._trusted_until:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if now < self._trusted_until:
+                return True
+            if now < self._retry_at:
+                return False
+            try:
+                self._check(self._db(), self._history)
+            except StoreUnavailable:  # the command will say so; try again shortly
+                self._retry_at = now + RETRY_SECONDS
+                return False
+            except sqlite3.Error as error:
+                log.warning(
+                    {"message": "snapshots unchecked; reading the store", "error": str(error)}
+                )
+                self._retry_at = now + RETRY_SECONDS
+                return False
+            self._trusted_until = now + RECHECK_SECONDS
+            return True
+
+    def _check(self, db: sqlite3.Connection, history: History) -> None:
+        """Drop every row unless the recorded store is this one; record it anew."""
+        recorded = dict(
+            (name, Landmark(position, id_))
+            for name, position, id_ in db.execute("SELECT landmark, position, id FROM origin")
+        )
+        (newest,) = db.execute(
+            "SELECT MAX(p) FROM (SELECT MAX(position) AS p FROM states"
+            " UNION ALL SELECT MAX(position) FROM replays)"
+        ).fetchone()
+        mismatch = history.compare(Origin(recorded.get("first"), recorded.get("anchor")), newest)
+        landmarks = {"first": history.first(), "anchor": history.last()}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if mismatch is not None:
+                db.execute("DELETE FROM states")
+                db.execute("DELETE FROM replays")
+            db.execute("DELETE FROM origin")
+            db.executemany(
+                "INSERT INTO origin VALUES (?, ?, ?)",
+                [(name, m.position, m.id) for name, m in landmarks.items() if m is not None],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if mismatch is not None:
+            log.warning(
+                {
+                    "message": "the host's snapshots and replays were not from this event store:"
+                    " dropped (they are rebuilt as commands load streams)",
+                    "reason": mismatch.reason,
+                    "detail": mismatch.detail,
+                }
+            )
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -75,6 +158,8 @@ class Snapshots:
     def get(self, stream: str, fingerprint: str, newer_than: int = -2) -> Row | None:
         """The host's snapshot of ``stream``, if it is of this shape and its version is above
         ``newer_than``."""
+        if not self._trusted():
+            return None
         try:
             found: Any = (
                 self._db()
@@ -117,6 +202,8 @@ class Snapshots:
     ) -> None:
         """The state ``row`` (unless a newer one is there) and ``replays``, in one transaction:
         a worker that sees the state also sees the keys that reached it."""
+        if not self._trusted():
+            return
         try:
             db = self._db()
             if replays:

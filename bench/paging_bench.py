@@ -1,7 +1,7 @@
 """What a list page costs at a deep offset: the read store's block counts against OFFSET.
 
-Fills a read store with N inventory items through the projector's own ``Writer`` (no event
-store involved: this measures the read store alone), deactivates every 7th, and times
+Fills a read store with N inventory items through the projector's own ``ReadStoreWriter``
+(no event store involved: this measures the read store alone), deactivates every 7th, and times
 ``ReadModels.page`` at offsets 0, N/2 and N-10 for ``state=active`` and ``state=all``,
 against the plain ``ORDER BY ordinal LIMIT ? OFFSET ?`` query a store without block counts
 would run. Prints a table; figures are ratios to offset 0 of the same method, run side by
@@ -21,14 +21,16 @@ import msgspec
 
 from domain import inventory
 from eventstore.feed import Recorded
-from projections.store import Filters, ReadModels, Writer, new_generation, swap
+from projections.reader import Filters, ReadModels
+from projections.schema import new_generation, swap
 from projections.views import INVENTORY_VIEW
+from projections.writer import ReadStoreWriter
 
 
 def fill(directory: Path, count: int) -> None:
     path = new_generation(directory)
     swap(directory, path)
-    writer = Writer(path)
+    writer = ReadStoreWriter(path)
     created = msgspec.json.encode(inventory.InventoryItemCreated(name="Widget"))
     gone = msgspec.json.encode(inventory.InventoryItemDeactivated())
     position = 0

@@ -878,9 +878,9 @@ def poisoner(stack: Stack, stop: threading.Event, every: float, rng: random.Rand
 
 def quarantined(data: Path) -> int | None:
     """Rows in the read store's quarantine table (None: the store has none)."""
-    from projections import store
+    from projections import schema
 
-    path = store.current_generation(data / "read")
+    path = schema.current_generation(data / "read")
     if path is None:
         return None
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -932,9 +932,9 @@ def head(uri: str) -> int:
 
 def read_position(data: Path) -> int | None:
     """The checkpoint of the current generation of ``data``'s read store."""
-    from projections import store
+    from projections import schema
 
-    path = store.current_generation(data / "read")
+    path = schema.current_generation(data / "read")
     if path is None or not path.exists():
         return None
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -982,9 +982,9 @@ def table_rows(db: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def compare_stores(live: Path, rebuilt: Path) -> tuple[bool, list[str]]:
-    from projections import store
+    from projections import schema
 
-    paths = [store.current_generation(d / "read") for d in (live, rebuilt)]
+    paths = [schema.current_generation(d / "read") for d in (live, rebuilt)]
     if None in paths:
         return False, ["a read store has no current generation"]
     dbs = [sqlite3.connect(f"file:{p}?mode=ro", uri=True) for p in paths if p is not None]

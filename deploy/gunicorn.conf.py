@@ -12,14 +12,18 @@
 - SIGTERM: gunicorn stops accepting, lets requests in progress finish for up to
   ``graceful_timeout`` seconds, then exits; no request is cut half-way under that bound.
 - Requests gunicorn refuses before the app sees them answer problem+json (``post_fork``).
+- A body the app did not read (a 413 answers first) is drained after the answer, bounded
+  in bytes and time (``post_request``), so a client that sends it whole reads the answer.
 - Logs: one JSON object per line on stderr, gunicorn's and the app's; the app writes the
   access line itself (with the request id), so gunicorn's access log stays off.
 """
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -42,6 +46,9 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 logconfig_dict: dict[str, Any] = {}  # filled below from app.logs (JSON lines)
 preload_app = False  # import the app in each worker, after the fork
 proc_name = "restful-cqrs-web"
+# A method is a case-sensitive token (RFC 9110 9.1): "get" or "MKCALENDARCOLLECTIONS" reach
+# the app, which answers 501 unknown-method, instead of gunicorn's own 400 for unusual ones.
+permit_unconventional_http_method = True
 control_socket_disable = True  # gunicorn 27's control socket: one shared path per user; unused
 
 
@@ -55,13 +62,47 @@ def _logging() -> dict[str, Any]:
 logconfig_dict = _logging()
 
 
+def _port_taken(server: Any) -> None:
+    """A port another process listens on ends the start in one line naming the variable
+    (gunicorn alone retries for 5 s and then says only "Can't connect")."""
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):  # a unix socket or a file descriptor
+            continue
+        host, port = address[0], address[1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    server.log.error(
+                        "port %s on %s is in use by another process: set PORT (and HOST)"
+                        " to a free one, e.g. PORT=%s make run",
+                        port, host, port + 1,
+                    )  # fmt: skip
+                    sys.exit(3)
+                raise
+
+
 def on_starting(server: Any) -> None:
-    """Master, before any worker: ``python -m app.preflight`` in a process of its own (the
-    master must not open a gRPC channel it would carry over the fork) loads the settings and
-    asks the store for its head; a configuration error stops gunicorn here, exit status 3."""
+    """Master, before any worker: the port must be free; then ``python -m app.preflight`` in
+    a process of its own (the master must not open a gRPC channel it would carry over the
+    fork) loads the settings and asks the store for its head; a configuration error stops
+    gunicorn here, exit status 3."""
+    _port_taken(server)
     done = subprocess.run([sys.executable, "-m", "app.preflight"], check=False)
     if done.returncode != 0:
         sys.exit(done.returncode)
+
+
+def when_ready(server: Any) -> None:
+    """Master, listening: where a person goes next (the API's entry point, the browser client)."""
+    for address in server.cfg.address:
+        if isinstance(address, tuple):
+            host = f"[{address[0]}]" if ":" in address[0] else address[0]
+            base = f"http://{host}:{address[1]}"
+            server.log.info("API at %s/v1 · browser client at %s/app/", base, base)
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -70,6 +111,14 @@ def post_fork(server: Any, worker: Any) -> None:
     from app.refusals import install
 
     install()
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Worker, after each answer: the rest of a body the app did not read (a 413 answers
+    before reading) is drained, bounded, so the client reads the answer, not a reset."""
+    from app.refusals import drain_body
+
+    drain_body(worker, req, environ, resp)
 
 
 def post_worker_init(worker: Any) -> None:

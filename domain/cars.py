@@ -1,14 +1,20 @@
 """Cars: Matt Hawkins' trigger pattern as a functional aggregate.
 
-Clients send a whole representation of the car. ``validate`` checks every field at once;
-``triggers`` compares the current state with the proposed one and names each change as an
-explicit trigger; ``fire`` turns one trigger into events (or refuses it); ``apply`` folds
+Clients send a whole representation of the car. ``triggers`` compares the current state with
+the proposed one and names each change as an explicit trigger; ``fire`` turns one trigger
+into events or refuses it, and ``decide`` does so for a whole representation; ``apply`` folds
 events into state. Stream: ``car-<uuid>``.
+
+Every rule is decided here. A field's type says what it can (msgspec, when the edge decodes
+a body); what depends on meaning (a Ford M5, a nil owner, a year past the next, mileage
+going down) is refused by ``fire`` and ``decide`` as a ``DomainError``. Next year comes from
+the caller's clock, as an argument, so the domain stays free of I/O.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -57,14 +63,31 @@ class CarRepresentation(
 
 
 IMMUTABLE = ("year", "make", "model", "vin")
+INVALID = "The car breaks rules."
+# The fields a rule reads, and the type each must have for the rule to read it.
+RULED: tuple[tuple[str, type], ...] = (
+    ("year", int),
+    ("make", str),
+    ("model", str),
+    ("owner", UUID),
+)
 
 
 def validate(car: CarRepresentation, next_year: int) -> tuple[FieldError, ...]:
-    """The rules a single field's type cannot say: all of them, reported together.
-
-    ``next_year`` comes from the caller's clock, so the domain stays free of I/O.
-    """
+    """The rules a single field's type cannot say: all of them, reported together."""
     return rule_errors(next_year, year=car.year, make=car.make, model=car.model, owner=car.owner)
+
+
+def raw_rule_errors(raw: Mapping[str, Any], next_year: int) -> tuple[FieldError, ...]:
+    """The same rules over a body that did not decode as a whole: over each field a rule
+    reads that has the type it needs, so a body with type errors hears of every rule too."""
+    known: dict[str, Any] = {}
+    for name, kind in RULED:
+        try:
+            known[name] = msgspec.convert(raw.get(name), kind, strict=False)
+        except msgspec.ValidationError:
+            continue
+    return rule_errors(next_year, **known)
 
 
 def rule_errors(
@@ -104,7 +127,7 @@ class ChangeColor(Trigger, frozen=True):
 
 
 class UpdateMileage(Trigger, frozen=True):
-    mileage: int
+    mileage: Mileage
 
 
 class UpdateCondition(Trigger, frozen=True):
@@ -241,10 +264,19 @@ def triggers(state: Car, proposed: CarRepresentation) -> list[Trigger] | DomainE
     return found
 
 
-def fire(state: Car, trigger: Trigger) -> list[CarEvent] | DomainError:
+def invalid(errors: tuple[FieldError, ...]) -> DomainError:
+    return DomainError(code=ErrorCode.INVALID_CAR, message=INVALID, fields=errors)
+
+
+def fire(state: Car, trigger: Trigger, next_year: int) -> list[CarEvent] | DomainError:
+    """The events one trigger decides on ``state``, or why not; ``next_year``, from the
+    caller's clock, bounds a new car's year."""
     if isinstance(trigger, Create):
         if state.exists:
             return DomainError(code=ErrorCode.ALREADY_EXISTS, message="The car already exists.")
+        errors = validate(trigger.car, next_year)
+        if errors:
+            return invalid(errors)
         return [CarCreated(**msgspec.structs.asdict(trigger.car))]
     if not state.exists:
         return DomainError(code=ErrorCode.NOT_FOUND, message="There is no such car.")
@@ -266,21 +298,39 @@ def fire(state: Car, trigger: Trigger) -> list[CarEvent] | DomainError:
         case UpdateCondition(condition=condition):
             return [ConditionChanged(condition=condition)]
         case ChangeOwner(owner=owner):
+            errors = rule_errors(next_year, owner=owner)
+            if errors:
+                return invalid(errors)
             return [OwnerChanged(owner=owner)]
     raise TypeError(f"not a car trigger: {trigger!r}")
 
 
-def decide(state: Car, proposed: CarRepresentation) -> list[CarEvent] | DomainError:
-    """A whole-representation update: the triggers that differ, each fired in turn."""
+def decide(state: Car, proposed: CarRepresentation, next_year: int) -> list[CarEvent] | DomainError:
+    """A whole-representation update: every rule of the proposed car first (all of them
+    reported together), then the triggers that differ, each fired in turn."""
+    if not state.exists:
+        return DomainError(code=ErrorCode.NOT_FOUND, message="There is no such car.")
+    errors = validate(proposed, next_year)
+    if errors:
+        return invalid(errors)
     found = triggers(state, proposed)
     if isinstance(found, DomainError):
         return found
     events: list[CarEvent] = []
     for trigger in found:
-        fired = fire(state, trigger)
+        fired = fire(state, trigger, next_year)
         if isinstance(fired, DomainError):
             return fired
         events.extend(fired)
         for event in fired:
             state = apply(state, event)
     return events
+
+
+def revise(state: Car, changes: Mapping[str, Any], next_year: int) -> list[CarEvent] | DomainError:
+    """Some fields of the car changed (a merge patch's), the others as they are: decided as
+    the whole representation they make. ``changes`` maps field names to decoded values."""
+    if not state.exists:
+        return DomainError(code=ErrorCode.NOT_FOUND, message="There is no such car.")
+    proposed = msgspec.structs.replace(state.representation(), **changes)
+    return decide(state, proposed, next_year)

@@ -18,6 +18,7 @@ from esdbclient.events import CaughtUp, Checkpoint
 from esdbclient.exceptions import EventStoreDBClientException
 
 from eventstore.connection import LazyClient, unavailable
+from eventstore.identity import History
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class Recorded:
     version: int
     position: int
     time: float | None = None  # when the store wrote it (seconds since the epoch)
+    id: str | None = None  # its event id (what identifies the store, ``eventstore.identity``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class Feed:
                         event.stream_position,
                         event.commit_position or 0,
                         event.recorded_at.timestamp() if event.recorded_at else None,
+                        str(event.id),
                     )
         except EventStoreDBClientException as error:
             self.reset()
@@ -95,6 +98,10 @@ class Feed:
         except EventStoreDBClientException as error:
             raise unavailable(error) from error
         return position or None
+
+    def history(self) -> History:
+        """What identifies the store this feed follows (over the same connection)."""
+        return History(self._client.get)
 
     def stop(self) -> None:
         """End the current subscription (from any thread): ``follow`` returns."""

@@ -5,6 +5,10 @@ One projector runs per read store (a lock file enforces it). ``--rebuild`` repla
 event into a new generation while the web keeps answering from the current one, swaps it
 in once caught up, and then carries on following ``$all`` as the projector.
 
+A read store found to be from another event store (at start or after a reconnection:
+``eventstore.identity``) is marked so (the web answers 503 for it, ``/readyz`` says why) and
+rebuilt the same way, without being asked: its rows are never served as ready again.
+
 Exit status: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 2 when another
 projector holds the store, 3 when the event store refuses the configuration (credentials,
 access to ``$all``, an untrusted certificate, a malformed ``ESDB_URI``): retrying cannot help.
@@ -25,12 +29,13 @@ from types import FrameType
 import msgspec
 
 import jsonlogs
-from eventstore.connection import esdb_uri, root_certificates
+from eventstore.connection import esdb_uri, redact, root_certificates
 from eventstore.errors import StoreRefused
 from eventstore.feed import Feed
-from projections import config, store
-from projections.projector import Projector, report
+from projections import config, schema
+from projections.projector import ForeignStore, Projector, report
 from projections.views import VIEWS
+from projections.writer import ReadStoreWriter
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def list_quarantine(directory: Path) -> int:
     """What ``--quarantine`` prints: each event on a line, then how many (on stderr)."""
-    found = store.quarantine_of(directory)
+    found = schema.quarantine_of(directory)
     for entry in found:
         print(msgspec.json.encode(entry).decode())
     print(f"{len(found)} quarantined event(s) in {directory}", file=sys.stderr)
@@ -94,31 +99,61 @@ def list_quarantine(directory: Path) -> int:
 
 
 def project(args: argparse.Namespace, feed: Feed, directory: Path, stop: threading.Event) -> int:
+    if args.rebuild and not rebuild(args, feed, directory, stop):
+        return 0
+    while not stop.is_set():
+        writer = ReadStoreWriter(schema.open_current(directory))
+        report("projecting", store=str(writer.path), position=writer.position())
+        try:
+            Projector(feed, writer, args.batch, lag_every=args.lag_every).run(stop)
+        except ForeignStore as foreign:
+            writer.distrust(foreign.mismatch)
+            report(
+                "the read store is not from this event store; rebuilding it from this one",
+                logging.WARNING,
+                reason=foreign.mismatch.reason,
+                detail=foreign.mismatch.detail,
+                store=str(writer.path),
+                esdbUri=redact(args.esdb_uri),
+                todo="nothing if ESDB_URI names the right store: reads answer 503 until the"
+                " rebuilt store is swapped in; if it does not, stop and set ESDB_URI (or"
+                " ESDB_PORT)",
+            )
+            if not rebuild(args, feed, directory, stop):
+                return 0
+            continue
+        finally:
+            writer.close()
+    report("stopped")
+    return 0
 
-    if args.rebuild:
-        fresh = store.new_generation(directory)
+
+def rebuild(args: argparse.Namespace, feed: Feed, directory: Path, stop: threading.Event) -> bool:
+    """Replay everything into a new generation and swap it in; False if stopped first."""
+    while True:
+        fresh = schema.new_generation(directory)
         report("rebuilding", into=str(fresh))
-        writer = store.Writer(fresh)
+        writer = ReadStoreWriter(fresh)
         try:
             done = Projector(feed, writer, args.batch, lag_every=args.lag_every).run(
                 stop, until_live=True
             )
+        except ForeignStore as foreign:  # the store changed under the rebuild: again
+            report(
+                "the event store changed during the rebuild; starting it again",
+                logging.WARNING,
+                reason=foreign.mismatch.reason,
+                detail=foreign.mismatch.detail,
+            )
+            continue
         finally:
             writer.close()
         if not done:
             report("rebuild interrupted; the current store is unchanged", left=str(fresh))
-            return 0
-        store.swap(directory, fresh)
+            return False
+        schema.swap(directory, fresh)
         report("rebuilt store swapped in", store=str(fresh))
-
-    writer = store.Writer(store.open_current(directory))
-    report("projecting", store=str(writer.path), position=writer.position())
-    try:
-        Projector(feed, writer, args.batch, lag_every=args.lag_every).run(stop)
-    finally:
-        writer.close()
-    report("stopped")
-    return 0
+        return True
 
 
 if __name__ == "__main__":

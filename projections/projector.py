@@ -7,7 +7,12 @@ millisecond or two); catching up, it lets ``GATHER_SECONDS`` of events gather be
 batch (measured: 25-50 % more events per second than waking for every few), batches grow
 toward ``batch`` and the cost of a commit is shared. When the store goes away the
 subscription breaks, the projector waits (doubling up to ``MAX_BACKOFF``) and resumes after
-its checkpoint.
+its checkpoint. At its start it waits quietly for ``quiet_seconds`` (an esdblocal started
+beside it takes a moment to listen) before it says the store is unreachable.
+
+At every (re)connection, before following, it checks that the read store was built from this
+event store (``eventstore.identity``); if not, ``run`` raises ``ForeignStore`` and the process
+rebuilds (``projections.__main__``): rows folded from another store are never added to.
 """
 
 from __future__ import annotations
@@ -21,12 +26,22 @@ from dataclasses import dataclass
 
 from eventstore.errors import StoreRefused, StoreUnavailable
 from eventstore.feed import Feed, Item, Live, Progress, Recorded
+from eventstore.identity import Landmark, Mismatch
 from projections.reporting import report
-from projections.store import STORE_FAULTS, Writer
+from projections.writer import STORE_FAULTS, ReadStoreWriter
 
-__all__ = ["MAX_BACKOFF", "Projector", "report"]
+__all__ = ["MAX_BACKOFF", "ForeignStore", "Projector", "report"]
 MAX_BACKOFF = 5.0
 GATHER_SECONDS = 0.02
+QUIET_SECONDS = 5.0
+
+
+class ForeignStore(Exception):
+    """The read store was not built from the event store the projector follows."""
+
+    def __init__(self, mismatch: Mismatch) -> None:
+        super().__init__(f"{mismatch.reason}: {mismatch.detail}")
+        self.mismatch = mismatch
 
 
 class _End:
@@ -49,14 +64,19 @@ class Projector:
     def __init__(
         self,
         feed: Feed,
-        writer: Writer,
+        writer: ReadStoreWriter,
         batch: int = 2000,
         progress_every: float = 2.0,
         lag_every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        quiet_seconds: float = QUIET_SECONDS,
     ) -> None:
         self._feed = feed
+        self._history = feed.history()
+        self._first: Landmark | None = None  # the store's first event, once it has one
         self._writer = writer
+        self._quiet_until = clock() + quiet_seconds
+        self._connected = False
         self._batch = batch
         self._progress_every = progress_every
         self._lag_every = lag_every
@@ -65,7 +85,8 @@ class Projector:
     def run(self, stop: threading.Event, until_live: bool = False) -> bool:
         """Follow until ``stop`` is set (or, with ``until_live``, until caught up).
 
-        Returns True when it stopped because it caught up (``until_live``).
+        Returns True when it stopped because it caught up (``until_live``). Raises
+        ForeignStore when the read store turns out to be from another event store.
         """
         backoff = 0.1
         while not stop.is_set():
@@ -76,7 +97,10 @@ class Projector:
             except StoreRefused:
                 raise
             except StoreUnavailable as error:
-                report("event store unreachable; retrying", error=str(error), inSeconds=backoff)
+                if self._connected or self._clock() >= self._quiet_until:
+                    report("event store unreachable; retrying", error=str(error), inSeconds=backoff)
+                else:  # starting beside the store: it may not listen yet
+                    report("waiting for the event store", logging.DEBUG, error=str(error))
                 self._feed.reset()
             except STORE_FAULTS as error:
                 # The read store's fault, not an event's (locked, full, unwritable): the batch
@@ -95,7 +119,12 @@ class Projector:
 
     def _follow(self, stop: threading.Event, until_live: bool) -> bool:
         position = self._writer.position()
+        mismatch = self._history.compare(self._writer.origin(), position)
+        if mismatch is not None:
+            raise ForeignStore(mismatch)
+        self._first = self._history.first()
         head = self._feed.head()
+        self._connected = True
         counters = Counters(started=self._clock(), last_report=self._clock())
         report("following $all", after=position, head=head)
         items: queue.Queue[Item | _End] = queue.Queue(maxsize=4 * self._batch)
@@ -171,7 +200,9 @@ class Projector:
             elif isinstance(item, Live):
                 went_live = True
         if reached is not None and reached != position:
-            self._writer.commit(events, reached)
+            if self._first is None:  # the store was empty when this follow began
+                self._first = self._history.first()
+            self._writer.commit(events, reached, self._first)
         counters.events += len(events)
         now = self._clock()
         if went_live and not counters.live:

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from app import headers
+from app.auth import PUBLIC, READ_METHODS
 from app.media import JSON, VERSION
-from app.problems import Kind
+from app.problems import INVALID_HEADER, UNSUPPORTED_CONTENT_CODING, Kind
 from app.representations import ProblemDetails
 from projections.views import Filter
 
@@ -34,6 +36,33 @@ class Parameter:
     description: str
     schema: dict[str, Any]
 
+
+# ---------------------------------------------------------------- header grammars
+
+# What app.headers enforces, published as it is enforced: the API's own fields with its own
+# patterns, the conditional headers with its entity-tag list, Prefer with RFC 7240's
+# grammar, Accept-Datetime as an HTTP-date in any of its three forms (RFC 9110 5.6.7), with
+# each field in its range (the server builds the date, so a 25th hour is refused).
+ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 8.8.3, as app.headers reads it
+ENTITY_TAGS = f"^(?:{headers.ETAGS.pattern})$"
+_DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_DAY_NAME = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_DATE = "(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+IMF_FIXDATE = rf"{_DAY}, {_DATE} {_MONTH} [0-9]{{4}} {_TIME} GMT"
+HTTP_DATE = (
+    rf"^(?:{IMF_FIXDATE}"
+    rf"|{_DAY_NAME}, {_DATE}-{_MONTH}-[0-9]{{2}} {_TIME} GMT"
+    rf"|{_DAY} {_MONTH} (?:{_DATE}| [1-9]) {_TIME} [0-9]{{4}})$"
+)
+_PAIR = rf"{headers.TOKEN}(?:[ \t]*=[ \t]*(?:{headers.TOKEN}|{headers.QUOTED_STRING}))?"
+_PREFERENCE = rf"(?:[ \t]*,)*[ \t]*{_PAIR}(?:[ \t]*;(?:[ \t]*{_PAIR})?)*[ \t]*"
+PREFER = rf"^(?:{_PREFERENCE},)*(?:{_PREFERENCE})?$"
+# Commit positions: the digits app.headers accepts (at most 19), as the integers they are.
+POSITION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 10**19 - 1}
+# What a 202 sends: EventStoreDB's positions are unsigned 64-bit integers.
+SENT_POSITION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
 
 PARAMETERS = {
     p.name: p
@@ -63,13 +92,13 @@ PARAMETERS = {
             "commitPosition",
             "query",
             "Read-your-writes: wait until the read models reach this Commit-Position.",
-            {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            POSITION_SCHEMA,
         ),
         Parameter(
             "Commit-Position",
             "header",
             "Read-your-writes: the Commit-Position a 202 answered; the GET waits for it.",
-            {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            POSITION_SCHEMA,
         ),
         Parameter(
             "version",
@@ -82,8 +111,8 @@ PARAMETERS = {
             "Accept-Datetime",
             "header",
             "RFC 7089: the URL acts as a TimeGate and answers 302 to the memento of the newest"
-            " version written at or before this HTTP date.",
-            {"type": "string"},
+            " version written at or before this HTTP date (RFC 9110 5.6.7, any of its forms).",
+            {"type": "string", "pattern": HTTP_DATE, "examples": ["Sun, 06 Nov 1994 08:49:37 GMT"]},
         ),
         Parameter(
             "after",
@@ -101,29 +130,106 @@ PARAMETERS = {
             "Prefer",
             "header",
             "RFC 7240 wait=N: wait up to N seconds (at most 30) while nothing follows the"
-            " cursor; Preference-Applied says so.",
-            {"type": "string"},
+            " cursor; Preference-Applied says so. Other preferences are ignored.",
+            {"type": "string", "pattern": PREFER, "examples": ["wait=1"]},
         ),
         Parameter(
             "If-None-Match",
             "header",
             "ETags the client holds: 304 when one is current (or * to create only once).",
-            {"type": "string"},
+            {"type": "string", "pattern": ENTITY_TAGS, "examples": ['"xyzzy"', "*"]},
         ),
         Parameter(
             "If-Match",
             "header",
             "The ETag the write expects (412 when stale, * when it must exist).",
-            {"type": "string"},
+            {"type": "string", "pattern": ENTITY_TAGS, "examples": ['"xyzzy"', "*"]},
         ),
         Parameter(
             "Idempotency-Key",
             "header",
-            "Makes a retried POST safe: the same key answers as the first time.",
-            {"type": "string", "minLength": 1, "maxLength": 200},
+            "Makes a retried POST safe: the same key answers as the first time (1 to 200"
+            " visible ASCII characters).",
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": headers.IDEMPOTENCY_KEY_MAX,
+                "pattern": headers.IDEMPOTENCY_KEY_PATTERN,
+                "not": {"const": '""'},
+                "examples": ["8e03978e-40d5-43e8-bc93-6894a57f9324"],
+            },
         ),
     )
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A response header: what it says, and its value's grammar."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+HEADERS = {
+    h.name: h
+    for h in (
+        Header(
+            "ETag",
+            "The representation's strong validator; on a write, the new version's.",
+            {"type": "string", "pattern": f"^{ENTITY_TAG}$"},
+        ),
+        Header("Location", "Where the resource is.", {"type": "string", "format": "uri"}),
+        Header(
+            "Commit-Position",
+            "Where the write landed in the store: send it back on a GET to read your writes.",
+            SENT_POSITION_SCHEMA,
+        ),
+        Header(
+            "Link",
+            "RFC 8288 links: pages (first, prev, next, last), the item and its collection, and"
+            " for mementos original, timegate and timemap.",
+            {"type": "string"},
+        ),
+        Header(
+            "Memento-Datetime",
+            "RFC 7089: when this version was written.",
+            {"type": "string", "pattern": f"^{IMF_FIXDATE}$"},
+        ),
+        Header("Vary", "The request headers that chose this response.", {"type": "string"}),
+        Header(
+            "Cache-Control",
+            "How the response may be cached.",
+            {"type": "string"},
+        ),
+        Header(
+            "Retry-After",
+            "Seconds to wait before trying again.",
+            {"type": "integer", "minimum": 0},
+        ),
+        Header("Allow", "The methods the route answers.", {"type": "string"}),
+        Header(
+            "Preference-Applied",
+            "RFC 7240: the wait that was honoured.",
+            {"type": "string", "pattern": "^wait=[0-9]+$"},
+        ),
+        Header(
+            "WWW-Authenticate",
+            'The challenge: Bearer realm="api" (with error="invalid_token" for an unknown key).',
+            {"type": "string", "pattern": "^Bearer "},
+        ),
+        Header(
+            "X-Request-Id",
+            "This request's id, also in the metadata of the events it appended and in the logs.",
+            {"type": "string"},
+        ),
+    )
+}
+# Headers some problems carry, by status; every response carries X-Request-Id.
+PROBLEM_HEADERS = {401: ("WWW-Authenticate",), 405: ("Allow",), 503: ("Retry-After",)}
+
+
 READ = ("Commit-Position", "commitPosition", "If-None-Match")
 PAGED = ("offset", "limit", *READ)
 
@@ -147,6 +253,8 @@ class Operation:
     problems: tuple[Kind, ...] = ()
     conditional: bool = False  # ETag and 304 on If-None-Match
     required: tuple[str, ...] = ()  # parameters that must be present
+    headers: tuple[str, ...] = ()  # headers every success carries beyond those derived
+    media_type: str | None = None  # the success body's, when it is no domain-model's
 
     @property
     def offered(self) -> list[tuple[str, str]]:
@@ -169,7 +277,78 @@ class Operation:
             Parameter(f.name, "query", f.description, msgspec.json.schema(f.type))
             for f in self.filters
         ]
-        return [PARAMETERS[p] for p in self.parameters] + filters
+        named = list(self.parameters)
+        if self.conditional and "If-None-Match" not in named:
+            named.append("If-None-Match")
+        return [PARAMETERS[p] for p in named] + filters
+
+    @property
+    def redirects(self) -> bool:
+        """A TimeGate (RFC 7089): ``Accept-Datetime`` answers 302 to a memento."""
+        return "Accept-Datetime" in self.parameters
+
+    @property
+    def statuses(self) -> list[int]:
+        """Every status the operation answers, but its problems'."""
+        found = [self.success, *self.also]
+        if self.redirects:
+            found.append(302)
+        if self.conditional:
+            found.append(304)
+        return found
+
+    def response_headers(self, status: int, method: str = "GET") -> dict[str, bool]:
+        """The headers a response of this status carries (name: always there?), derived
+        from what the operation does: every GET/HEAD answer says how it may be cached, a
+        negotiated one varies, a conditional one has a validator, a page links to the
+        others, an item to its collection, a feed to what follows, a memento says when it
+        was written, a command's 202 says where and at which position (and its new ETag,
+        but on a PUT: RFC 9110 9.3.4); a problem is never stored, and some say when to
+        retry or how to authenticate."""
+        read = method in READ_METHODS
+        found = {"X-Request-Id": True, "Cache-Control": read}
+        negotiated = len(self.offered) > 1
+        if status in (self.success, *self.also):
+            if negotiated:
+                found["Vary"] = True
+            if self.conditional:
+                found["ETag"] = True
+            if {"offset", "after", "version"} & set(self.parameters):
+                found["Link"] = True
+            if "version" in self.parameters:
+                found["Memento-Datetime"] = False
+            if "Prefer" in self.parameters:
+                found["Preference-Applied"] = False
+            if status == 202:
+                found.update({"Location": True, "Commit-Position": False})
+                if method != "PUT":
+                    found["ETag"] = True
+            found.update({name: True for name in self.headers})
+        elif status == 304:  # what the 200 would have said (RFC 9110 15.4.5), validators first
+            found.update({name: False for name in self.response_headers(self.success, method)})
+            found.update({"X-Request-Id": True, "ETag": True, "Cache-Control": True})
+            if negotiated:
+                found["Vary"] = True
+        elif status == 302:
+            found.update({"Location": True, "Vary": True, "Link": True})
+        else:  # a problem: Accept chose problem+json or problem+xml; no cache keeps it
+            found.update({"Vary": True, "Cache-Control": True})
+            found.update({name: True for name in PROBLEM_HEADERS.get(status, ())})
+        if status == 503:
+            found["Retry-After"] = True
+        return found
+
+    @property
+    def refusals(self) -> tuple[Kind, ...]:
+        """Every problem the operation may answer: those it declares, and those the edge
+        adds to any operation like it (a header that breaks its grammar, a body under a
+        content coding)."""
+        derived = []
+        if any(p.location == "header" for p in self.described_parameters):
+            derived.append(INVALID_HEADER)
+        if self.accepts:
+            derived.append(UNSUPPORTED_CONTENT_CODING)
+        return (*self.problems, *(k for k in derived if k not in self.problems))
 
     @property
     def preconditions(self) -> list[str]:
@@ -234,6 +413,19 @@ class RouteTable:
             if route.resource is resource and route.suffix == suffix:
                 return route
         raise LookupError(f"{type(resource).__name__} ({suffix!r}) is not routed")
+
+
+# ---------------------------------------------------------------- security
+
+BEARER = "bearer"
+
+
+def scopes(path: str, method: str) -> list[str] | None:
+    """The scope a key needs for this method of this route; None where no key is needed
+    (OPTIONS, the health checks, this document, the error pages: ``app.auth.PUBLIC``)."""
+    if method == "OPTIONS" or path.startswith(PUBLIC) or f"{path}/".startswith(PUBLIC):
+        return None
+    return ["read"] if method in READ_METHODS else ["write"]
 
 
 # ---------------------------------------------------------------- schemas

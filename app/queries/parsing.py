@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import falcon
 
+from app import headers
 from app.problems import INVALID_QUERY, Problem
-from projections.store import Filters
+from projections.reader import Filters
 from projections.views import View
 
 DEFAULT_LIMIT = 10
@@ -76,15 +77,12 @@ def filters(req: falcon.Request, view: View[object]) -> Filters:
 
 
 def commit_position(req: falcon.Request) -> int | None:
-    """The position a client wants to read its writes at, if it gave one."""
-    text = req.get_header(COMMIT_POSITION) or req.get_param(POSITION_PARAMETER)
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise Problem(
-            INVALID_QUERY,
-            "A commit position is the integer a 202 answered in Commit-Position.",
-            parameter=POSITION_PARAMETER,
-        ) from None
+    """The position a client wants to read its writes at, if it gave one (the header, else
+    the query parameter); a value that is not one is a 400 naming where it was."""
+    header = req.get_header(COMMIT_POSITION)
+    query = req.get_param(POSITION_PARAMETER)
+    # Both are held to the grammar, even when the header (which wins) makes the other moot.
+    parameter = headers.commit_position(query, POSITION_PARAMETER) if query is not None else None
+    if header is not None:
+        return headers.commit_position(header, COMMIT_POSITION)
+    return parameter

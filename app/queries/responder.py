@@ -1,6 +1,6 @@
 """GET and HEAD over the read models: representations, pages, links, 304s, read-your-writes.
 
-Everything here reads the projector's store (``projections.store.ReadModels``), never the
+Everything here reads the projector's store (``projections.reader.ReadModels``), never the
 event store: reads are eventually consistent. A client that must see its own write presents
 the commit position its 202 carried (``Commit-Position`` header or ``commitPosition``
 parameter) and the request waits, for at most ``read_wait`` seconds, for the projector to
@@ -9,9 +9,7 @@ get there.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -24,7 +22,7 @@ import msgspec
 
 from app.etags import ETagCodec
 from app.media import content_type
-from app.negotiation import Choice, encode, negotiate
+from app.negotiation import Choice, digest_tag, encode, negotiate, validated
 from app.problems import GONE, INVALID_QUERY, NOT_FOUND, READ_MODEL_BEHIND, Problem
 from app.queries.parsing import (
     POSITION_PARAMETER,
@@ -35,10 +33,12 @@ from app.queries.parsing import (
 )
 from app.queries.presentations import PRESENTATIONS, Presentation
 from app.representations import Link, SearchHit, SearchResults
-from projections.store import ReadModels
+from projections.reader import ReadModels
 from projections.views import Stored
 
-CACHE_CONTROL = "private, max-age=0"
+# An item URL is its own TimeGate (RFC 7089 4.1.1): with Accept-Datetime it answers a 302 to
+# a memento instead, so whatever it answers varies on that header as well as on Accept.
+ITEM_VARY = ["Accept", "Accept-Datetime"]
 POLL_SECONDS = 0.002
 RENDERINGS_PER_THREAD = 256
 
@@ -88,28 +88,12 @@ def page_links(req: falcon.Request, offset: int, limit: int, total: int) -> list
     return links
 
 
-def _fresh(req: falcon.Request, etag: str) -> bool:
-    """Does If-None-Match name this representation? (weak comparison, RFC 9110 13.1.2)"""
-    tags = req.if_none_match
-    if not tags:
-        return False
-    return any(tag == "*" or str(tag) == etag for tag in tags)
-
-
 def not_modified(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
     """Validators on every answer; True (and a 304) when the client holds this version."""
-    resp.etag = etag
-    resp.cache_control = [CACHE_CONTROL]
-    if _fresh(req, etag):
-        resp.status = falcon.HTTP_304
-        return True
-    return False
+    return validated(req, resp, etag)
 
 
-def content_etag(body: bytes) -> str:
-    """A strong validator for a list: a digest of exactly what would be sent."""
-    digest = hashlib.blake2b(body, digest_size=18).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii")
+content_etag = digest_tag
 
 
 class Rendered(NamedTuple):
@@ -277,9 +261,9 @@ class Queries:
     def item(
         self, req: falcon.Request, resp: falcon.Response, presentation: Presentation, item: UUID
     ) -> None:
+        resp.vary = ITEM_VARY
         refuse_unknown(req, ())
         choice = negotiate(req.get_header("Accept"), presentation.item_models)
-        resp.vary = ["Accept"]
         self.catch_up(req)
         key = ("item", req.prefix, presentation.path, item, choice)
         render = functools.partial(self._render_item, req, presentation, str(item), choice)

@@ -11,8 +11,9 @@ from uuid import UUID
 import falcon
 import msgspec
 
+from app import headers
 from app.bodies import check_json, read_body
-from app.description import Described, RouteTable
+from app.description import RouteTable
 from app.media import Accepts, field_errors
 from app.problems import (
     ALREADY_EXISTS,
@@ -26,19 +27,9 @@ from app.problems import (
     Problem,
 )
 from app.queries import CAR_ITEMS, Queries
-from app.queries.timeline import Timeline, wants_the_past
-from app.resources.common import (
-    COMMAND,
-    CREATE,
-    ON_ITEM,
-    WRITE_ITEM,
-    Writer,
-    accepting,
-    history,
-    listing,
-    reading,
-    timemap,
-)
+from app.queries.timeline import Timeline
+from app.resources.common import COMMAND, CREATE, ON_ITEM, WRITE_ITEM, Writer, accepting
+from app.resources.family import Family
 from domain import cars
 from domain.aggregates import CAR
 from domain.errors import DomainError
@@ -51,7 +42,7 @@ class CarMergePatch(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
 ):
     """An RFC 7396 merge patch of a car: any fields of CarRepresentation (null removes one,
-    which the merged car then lacks)."""
+    which the merged car then lacks). A car's fields are flat, so merging is replacing."""
 
     year: cars.Year | msgspec.UnsetType | None = msgspec.UNSET
     make: cars.Make | msgspec.UnsetType | None = msgspec.UNSET
@@ -66,24 +57,16 @@ class CarMergePatch(
 PATCH_DECODER = msgspec.json.Decoder(CarMergePatch)
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396: objects merge member by member, null removes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for name, value in patch.items():
-        if value is None:
-            result.pop(name, None)
-        else:
-            result[name] = merge_patch(result.get(name), value)
-    return result
-
-
 Decide = Callable[[cars.Car], Sequence[msgspec.Struct] | DomainError]
 
 
-class Cars(Described):
-    """Cars: every field checked at once, then compared with the car to find the triggers."""
+class Cars(
+    Family,
+    presentation=CAR_ITEMS,
+    lists="List cars, a page at a time.",
+    reads="Read a car: exactly the representation a PUT sends back.",
+):
+    """Cars: the body decoded (every field checked at once), then decided by the domain."""
 
     representation = Accepts(cars.CarRepresentation)
 
@@ -95,35 +78,8 @@ class Cars(Described):
         timeline: Timeline,
         clock: Callable[[], datetime.datetime],
     ) -> None:
-        super().__init__(routes)
-        self._writer = writer
-        self._queries = queries
-        self._timeline = timeline
+        super().__init__(routes, writer, queries, timeline)
         self._clock = clock
-
-    @listing("List cars, a page at a time.", CAR_ITEMS)
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._queries.collection(req, resp, CAR_ITEMS)
-
-    @reading("Read a car: exactly the representation a PUT sends back.", CAR_ITEMS)
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        if wants_the_past(req):
-            self._timeline.item(req, resp, item_id)
-        else:
-            self._queries.item(req, resp, CAR_ITEMS, item_id)
-
-    @history(CAR_ITEMS)
-    def on_get_history(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._timeline.history(req, resp, item_id)
-
-    @timemap(CAR_ITEMS)
-    def on_get_timemap(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._timeline.timemap(req, resp, item_id)
-
-    on_head = on_get
-    on_head_item = on_get_item
-    on_head_history = on_get_history
-    on_head_timemap = on_get_timemap
 
     @accepting(
         "Create a car from its whole representation (trigger Create).",
@@ -133,7 +89,8 @@ class Cars(Described):
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         car, body = self._proposed(req)
-        decide: Decide = lambda state: cars.fire(state, cars.Create(car=car))  # noqa: E731
+        next_year = self._next_year()
+        decide: Decide = lambda state: cars.fire(state, cars.Create(car=car), next_year)  # noqa: E731
         self._run(req, resp, self._writer.new_id(req), body, decide, creates=True)
 
     @accepting(
@@ -144,7 +101,8 @@ class Cars(Described):
     )
     def on_put_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
         car, body = self._proposed(req)
-        self._run(req, resp, item_id, body, lambda state: cars.decide(state, car))
+        next_year = self._next_year()
+        self._run(req, resp, item_id, body, lambda state: cars.decide(state, car, next_year))
 
     @accepting(
         "Merge a JSON merge patch (RFC 7396) into the car, then as PUT.",
@@ -154,30 +112,9 @@ class Cars(Described):
         problems=(*CHANGES, INVALID_CAR),
     )
     def on_patch_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        media_type, _ = falcon.parse_header(req.content_type or "")
-        if media_type != MERGE_PATCH:
-            raise Problem(
-                UNSUPPORTED_MEDIA_TYPE,
-                f"PATCH takes {MERGE_PATCH} (RFC 7396).",
-                accepted=[MERGE_PATCH],
-            )
-        body = read_body(req)
-        check_json(body)
-        try:
-            patch = msgspec.to_builtins(PATCH_DECODER.decode(body))
-        except msgspec.DecodeError:
-            raise Problem(
-                MALFORMED_BODY,
-                "The body is not a merge patch of a car.",
-                errors=field_errors(CarMergePatch, body),
-            ) from None
-
-        def decide(state: cars.Car) -> Sequence[msgspec.Struct] | DomainError:
-            merged = merge_patch(msgspec.to_builtins(state.representation()), patch)
-            proposed = self._convert(merged)
-            self._validate(proposed)
-            return cars.decide(state, proposed)
-
+        changes, body = self._patch(req)
+        next_year = self._next_year()
+        decide: Decide = lambda state: cars.revise(state, changes, next_year)  # noqa: E731
         self._run(req, resp, item_id, body, decide, domain_model="CarMergePatch")
 
     @accepting(
@@ -186,7 +123,8 @@ class Cars(Described):
         problems=(*ON_ITEM, GONE),
     )
     def on_delete_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        decide: Decide = lambda state: cars.fire(state, cars.Delete())  # noqa: E731
+        next_year = self._next_year()
+        decide: Decide = lambda state: cars.fire(state, cars.Delete(), next_year)  # noqa: E731
         self._run(req, resp, item_id, read_body(req), decide, domain_model="RetireCar")
 
     def _run(
@@ -202,41 +140,44 @@ class Cars(Described):
         self._writer.run(req, resp, CAR, car_id, decide, domain_model, body, creates=creates)
 
     def _proposed(self, req: falcon.Request) -> tuple[cars.CarRepresentation, bytes]:
-        """The whole car in the body, checked field by field and then rule by rule."""
-        car, body = self.representation.read(req, rules=self._rules)
-        assert isinstance(car, cars.CarRepresentation)
-        self._validate(car)
-        return car, body
+        """The whole car in the body, decoded field by field (the domain's rules listed too
+        when a field does not decode, so that every error comes at once)."""
+        return self.representation.read(req, rules=self._rules)
+
+    def _patch(self, req: falcon.Request) -> tuple[dict[str, Any], bytes]:
+        """The fields a merge patch changes, decoded by their types. A null removes a field,
+        and every field of a car is required: such a patch can never make a car, whatever
+        the car is, so it is a malformed body, as a PUT that leaves the field out is."""
+        media_type, _ = headers.media_type(req.content_type) if req.content_type else ("", {})
+        if media_type != MERGE_PATCH:
+            raise Problem(
+                UNSUPPORTED_MEDIA_TYPE,
+                f"PATCH takes {MERGE_PATCH} (RFC 7396).",
+                accepted=[MERGE_PATCH],
+            )
+        body = check_json(read_body(req))
+        try:
+            patch = PATCH_DECODER.decode(body)
+        except msgspec.DecodeError:
+            raise Problem(
+                MALFORMED_BODY,
+                "The body is not a merge patch of a car.",
+                errors=field_errors(CarMergePatch, body),
+            ) from None
+        fields = msgspec.structs.fields(CarMergePatch)
+        removed = [f.encode_name for f in fields if getattr(patch, f.name) is None]
+        if removed:
+            raise Problem(
+                MALFORMED_BODY,
+                "The patched car does not fit CarRepresentation.",
+                errors=[{"field": name, "message": "required"} for name in removed],
+            )
+        changes = {f.name: getattr(patch, f.name) for f in fields}
+        return {name: value for name, value in changes.items() if value is not msgspec.UNSET}, body
 
     def _next_year(self) -> int:
         return self._clock().year + 1
 
     def _rules(self, raw: dict[str, Any]) -> list[dict[str, str]]:
         """The car's rules over the fields of a body that did not decode as a whole."""
-        known: dict[str, Any] = {}
-        for name, kind in (("year", int), ("make", str), ("model", str), ("owner", UUID)):
-            try:
-                known[name] = msgspec.convert(raw.get(name), kind, strict=False)
-            except msgspec.ValidationError:
-                continue
-        return [msgspec.to_builtins(e) for e in cars.rule_errors(self._next_year(), **known)]
-
-    def _validate(self, car: cars.CarRepresentation) -> None:
-        errors = cars.validate(car, next_year=self._next_year())
-        if errors:
-            raise Problem(
-                INVALID_CAR,
-                "The car breaks rules.",
-                errors=[msgspec.to_builtins(e) for e in errors],
-            )
-
-    @staticmethod
-    def _convert(merged: Any) -> cars.CarRepresentation:
-        try:
-            return msgspec.convert(merged, cars.CarRepresentation)
-        except msgspec.ValidationError:
-            raise Problem(
-                MALFORMED_BODY,
-                "The patched car does not fit CarRepresentation.",
-                errors=field_errors(cars.CarRepresentation, msgspec.json.encode(merged)),
-            ) from None
+        return [msgspec.to_builtins(e) for e in cars.raw_rule_errors(raw, self._next_year())]

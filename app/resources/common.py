@@ -11,6 +11,7 @@ from uuid import UUID, uuid4, uuid5
 import falcon
 import msgspec
 
+from app import headers
 from app.commands import ANY, CommandHandler, CommandRequest, Outcome, State
 from app.description import PAGED, READ, operation
 from app.etags import ETagCodec
@@ -102,7 +103,9 @@ def timemap(presentation: Presentation) -> Callable[[R], R]:
     return operation(
         summary=f"Every version of one of {presentation.path} (RFC 7089 TimeMap).",
         returns=None,
+        media_type="application/link-format",
         problems=(NOT_FOUND, *GUARDED),
+        conditional=True,
     )
 
 
@@ -123,6 +126,15 @@ def if_match(
         if isinstance(tag, falcon.ETag) and not tag.is_weak
     )
     return tuple(version for version in versions if version is not None)
+
+
+def _if_match_tags(req: falcon.Request) -> Sequence[str | falcon.ETag] | None:
+    """``req.if_match``, except that an If-Match of no tags at all (an empty list, which
+    RFC 9110 5.6.1 allows) is present and matches no version: 412, not an absent header."""
+    value = req.get_header("If-Match")
+    if value is not None and not value.strip(" \t,"):
+        return ()
+    return req.if_match
 
 
 class Writer:
@@ -147,26 +159,37 @@ class Writer:
         stream = aggregate.stream(item_id)
         request = CommandRequest(
             domain_model=domain_model,
-            if_match=if_match(req.if_match, self._etags, stream),
+            if_match=if_match(_if_match_tags(req), self._etags, stream),
             if_none_match_any="*" in (req.if_none_match or ()),
-            idempotency_key=req.get_header("Idempotency-Key") if req.method == "POST" else None,
+            idempotency_key=headers.idempotency_key(req) if req.method == "POST" else None,
             body=body,
             request_id=req.context.request_id,
-            correlation_id=req.get_header("X-Correlation-Id"),
+            correlation_id=headers.correlation_id(req),
             principal=getattr(req.context, "principal", None),
         )
         outcome = self._commands.execute(aggregate, stream, decide, request, creates=creates)
-        self._accepted(resp, outcome, f"{req.prefix}/v1/{self._collection}/{item_id}")
+        location = f"{req.prefix}/v1/{self._collection}/{item_id}"
+        self._accepted(resp, outcome, location, tag_header=req.method != "PUT")
 
     def new_id(self, req: falcon.Request) -> UUID:
-        key = req.get_header("Idempotency-Key")
+        key = headers.idempotency_key(req)
         return uuid5(CREATION_NAMESPACE, f"{self._collection}/{key}") if key else uuid4()
 
-    def _accepted(self, resp: falcon.Response, outcome: Outcome, location: str) -> None:
-        """202: the events are durably in the store; where the resource is; its new ETag."""
+    def _accepted(
+        self, resp: falcon.Response, outcome: Outcome, location: str, tag_header: bool
+    ) -> None:
+        """202: the events are durably in the store; where the resource is; its new ETag.
+
+        The new version's entity-tag is always in the body (``etag``). It is an ``ETag``
+        header too, except on a PUT: RFC 9110 9.3.4 lets a PUT response carry a validator
+        only when the body sent was stored as it was and the validator is the new
+        representation's, and a PUT here is a command (or a car's future state) that the
+        server turns into events, not bytes it stores."""
         resp.status = falcon.HTTP_202
         resp.location = location
-        resp.etag = self._etags.encode(outcome.stream, outcome.version)
+        etag = self._etags.encode(outcome.stream, outcome.version)
+        if tag_header:
+            resp.etag = etag
         if outcome.position is not None:
             resp.set_header(COMMIT_POSITION, str(outcome.position))
         resp.content_type = content_type("CommandAccepted")
@@ -176,5 +199,6 @@ class Writer:
             message=f"{appended} event(s) appended."
             if appended
             else "Nothing changed: nothing appended.",
+            etag=f'"{etag}"',
             links=[Link("self", location)],
         )

@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 from typing import Any, NoReturn
 
 import grpc
 from esdbclient.protos.Grpc import persistent_pb2, persistent_pb2_grpc, shared_pb2
 
-from esdblocal.hub import Hub
 from esdblocal.persistent import (
     ALL,
     Consumer,
@@ -28,9 +26,8 @@ from esdblocal.persistent import (
     Start,
     Subsystem,
 )
-from esdblocal.security import Principal, Users, deny, may_access
-from esdblocal.service import recorded_event
-from esdblocal.store import Store
+from esdblocal.security import Principal, deny, may_access
+from esdblocal.services.shared import UINT64_MAX, NodeParts, recorded_event
 
 ReadResp = persistent_pb2.ReadResp
 RecordedEventPb = persistent_pb2.ReadResp.ReadEvent.RecordedEvent
@@ -45,17 +42,15 @@ NAMED_STRATEGIES = {0: "DispatchToSingle", 1: "RoundRobin", 2: "Pinned"}
 ALL_ONLY_OVER_GRPC = (
     "Persistent subscriptions to $all are only supported over gRPC through gRPC clients"
 )
-_UINT64_MAX = 2**64 - 1
 
 
 class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsServicer):  # type: ignore[misc]
     """Built inside the serving loop (it starts the subsystem there)."""
 
-    def __init__(
-        self, store: Store, hub: Hub, readers: Executor, users: Users | None = None
-    ) -> None:
-        self.subsystem = Subsystem(store, hub, readers)
-        self._users = users
+    def __init__(self, parts: NodeParts) -> None:
+        self.subsystem = Subsystem(parts.store, parts.hub, parts.readers)
+        self._parts = parts
+        self._users = parts.users
 
     # ------------------------------------------------------------ management
 
@@ -253,9 +248,7 @@ class PersistentSubscriptions(persistent_pb2_grpc.PersistentSubscriptionsService
     # ------------------------------------------------------------- security
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal | None:
-        if self._users is None:
-            return None
-        return self._users.principal(context.invocation_metadata() or ())
+        return self._parts.principal(context)
 
     async def _user(self, context: grpc.aio.ServicerContext) -> str | None:
         """The caller's name; on a secure node anonymous callers are refused."""
@@ -287,8 +280,8 @@ def _ids(ids: Any) -> list[str]:
     for value in ids:
         try:
             if value.WhichOneof("value") == "structured":
-                most = value.structured.most_significant_bits & _UINT64_MAX
-                least = value.structured.least_significant_bits & _UINT64_MAX
+                most = value.structured.most_significant_bits & UINT64_MAX
+                least = value.structured.least_significant_bits & UINT64_MAX
                 result.append(str(uuid.UUID(int=(most << 64) | least)))
             else:
                 result.append(str(uuid.UUID(value.string)))

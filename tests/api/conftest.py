@@ -17,8 +17,9 @@ from app.settings import Settings
 from eventstore.feed import Feed
 from projections.config import read_directory
 from projections.projector import Projector
-from projections.store import Writer, open_current
+from projections.schema import open_current
 from projections.views import VIEWS
+from projections.writer import ReadStoreWriter
 
 JSON = "application/json"
 FIXED_NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
@@ -42,7 +43,7 @@ def api_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def projector(esdb_uri: str, api_data: Path) -> Iterator[None]:
     """The real projector, following the session's esdblocal into the API's read store."""
-    writer = Writer(open_current(read_directory(api_data)))
+    writer = ReadStoreWriter(open_current(read_directory(api_data)))
     feed = Feed(esdb_uri, [view.category for view in VIEWS])
     stop = threading.Event()
     thread = threading.Thread(target=Projector(feed, writer).run, args=(stop,), daemon=True)

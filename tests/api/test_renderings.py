@@ -9,7 +9,7 @@ from pathlib import Path
 
 import falcon.testing
 
-from projections.store import ReadModels
+from projections.reader import ReadModels
 from tests.api.conftest import command, create, path_of
 
 CHECK_IN = "CheckInItemsToInventoryCommand"

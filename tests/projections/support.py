@@ -23,9 +23,11 @@ from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from domain import cars, inventory
 from domain.history import event_type
 from eventstore.feed import Feed
-from projections import store
+from projections import schema
 from projections.projector import Projector
+from projections.reader import Page, ReadModels
 from projections.views import VIEWS, Stored
+from projections.writer import ReadStoreWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 CATEGORIES = [view.category for view in VIEWS]
@@ -79,10 +81,10 @@ class ThreadedProjector:
 
     def __init__(self, uri: str, directory: Path, batch: int = 2000) -> None:
         self.directory = directory
-        self.writer = store.Writer(store.open_current(directory))
+        self.writer = ReadStoreWriter(schema.open_current(directory))
         self.feed = Feed(uri, CATEGORIES)
         self.projector = Projector(self.feed, self.writer, batch)
-        self.read_models = store.ReadModels(directory)
+        self.read_models = ReadModels(directory)
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
@@ -218,14 +220,14 @@ def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
             "SELECT rowid, text, kind, active FROM search ORDER BY rowid"
         ).fetchall()
         tables["meta"] = db.execute(
-            "SELECT key, value FROM meta WHERE key != ? ORDER BY key", (store.UPDATED,)
+            "SELECT key, value FROM meta WHERE key != ? ORDER BY key", (schema.UPDATED,)
         ).fetchall()
     return tables
 
 
 def current(directory: Path) -> Path:
     """The generation readers use (the test fails if there is none)."""
-    path = store.current_generation(directory)
+    path = schema.current_generation(directory)
     assert path is not None, f"no CURRENT in {directory}"
     return path
 
@@ -238,5 +240,5 @@ def row_of(stored: Stored[Any] | None) -> tuple[Any, ...] | None:
     return (stored.id, stored.version, int(stored.active), *view.to_columns(stored.state))
 
 
-def rows_of(page: store.Page) -> list[tuple[Any, ...] | None]:
+def rows_of(page: Page) -> list[tuple[Any, ...] | None]:
     return [row_of(stored) for stored in page.records]

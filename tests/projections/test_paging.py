@@ -16,9 +16,11 @@ from msgspec.json import encode
 from domain import cars, inventory
 from esdblocal import EmbeddedServer
 from eventstore.feed import Recorded
-from projections import store
-from projections.store import BLOCK, Filters
+from projections import schema
+from projections.reader import Filters, ReadModels
+from projections.schema import BLOCK
 from projections.views import CAR_VIEW, INVENTORY_VIEW, VIEWS, View
+from projections.writer import ReadStoreWriter
 
 from .support import Append, append_rounds, new_event, projecting, row_of, rows_of
 
@@ -66,7 +68,7 @@ def text_of(view: View[Any], row: Sequence[Any]) -> str:
 
 @dataclass
 class Paged:
-    reads: store.ReadModels
+    reads: ReadModels
     expected: Expected
 
 
@@ -125,7 +127,7 @@ def write(uri: str, directory: Path) -> Paged:
         projector.wait_for(max(positions))
         (done,) = append_rounds(uri, [changes])
         projector.wait_for(max(done))
-    return Paged(store.ReadModels(directory), expected)
+    return Paged(ReadModels(directory), expected)
 
 
 @pytest.fixture(scope="module")
@@ -244,15 +246,15 @@ def test_search_finds_active_resources_of_every_view(
         assert (total, got) == (len(expected), expected[offset:][:20])
 
 
-def one_item_named(directory: Path, name: str) -> tuple[store.ReadModels, str]:
+def one_item_named(directory: Path, name: str) -> tuple[ReadModels, str]:
     item = str(uuid4())
-    writer = store.Writer(store.open_current(directory))
+    writer = ReadStoreWriter(schema.open_current(directory))
     created = inventory.InventoryItemCreated(name=name)
     writer.commit(
         [Recorded(f"inventoryItem-{item}", "InventoryItemCreated", encode(created), 0, 1)], 1
     )
     writer.close()
-    return store.ReadModels(directory), item
+    return ReadModels(directory), item
 
 
 @pytest.mark.parametrize("query", ["ÉMILE", "émi", "ØRSTED", "le ø"])

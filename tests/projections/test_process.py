@@ -13,8 +13,8 @@ import pytest
 from esdbclient import EventStoreDBClient, StreamState
 
 from domain import cars, inventory
-from projections import store
-from projections.store import Filters
+from projections import schema
+from projections.reader import Filters, ReadModels
 from projections.views import CAR_VIEW, INVENTORY_VIEW
 
 from .support import (
@@ -70,7 +70,7 @@ def test_kill_9_while_catching_up_loses_nothing_and_doubles_nothing(
 ) -> None:
     expected, head = write_stock(isolated_uri)
     data = tmp_path / "data"
-    reads = store.ReadModels(data / "read")
+    reads = ReadModels(data / "read")
     reached: list[int] = []
     for fraction in (0.0, 0.3, 0.6, 0.85):  # kill right after the first batch, then further on
         with ProjectorProcess(isolated_uri, data, "--batch", "50") as process:
@@ -166,7 +166,7 @@ def test_one_projector_per_store_and_a_rebuild_swaps_in_an_identical_store(
     head = write_mixed(isolated_uri)
     data = tmp_path / "data"
     directory = data / "read"
-    reads = store.ReadModels(directory)
+    reads = ReadModels(directory)
     with ProjectorProcess(isolated_uri, data) as live:
         live.wait_for("caught up; live")
         wait_until(lambda: (reads.position() or 0) >= head, 15, "the live projector")
@@ -219,7 +219,7 @@ def test_one_projector_per_store_and_a_rebuild_swaps_in_an_identical_store(
 def checkpoint_of(path: Path) -> int:
     """A generation's checkpoint, read the way the web reads (0 before its first batch)."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", (store.POSITION,)).fetchone()
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (schema.POSITION,)).fetchone()
     return 0 if row is None else int(row[0])
 
 

@@ -22,8 +22,10 @@ from esdbclient import EventStoreDBClient, StreamState
 from domain import cars, inventory
 from domain.history import event_type
 from eventstore.feed import Recorded
-from projections import store
+from projections import schema
+from projections.reader import Filters, ReadModels
 from projections.views import CAR_VIEW, INVENTORY_VIEW
+from projections.writer import ReadStoreWriter
 
 from .support import ROOT, current, new_event, projecting, row_of, snapshot, wait_until
 
@@ -124,14 +126,14 @@ def test_events_land_in_rows_with_state_and_version(
             assert row_of(reads.item(CAR_VIEW, other)) is None
         assert reads.search(f"Ignored {ignored[0]}", 0, 10) == (0, [])
         assert reads.search(f"Ignored {ignored[1]}", 0, 10) == (0, [])
-        assert reads.page(CAR_VIEW, store.Filters(query="1FMCU0GX000000003"), 0, 10).total == 0
+        assert reads.page(CAR_VIEW, Filters(query="1FMCU0GX000000003"), 0, 10).total == 0
         position = reads.position()
     assert position is not None
     # Never past the head of $all (links the system projections write included, which
     # get_commit_position()'s default filter would leave out).
     head = next(iter(client.read_all(backwards=True, limit=1, filter_exclude=[])))
     assert last <= position <= (head.commit_position or 0)
-    writer = store.Writer(current(tmp_path / "read"))
+    writer = ReadStoreWriter(current(tmp_path / "read"))
     assert writer.position() == position
     writer.close()
 
@@ -140,7 +142,7 @@ def test_status_reports_the_checkpoint_and_when_it_was_written(
     client: EventStoreDBClient, esdb_uri: str, tmp_path: Path
 ) -> None:
     item = str(uuid4())
-    reads = store.ReadModels(tmp_path / "read")
+    reads = ReadModels(tmp_path / "read")
     assert (reads.position(), reads.status(), row_of(reads.item(INVENTORY_VIEW, item))) == (
         None,
         {},
@@ -154,8 +156,8 @@ def test_status_reports_the_checkpoint_and_when_it_was_written(
     with projecting(esdb_uri, tmp_path / "read") as projector:
         projector.wait_for(last)
         status = reads.status()
-    assert status[store.POSITION] == reads.position() >= last
-    assert isinstance(status[store.UPDATED], float)
+    assert status[schema.POSITION] == reads.position() >= last
+    assert isinstance(status[schema.UPDATED], float)
 
 
 # ---------------------------------------------------------------- 2. resume after a restart
@@ -183,7 +185,7 @@ def test_resumes_after_its_checkpoint_without_counting_twice(
     last = check_in(first, 3, 4)
     with projecting(esdb_uri, directory) as projector:
         projector.wait_for(last)
-    stopped_at = store.ReadModels(directory).position()
+    stopped_at = ReadModels(directory).position()
     assert stopped_at is not None and stopped_at >= last
 
     check_in(first, 5, 6)
@@ -246,8 +248,8 @@ def history() -> list[Recorded]:
     ]
 
 
-def fresh_writer(directory: Path) -> store.Writer:
-    return store.Writer(store.open_current(directory))
+def fresh_writer(directory: Path) -> ReadStoreWriter:
+    return ReadStoreWriter(schema.open_current(directory))
 
 
 def test_committing_a_batch_twice_changes_nothing(tmp_path: Path) -> None:
@@ -258,10 +260,10 @@ def test_committing_a_batch_twice_changes_nothing(tmp_path: Path) -> None:
     assert writer.commit(events, events[-1].position) == 0
     assert snapshot(writer.path) == once
     assert writer.position() == events[-1].position
-    reads = store.ReadModels(tmp_path)
+    reads = ReadModels(tmp_path)
     a = events[0].stream.partition("-")[2]
     assert row_of(reads.item(INVENTORY_VIEW, a)) == (a, 3, 1, "A2", 7)
-    assert reads.page(INVENTORY_VIEW, store.Filters(state="all"), 0, 10).total == 3
+    assert reads.page(INVENTORY_VIEW, Filters(state="all"), 0, 10).total == 3
     writer.close()
 
 
@@ -313,7 +315,7 @@ def test_an_unreadable_event_is_quarantined_and_the_stream_carries_on(
     writer = fresh_writer(tmp_path)
     for n, event in enumerate(events):  # one event per batch, as the projector does when live
         writer.commit([event], 100 + n)
-    assert row_of(store.ReadModels(tmp_path).item(INVENTORY_VIEW, item)) == (
+    assert row_of(ReadModels(tmp_path).item(INVENTORY_VIEW, item)) == (
         item,
         4,
         1,
@@ -329,7 +331,7 @@ def test_an_unreadable_event_is_quarantined_and_the_stream_carries_on(
     assert "cannot be read" in quarantined[1].reason
     logged = [r.getMessage() for r in caplog.records if "event quarantined" in r.getMessage()]
     assert len(logged) == 2 and "ItemsShipped" in logged[0], logged
-    assert store.ReadModels(tmp_path).status()[store.QUARANTINED] == 2
+    assert ReadModels(tmp_path).status()[schema.QUARANTINED] == 2
     writer.close()
 
 

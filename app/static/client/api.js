@@ -4,7 +4,9 @@
 // `Content-Type: application/json; domain-model=<command>`, and the ETag last read as
 // `If-Match`. A write's `Commit-Position` is kept and presented on every later read, so the
 // page reads its own writes (the API waits for the projector to get there). A 401 asks the
-// person for an API key (kept in sessionStorage) and tries again.
+// person for an API key (kept in sessionStorage) and tries again. Every exchange, in full
+// (headers and bodies), goes to the listeners: the page's log shows them and copies them as
+// curl.
 
 const KEY = "restful-cqrs.api-key";
 
@@ -32,10 +34,25 @@ export class ApiError extends Error {
     const errors = (this.problem && this.problem.errors) || [];
     return errors.map((e) => `${e.field}: ${e.message}`);
   }
+
+  // The stable error code and the API's page about it (problem+json's additionalInformation).
+  get errorCode() {
+    return (this.problem && this.problem.errorCode) || null;
+  }
+
+  get errorPage() {
+    return errorPage(this.problem);
+  }
+}
+
+export function errorPage(problem) {
+  if (!problem || !problem.errorCode) return null;
+  return problem.additionalInformation || `/v1/errors/${problem.errorCode}`;
 }
 
 let commitPosition = null; // the last write's, presented on reads
 let asking = null; // the pending key prompt, shared by concurrent 401s
+let sequence = 0;
 const listeners = new Set();
 
 export function onExchange(listener) {
@@ -48,6 +65,7 @@ export function apiKey() {
 
 export function forgetKey() {
   sessionStorage.removeItem(KEY);
+  scopes = null;
 }
 
 // Ask the person for a key (the page supplies the dialog); one prompt at a time.
@@ -56,33 +74,30 @@ export function setKeyPrompt(fn) {
   prompter = fn;
 }
 
-async function askForKey(response) {
+async function askForKey(response, problem) {
   if (!asking) {
-    let problem = null;
-    try {
-      problem = await response.clone().json();
-    } catch {
-      // not JSON: the status says enough
-    }
     asking = prompter(problem && problem.detail).finally(() => {
       asking = null;
     });
   }
   const key = await asking;
   if (!key) throw new ApiError(response, { detail: "An API key is needed." });
+  if (key !== apiKey()) scopes = null;
   sessionStorage.setItem(KEY, key);
 }
 
-async function problemOf(response) {
+function parse(text, type) {
+  if (!text || !type.includes("json")) return text;
   try {
-    return await response.json();
+    return JSON.parse(text);
   } catch {
-    return null;
+    return text;
   }
 }
 
 // One HTTP exchange. Answers {status, headers, etag, body}; throws ApiError for 4xx/5xx.
-export async function request(method, url, { body, contentType, etag, accept } = {}) {
+// `note` says in the log why the page made it (when the URL alone does not).
+export async function request(method, url, { body, contentType, etag, accept, note } = {}) {
   for (let attempt = 0; ; attempt += 1) {
     const headers = new Headers({ Accept: accept || "application/json" });
     const key = apiKey();
@@ -91,16 +106,21 @@ export async function request(method, url, { body, contentType, etag, accept } =
     if (etag) headers.set("If-Match", etag);
     const reading = method === "GET" || method === "HEAD";
     if (reading && commitPosition) headers.set("Commit-Position", commitPosition);
+    const sent = body === undefined ? undefined : JSON.stringify(body);
     const response = await fetch(url, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: sent,
       cache: "no-store",
       credentials: "omit",
     });
-    report(method, url, headers, response);
+    const type = response.headers.get("Content-Type") || "";
+    const text = await response.text();
+    const parsed = parse(text, type);
+    report({ method, url, headers, body: sent, response, text, parsed, note });
+    const problem = !response.ok && parsed && typeof parsed === "object" ? parsed : null;
     if (response.status === 401 && attempt < 3) {
-      await askForKey(response);
+      await askForKey(response, problem);
       continue;
     }
     if (response.status === 503 && reading && attempt < 3) {
@@ -109,18 +129,30 @@ export async function request(method, url, { body, contentType, etag, accept } =
       await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
       continue;
     }
-    if (!response.ok) throw new ApiError(response, await problemOf(response));
+    if (response.status === 403 && !reading && problem && problem.errorCode === 1021) {
+      scopes = { key: apiKey(), write: false, why: problem.detail };
+    }
+    if (!response.ok) throw new ApiError(response, problem);
     const position = response.headers.get("Commit-Position");
     if (!reading && position) commitPosition = position;
-    const type = response.headers.get("Content-Type") || "";
-    const text = await response.text();
     return {
       status: response.status,
       headers: response.headers,
-      etag: response.headers.get("ETag"),
-      body: text && type.includes("json") ? JSON.parse(text) : text,
+      etag: tagOf(response, parsed),
+      body: parsed,
     };
   }
+}
+
+// The ETag a response carries: its ETag header, else (a command's 202 that leaves the header
+// out, so no cache mistakes it for the resource's) the tag its body names.
+function tagOf(response, body) {
+  const header = response.headers.get("ETag");
+  if (header) return header;
+  if (body && typeof body === "object" && typeof body.etag === "string") {
+    return body.etag.startsWith('"') || body.etag.startsWith("W/") ? body.etag : `"${body.etag}"`;
+  }
+  return null;
 }
 
 export function get(url) {
@@ -145,16 +177,84 @@ export function lastCommitPosition() {
   return commitPosition;
 }
 
-function report(method, url, sent, response) {
+// ------------------------------------------------------------------ what this key may do
+
+// The API has no "who am I": a key's scopes show in what it is refused. So the page asks
+// once per key with a write that cannot succeed: a POST naming a domain-model no route
+// accepts. A key without the write scope is refused first (403, errorCode 1021); any other
+// answer (415 with write scope, or with no keys configured) means writes are allowed. Nothing
+// is ever appended. A later 403 on a real write corrects the answer too.
+let scopes = null; // {key, write, why}
+export const PROBE_MODEL = "WhatMayThisKeyDo";
+
+let probing = null; // the probe in flight, shared by the views that ask at once
+
+export async function mayWrite() {
+  if (scopes && scopes.key === apiKey()) return scopes.write;
+  if (!probing) probing = probe().finally(() => (probing = null));
+  return probing;
+}
+
+async function probe() {
+  try {
+    await request("POST", "/v1/inventory-items", {
+      body: {},
+      contentType: `application/json; domain-model=${PROBE_MODEL}`,
+      note: "what may this key do? a write no route accepts: 403 means read-only",
+    });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) {
+      scopes = { key: apiKey(), write: false, why: error.message };
+      return false;
+    }
+    if (!(error instanceof ApiError)) throw error;
+  }
+  scopes = { key: apiKey(), write: true, why: null };
+  return true;
+}
+
+export function readOnlyReason() {
+  return scopes && !scopes.write ? scopes.why : null;
+}
+
+// ------------------------------------------------------------------ the log
+
+function report({ method, url, headers, body, response, text, parsed, note }) {
+  sequence += 1;
   const exchange = {
+    id: sequence,
+    note: note || null,
     method,
-    url,
-    contentType: sent.get("Content-Type"),
-    ifMatch: sent.get("If-Match"),
-    commitPosition: sent.get("Commit-Position"),
+    url: new URL(url, location.href).href,
+    requestHeaders: [...headers.entries()],
+    requestBody: body === undefined ? null : body,
     status: response.status,
-    etag: response.headers.get("ETag"),
-    committed: response.headers.get("Commit-Position"),
+    statusText: response.statusText,
+    responseHeaders: [...response.headers.entries()],
+    responseBody: text,
+    problem: !response.ok && parsed && typeof parsed === "object" ? parsed : null,
   };
   for (const listener of listeners) listener(exchange);
+}
+
+// The exchange as a curl command a person can paste into a shell: the key stays out of it
+// (`$API_KEY`), and so do the headers the browser adds on its own.
+export function asCurl(exchange) {
+  const quote = (s) => `'${String(s).replaceAll("'", "'\\''")}'`;
+  const first = ["curl", exchange.method === "HEAD" ? "-I" : "-i"];
+  if (!["GET", "HEAD"].includes(exchange.method)) first.push("-X", exchange.method);
+  first.push(quote(exchange.url));
+  const lines = [first.join(" ")];
+  for (const [name, value] of exchange.requestHeaders) {
+    if (name === "authorization") lines.push('-H "Authorization: Bearer $API_KEY"');
+    else lines.push(`-H ${quote(`${headerName(name)}: ${value}`)}`);
+  }
+  if (exchange.requestBody !== null) lines.push(`--data-raw ${quote(exchange.requestBody)}`);
+  return lines.join(" \\\n  ");
+}
+
+// Header names as people write them (fetch gives them in lower case).
+export function headerName(name) {
+  const special = { etag: "ETag", "www-authenticate": "WWW-Authenticate", "x-request-id": "X-Request-Id" };
+  return special[name] || name.replace(/(^|-)([a-z])/g, (_, dash, c) => dash + c.toUpperCase());
 }

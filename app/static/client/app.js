@@ -4,9 +4,14 @@
 import {
   ApiError,
   apiKey,
+  asCurl,
+  errorPage,
   forgetKey,
   get,
+  headerName,
+  mayWrite,
   onExchange,
+  readOnlyReason,
   retire,
   send,
   setKeyPrompt,
@@ -60,8 +65,15 @@ function select(props, options, current) {
   );
 }
 
+// The status line belongs to the page it was written on (the whole hash route, so a list's
+// search or a resource's past version is another page): it is cleared anywhere else.
+function currentPath() {
+  return location.hash.slice(1) || "/items";
+}
+
 function say(text) {
   statusLine.textContent = text;
+  statusLine.dataset.path = currentPath();
 }
 
 function errorBox(error) {
@@ -70,9 +82,16 @@ function errorBox(error) {
   return h(
     "div",
     { class: "error", role: "alert" },
-    h("p", {}, status, error.message),
+    h("p", {}, status, error.message, " ", error instanceof ApiError ? codeLink(error.problem) : null),
     lines.length ? h("ul", {}, lines.map((l) => h("li", {}, l))) : null,
   );
+}
+
+// "error 1004", linked to the API's page about that code.
+function codeLink(problem) {
+  const href = errorPage(problem);
+  if (!href) return null;
+  return h("a", { href, class: "error-code", target: "_blank", rel: "noopener" }, `error ${problem.errorCode}`);
 }
 
 function shortTag(etag) {
@@ -94,26 +113,59 @@ function pageParams(href) {
 // ------------------------------------------------------------------ writes
 
 // A write that may meet a 412: `attempt` names the command and how to redo it on fresh state.
-//   {label, command, url, body, etag, method, rebase(freshBody) -> body, done(result)}
+//   {label, command, url, body, etag, method, base, rebase(fresh) -> body,
+//    project(fresh, body) -> the state after the change, done(result), confirm}
+// `base` is the state the person read before deciding; `confirm` (for what cannot be undone)
+// is asked before anything is sent.
 async function perform(attempt, place) {
   const target = place.querySelector(".outcome") || place;
+  if (attempt.confirm && !(await confirmed(attempt.confirm))) {
+    target.replaceChildren(h("p", { class: "hint" }, `${attempt.label}: not sent.`));
+    return;
+  }
   target.replaceChildren(h("p", { class: "busy" }, `${attempt.label}…`));
   try {
-    const result = await send(attempt.command, attempt.url, attempt.body, attempt.etag, attempt.method);
+    const result = attempt.command
+      ? await send(attempt.command, attempt.url, attempt.body, attempt.etag, attempt.method)
+      : await retire(attempt.url, attempt.etag);
     const n = result.body && result.body.eventsAppended;
-    say(`${attempt.label}: ${n} event(s) appended at commit position ${result.headers.get("Commit-Position")}.`);
     await attempt.done(result);
+    // The 202 names the new version's ETag (its ETag header, or on a PUT its body's etag):
+    // the one the next write sends as If-Match, and the one the re-read shows.
+    const tag = result.etag ? `; the ETag is now ${shortTag(result.etag)}` : "";
+    say(`${attempt.label}: ${n} event(s) appended at commit position ${result.headers.get("Commit-Position")}${tag}.`);
   } catch (error) {
     if (error instanceof ApiError && error.status === 412) {
       target.replaceChildren(conflict(attempt, target));
       target.querySelector("button").focus();
     } else {
       target.replaceChildren(errorBox(error));
+      if (error instanceof ApiError && error.status === 403 && readOnlyReason()) await route();
     }
   }
 }
 
-// 412 Precondition Failed: show it, let the person reload the current state, then reapply.
+// Irreversible commands ask first, in a dialog of the page (not window.confirm).
+function confirmed({ title, text, yes }) {
+  const dialog = document.getElementById("confirm-dialog");
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-text").textContent = text;
+  const ok = document.getElementById("confirm-yes");
+  ok.textContent = yes;
+  return new Promise((resolve) => {
+    const close = () => {
+      dialog.removeEventListener("close", close);
+      resolve(dialog.returnValue === "yes");
+    };
+    dialog.returnValue = "";
+    dialog.addEventListener("close", close);
+    dialog.showModal();
+    document.getElementById("confirm-no").focus();
+  });
+}
+
+// 412 Precondition Failed: show it, let the person reload the current state, see field by
+// field what changed (theirs) against what they are about to send (yours), then reapply.
 function conflict(attempt, target) {
   const box = h(
     "section",
@@ -138,15 +190,25 @@ function conflict(attempt, target) {
         fresh = await get(attempt.url);
       }
       const body = attempt.rebase(fresh.body);
-      const again = { ...attempt, body, etag: fresh.etag };
+      const again = { ...attempt, body, etag: fresh.etag, confirm: null };
       const reapply = h("button", { type: "button", id: "conflict-reapply" }, `Reapply: ${attempt.label}`);
       reapply.addEventListener("click", () => perform(again, target));
+      const cancel = h("button", { type: "button", class: "secondary", id: "conflict-drop" }, "Drop my change");
+      cancel.addEventListener("click", () => route());
       box.append(
-        h("h4", {}, "The current state"),
-        h("pre", { id: "conflict-current" }, JSON.stringify(stripLinks(fresh.body), null, 1)),
-        h("p", {}, `Its ETag is ${shortTag(fresh.etag)}. Your change, on top of it:`),
-        h("pre", { id: "conflict-mine" }, JSON.stringify(body, null, 1)),
+        h("p", {}, `The current ETag is ${shortTag(fresh.etag)}. What changed, field by field:`),
+        diffTable(attempt.base, stripLinks(fresh.body), attempt.project(stripLinks(fresh.body), body)),
+        h(
+          "details",
+          {},
+          h("summary", {}, "The raw JSON"),
+          h("h4", {}, "Theirs: the current state"),
+          h("pre", { id: "conflict-current" }, JSON.stringify(stripLinks(fresh.body), null, 1)),
+          h("h4", {}, `Yours: the body the reapply sends (If-Match ${shortTag(fresh.etag)})`),
+          h("pre", { id: "conflict-mine" }, JSON.stringify(body, null, 1)),
+        ),
         reapply,
+        cancel,
       );
       reapply.focus();
     } catch (error) {
@@ -158,10 +220,64 @@ function conflict(attempt, target) {
   return box;
 }
 
+// One row per field: what the person read, what is there now (theirs), and what their change
+// makes of it (yours). A row is marked where they changed it, where you change it, and where
+// both did and disagree.
+function diffTable(base, theirs, yours) {
+  const fields = [...new Set([...Object.keys(theirs || {}), ...Object.keys(yours || {})])].filter(
+    (f) => !["id", "links", "etag"].includes(f),
+  );
+  const show = (v) => (v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v));
+  const rows = fields.map((f) => {
+    const was = base ? base[f] : undefined;
+    const theyChanged = base && show(was) !== show(theirs[f]);
+    const youChange = show(yours[f]) !== show(theirs[f]);
+    const mark = theyChanged && youChange ? "both" : theyChanged ? "theirs" : youChange ? "yours" : "same";
+    const says = { both: "both changed: yours wins", theirs: "they changed", yours: "you change", same: "unchanged" };
+    return h(
+      "tr",
+      { class: `diff-${mark}`, dataset: { field: f } },
+      h("th", { scope: "row", "data-label": "Field" }, f),
+      base ? h("td", { "data-label": "When you read it" }, show(was)) : null,
+      h("td", { "data-label": "Theirs (now)", class: "theirs" }, show(theirs[f])),
+      h("td", { "data-label": "Yours (reapplied)", class: "yours" }, show(yours[f])),
+      h("td", { "data-label": "", class: "says" }, says[mark]),
+    );
+  });
+  return h(
+    "table",
+    { id: "conflict-diff", class: "cards diff" },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { scope: "col" }, "Field"),
+        base ? h("th", { scope: "col" }, "When you read it") : null,
+        h("th", { scope: "col" }, "Theirs (now)"),
+        h("th", { scope: "col" }, "Yours (reapplied)"),
+        h("th", { scope: "col" }, ""),
+      ),
+    ),
+    h("tbody", {}, rows),
+  );
+}
+
 function stripLinks(body) {
   if (!body || typeof body !== "object") return body;
   const { links, ...rest } = body;
   return rest;
+}
+
+// Hidden write forms leave a note saying why, in the API's own words.
+function readOnlyNote() {
+  return h(
+    "p",
+    { class: "notice readonly", id: "read-only" },
+    `${readOnlyReason() || "This key may not write."} So the page offers no changes here: `,
+    "forget the key (top right) and use one with the write scope to make them.",
+  );
 }
 
 // ------------------------------------------------------------------ lists
@@ -172,9 +288,11 @@ function listControls(route, params, filters) {
     "form",
     { class: "filters", role: "search" },
     field("Search", query),
-    filters.map(([label, name, options]) =>
-      field(label, select({ name }, ["", ...options], params.get(name) || "")),
-    ),
+    filters.map(([label, name, options, none]) => {
+      const chooser = select({ name }, ["", ...options], params.get(name) || "");
+      chooser.options[0].textContent = none || "any";
+      return field(label, chooser);
+    }),
     h("button", { type: "submit" }, "Search"),
   );
   form.addEventListener("submit", (event) => {
@@ -208,8 +326,22 @@ function apiQuery(params, allowed) {
   return query;
 }
 
+// What an empty list says: why it is empty, and what to do next.
+function emptyState(id, noun, params, filters, canWrite, createHint) {
+  const filtered = filters.some((f) => params.get(f));
+  const text = filtered
+    ? [`No ${noun} match these filters. `, h("a", { href: `#/${id}` }, "Clear them"), " to see them all."]
+    : canWrite
+      ? [`No ${noun} yet. ${createHint}`]
+      : [`No ${noun} yet, and this key may only read: a key with the write scope can create them.`];
+  return h("p", { class: "empty", id: `${id}-empty` }, ...text);
+}
+
 async function itemsView(params) {
-  const page = (await get(`${ITEMS}?${apiQuery(params, ["offset", "query", "state"])}`)).body;
+  const [page, canWrite] = await Promise.all([
+    get(`${ITEMS}?${apiQuery(params, ["offset", "query", "state"])}`).then((r) => r.body),
+    mayWrite(),
+  ]);
   const name = h("input", { name: "name", required: true, maxlength: "200", id: "new-item-name" });
   const create = h(
     "form",
@@ -228,6 +360,7 @@ async function itemsView(params) {
         url: ITEMS,
         body: { name: name.value },
         rebase: (fresh) => fresh,
+        project: (fresh) => fresh,
         done: (result) => {
           flash = h("p", { class: "notice" }, `Created “${name.value}”.`);
           location.hash = `#/items/${idOf(result.headers.get("Location"))}`;
@@ -240,25 +373,26 @@ async function itemsView(params) {
     h(
       "tr",
       {},
-      h("td", {}, h("a", { href: `#/items/${item.id}` }, item.name)),
-      h("td", {}, item.active ? "active" : "deactivated"),
+      h("td", { "data-label": "Name" }, h("a", { href: `#/items/${item.id}` }, item.name)),
+      h("td", { "data-label": "State" }, item.active === false ? "deactivated" : "active"),
     ),
   );
+  const list = page.items.length
+    ? [
+        h(
+          "table",
+          { id: "items", class: "cards" },
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "State"))),
+          h("tbody", {}, rows),
+        ),
+        pager("items", page),
+      ]
+    : [emptyState("items", "items", params, ["query", "state"], canWrite, "Create the first one below: give it a name.")];
   return [
     h("h1", { tabindex: "-1" }, "Inventory items"),
-    listControls("items", params, [["State", "state", ["active", "deactivated", "all"]]]),
-    h(
-      "div",
-      { class: "scroll" },
-      h(
-        "table",
-        { id: "items" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "State"))),
-        h("tbody", {}, rows),
-      ),
-    ),
-    pager("items", page),
-    create,
+    listControls("items", params, [["State", "state", ["active", "deactivated", "all"], "active (default)"]]),
+    ...list,
+    canWrite ? create : readOnlyNote(),
   ];
 }
 
@@ -277,16 +411,20 @@ function idOf(location_) {
 }
 
 async function carsView(params) {
-  const page = (await get(`${CARS}?${apiQuery(params, ["offset", "query", "make", "color", "state"])}`)).body;
+  const [page, canWrite] = await Promise.all([
+    get(`${CARS}?${apiQuery(params, ["offset", "query", "make", "color", "state"])}`).then((r) => r.body),
+    mayWrite(),
+  ]);
   const rows = page.items.map((car) =>
     h(
       "tr",
-      {},
-      h("td", {}, h("a", { href: `#/cars/${car.id}` }, `${car.year} ${car.make} ${car.model}`)),
-      h("td", {}, car.color),
-      h("td", { class: "num" }, car.mileage),
-      h("td", {}, car.condition),
-      h("td", {}, car.vin),
+      { class: car.active === false ? "retired" : null },
+      h("td", { "data-label": "Car" }, h("a", { href: `#/cars/${car.id}` }, `${car.year} ${car.make} ${car.model}`)),
+      h("td", { "data-label": "Color" }, car.color),
+      h("td", { "data-label": "Mileage", class: "num" }, car.mileage),
+      h("td", { "data-label": "Condition" }, car.condition),
+      h("td", { "data-label": "VIN" }, h("code", {}, car.vin)),
+      h("td", { "data-label": "State", class: "state" }, car.active === false ? "retired" : "active"),
     ),
   );
   const year = new Date().getFullYear();
@@ -314,6 +452,7 @@ async function carsView(params) {
         url: CARS,
         body,
         rebase: (b) => b,
+        project: (b) => b,
         done: (result) => {
           flash = h("p", { class: "notice" }, "Car created.");
           location.hash = `#/cars/${idOf(result.headers.get("Location"))}`;
@@ -322,29 +461,39 @@ async function carsView(params) {
       form,
     );
   });
+  const list = page.items.length
+    ? [
+        h(
+          "table",
+          { id: "cars", class: "cards" },
+          h(
+            "thead",
+            {},
+            h("tr", {}, ["Car", "Color", "Mileage", "Condition", "VIN", "State"].map((t) => h("th", { scope: "col" }, t))),
+          ),
+          h("tbody", {}, rows),
+        ),
+        pager("cars", page),
+      ]
+    : [
+        emptyState(
+          "cars",
+          "cars",
+          params,
+          ["query", "make", "color", "state"],
+          canWrite,
+          "Create the first one below: a VIN is all it needs beyond the defaults.",
+        ),
+      ];
   return [
     h("h1", { tabindex: "-1" }, "Cars"),
     listControls("cars", params, [
       ["Make", "make", Object.keys(MODELS)],
       ["Color", "color", COLORS],
-      ["State", "state", ["active", "deactivated", "all"]],
+      ["State", "state", ["active", "deactivated", "all"], "active (default)"],
     ]),
-    h(
-      "div",
-      { class: "scroll" },
-      h(
-        "table",
-        { id: "cars" },
-        h(
-          "thead",
-          {},
-          h("tr", {}, ["Car", "Color", "Mileage", "Condition", "VIN"].map((t) => h("th", { scope: "col" }, t))),
-        ),
-        h("tbody", {}, rows),
-      ),
-    ),
-    pager("cars", page),
-    form,
+    ...list,
+    canWrite ? form : readOnlyNote(),
   ];
 }
 
@@ -362,13 +511,19 @@ async function loadOrGone(url) {
 async function itemView(id, params) {
   const url = `${ITEMS}/${id}`;
   const version = params.get("version");
-  const result = await loadOrGone(version !== null ? `${url}?version=${encodeURIComponent(version)}` : url);
+  const [result, canWrite] = await Promise.all([
+    loadOrGone(version !== null ? `${url}?version=${encodeURIComponent(version)}` : url),
+    mayWrite(),
+  ]);
   const view = [h("p", {}, h("a", { href: "#/items" }, "← All items"))];
   if (result instanceof ApiError) {
     view.push(
       h("h1", { tabindex: "-1" }, result.status === 410 ? "Deactivated item" : "No such item"),
-      h("p", { id: "item-gone" }, `${result.status}: ${result.message}`),
+      h("p", { id: "item-gone" }, `${result.status}: ${result.message} `, codeLink(result.problem)),
     );
+    // A deactivated item keeps its history; an unknown one has none to show (and its 404
+    // is said once, above).
+    if (result.status === 404) return [...view, h("p", { class: "empty" }, h("a", { href: "#/items" }, "Back to the list"), " to pick an item, or create one there.")];
   } else {
     const item = result.body;
     view.push(
@@ -383,7 +538,7 @@ async function itemView(id, params) {
         h("dd", {}, h("code", { id: "item-etag" }, shortTag(result.etag))),
       ),
     );
-    if (version === null) view.push(itemActions(url, item, result.etag));
+    if (version === null) view.push(canWrite ? itemActions(url, item, result.etag) : readOnlyNote());
   }
   view.push(await historySection(`${url}/history`, `#/items/${id}`, params));
   return view;
@@ -400,15 +555,24 @@ function asOf(result, version, current) {
   );
 }
 
+// What each item command makes of a state, for the 412 diff.
+const ITEM_EFFECT = {
+  RenameInventoryItemCommand: (state, body) => ({ ...state, name: body.newName }),
+  CheckInItemsToInventoryCommand: (state, body) => ({ ...state, currentCount: state.currentCount + body.count }),
+  RemoveItemsFromInventoryCommand: (state, body) => ({ ...state, currentCount: state.currentCount - body.count }),
+  DeactivateInventoryItemCommand: (state) => ({ ...state, active: false }),
+};
+
 function itemActions(url, item, etag) {
   const reload = () => route();
   const forms = [];
-  const action = (id, title, command, input, body, method) => {
+  const base = stripLinks(item);
+  const action = (id, title, command, input, body, method, confirm) => {
     const form = h(
       "form",
       { class: "card", id },
       h("h2", {}, title),
-      input ? field(input.dataset.label, input) : null,
+      input ? field(input.dataset.label, input) : h("p", { class: "hint" }, confirm.text),
       h("button", { type: "submit", class: method === "DELETE" ? "danger" : null }, title),
       h("div", { class: "outcome" }),
     );
@@ -423,7 +587,10 @@ function itemActions(url, item, etag) {
           body: payload,
           etag,
           method,
+          base,
+          confirm,
           rebase: () => payload,
+          project: (fresh, sent) => ITEM_EFFECT[command](fresh, sent),
           done: reload,
         },
         form,
@@ -437,7 +604,11 @@ function itemActions(url, item, etag) {
   action("check-in", "Check in", "CheckInItemsToInventoryCommand", inCount, () => ({ count: Number(inCount.value) }));
   const outCount = h("input", { name: "count", type: "number", min: "1", required: true, value: "1", dataset: { label: "How many", say: "" } });
   action("remove", "Remove", "RemoveItemsFromInventoryCommand", outCount, () => ({ count: Number(outCount.value) }));
-  action("deactivate", "Deactivate", "DeactivateInventoryItemCommand", null, () => ({}), "DELETE");
+  action("deactivate", "Deactivate", "DeactivateInventoryItemCommand", null, () => ({}), "DELETE", {
+    title: `Deactivate “${item.name}”?`,
+    text: "Deactivating cannot be undone: the item leaves the list, answers 410 Gone and takes no more commands. Its history stays readable.",
+    yes: "Deactivate",
+  });
   return h("div", { class: "actions" }, forms);
 }
 
@@ -451,32 +622,33 @@ async function historySection(url, base, params) {
     section.append(errorBox(error));
     return section;
   }
+  // A table on a wide screen; on a phone each row is a card (app.css), labelled by data-label.
   const rows = page.items.map((entry) =>
     h(
       "tr",
-      { dataset: { version: entry.version } },
-      h("td", { class: "num" }, entry.version),
-      h("td", { class: "type" }, entry.type),
-      h("td", {}, h("time", { datetime: entry.time }, entry.time.replace("T", " ").slice(0, 19))),
-      h("td", {}, h("code", {}, JSON.stringify(withoutType(entry.data)))),
-      h("td", {}, entry.principal || "—"),
-      h("td", {}, h("a", { href: `${base}?version=${entry.version}`, class: "as-of" }, `View as of v${entry.version}`)),
+      {
+        dataset: { version: entry.version },
+        class: String(entry.version) === params.get("version") ? "viewed" : null,
+        "aria-current": String(entry.version) === params.get("version") ? "true" : null,
+      },
+      h("td", { class: "num", "data-label": "Version" }, entry.version),
+      h("td", { class: "type", "data-label": "Event" }, entry.type),
+      h("td", { "data-label": "Time (UTC)" }, h("time", { datetime: entry.time }, entry.time.replace("T", " ").slice(0, 19))),
+      h("td", { class: "data", "data-label": "Data" }, h("code", {}, JSON.stringify(withoutType(entry.data)))),
+      h("td", { class: "by", "data-label": "By" }, entry.principal || "—"),
+      h("td", { "data-label": "" }, h("a", { href: `${base}?version=${entry.version}`, class: "as-of" }, `View as of v${entry.version}`)),
     ),
   );
   section.append(
     h(
-      "div",
-      { class: "scroll" },
+      "table",
+      { class: "cards history" },
       h(
-        "table",
+        "thead",
         {},
-        h(
-          "thead",
-          {},
-          h("tr", {}, ["Version", "Event", "Time (UTC)", "Data", "By", ""].map((t) => h("th", { scope: "col" }, t))),
-        ),
-        h("tbody", {}, rows),
+        h("tr", {}, ["Version", "Event", "Time (UTC)", "Data", "By", ""].map((t) => h("th", { scope: "col" }, t))),
       ),
+      h("tbody", {}, rows),
     ),
   );
   const nav = h("nav", { class: "pager", "aria-label": "History pages" });
@@ -520,8 +692,9 @@ function carForm(car, editing, id) {
       field("Condition", select({ name: "condition" }, CONDITIONS, car.condition)),
       field(
         "VIN",
-        h("input", { name: "vin", required: true, value: car.vin, readonly: editing, pattern: "[A-HJ-NPR-Z0-9]{17}", autocapitalize: "characters" }),
-        editing ? null : "17 characters, no I, O or Q",
+        // Lower case is fine: the client upper-cases it (readCar), and shows it so (app.css).
+        h("input", { name: "vin", required: true, value: car.vin, readonly: editing, pattern: "[A-HJ-NPR-Za-hj-npr-z0-9]{17}", autocapitalize: "characters", spellcheck: "false", title: "17 letters and digits, no I, O or Q" }),
+        editing ? null : "17 letters and digits, no I, O or Q",
       ),
       field("Owner", h("input", { name: "owner", required: true, value: car.owner, class: "wide" }), "a UUID"),
     ),
@@ -555,13 +728,17 @@ async function newEvents(historyUrl, count) {
 async function carView(id, params) {
   const url = `${CARS}/${id}`;
   const version = params.get("version");
-  const result = await loadOrGone(version !== null ? `${url}?version=${encodeURIComponent(version)}` : url);
+  const [result, canWrite] = await Promise.all([
+    loadOrGone(version !== null ? `${url}?version=${encodeURIComponent(version)}` : url),
+    mayWrite(),
+  ]);
   const view = [h("p", {}, h("a", { href: "#/cars" }, "← All cars"))];
   if (result instanceof ApiError) {
     view.push(
       h("h1", { tabindex: "-1" }, result.status === 410 ? "Retired car" : "No such car"),
-      h("p", { id: "car-gone" }, `${result.status}: ${result.message}`),
+      h("p", { id: "car-gone" }, `${result.status}: ${result.message} `, codeLink(result.problem)),
     );
+    if (result.status === 404) return [...view, h("p", { class: "empty" }, h("a", { href: "#/cars" }, "Back to the list"), " to pick a car, or create one there.")];
   } else {
     const car = result.body;
     view.push(
@@ -570,9 +747,12 @@ async function carView(id, params) {
       h("p", {}, "ETag ", h("code", { id: "car-etag" }, shortTag(result.etag))),
     );
     const form = carForm(car, true, "edit-car");
-    if (version !== null) {
+    if (version !== null || !canWrite) {
+      // A past state, or a key that may only read: the same fields, visibly not editable.
       for (const el of form.elements) el.disabled = true;
+      form.classList.add("frozen");
       view.push(form);
+      if (version === null) view.push(readOnlyNote());
     } else {
       view.push(carEditing(url, car, result.etag, form));
     }
@@ -587,6 +767,7 @@ function carEditing(url, car, etag, form) {
     h("p", { class: "hint" }, `Saving PUTs the whole car; the API compares it with the current state and appends one event per difference (the trigger pattern). Fixed once created: ${IMMUTABLE.join(", ")}.`),
   );
   form.append(h("button", { type: "submit", id: "save-car" }, "Save (PUT)"), h("div", { class: "outcome" }));
+  const base = pick(car, CAR_FIELDS);
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const edited = readCar(form);
@@ -599,7 +780,9 @@ function carEditing(url, car, etag, form) {
         url,
         body: edited,
         etag,
+        base,
         rebase: (fresh) => ({ ...pick(fresh, CAR_FIELDS), ...changed }),
+        project: (fresh, sent) => sent,
         done: async (result) => {
           const events = await newEvents(`${url}/history`, result.body.eventsAppended);
           flash = h(
@@ -620,24 +803,30 @@ function carEditing(url, car, etag, form) {
     "form",
     { class: "card", id: "retire" },
     h("h2", {}, "Retire"),
-    h("p", { class: "hint" }, "DELETE with If-Match: one CarDeleted event; the car then answers 410."),
+    h("p", { class: "hint" }, "DELETE with If-Match: one CarDeleted event; the car then answers 410. This cannot be undone."),
     h("button", { type: "submit", class: "danger" }, "Retire this car"),
     h("div", { class: "outcome" }),
   );
-  retireForm.addEventListener("submit", async (event) => {
+  retireForm.addEventListener("submit", (event) => {
     event.preventDefault();
-    const outcome = retireForm.querySelector(".outcome");
-    try {
-      const result = await retire(url, etag);
-      say(`Retired: ${result.body.eventsAppended} event(s) appended at commit position ${result.headers.get("Commit-Position")}.`);
-      await route();
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 412) {
-        outcome.replaceChildren(errorBox(new Error("412: the car changed since you read it; reload the page and decide again.")));
-      } else {
-        outcome.replaceChildren(errorBox(error));
-      }
-    }
+    perform(
+      {
+        label: "Retire the car",
+        command: null, // a DELETE with no body names no domain-model
+        url,
+        etag,
+        base,
+        confirm: {
+          title: `Retire the ${car.year} ${car.make} ${car.model}?`,
+          text: `Retiring cannot be undone: VIN ${car.vin} will answer 410 Gone and take no more changes. Its history stays readable.`,
+          yes: "Retire",
+        },
+        rebase: () => undefined,
+        project: (fresh) => ({ ...fresh, active: false }),
+        done: () => route(),
+      },
+      retireForm,
+    );
   });
   return h("div", { class: "actions" }, form, retireForm);
 }
@@ -675,6 +864,10 @@ async function route(navigated = false) {
   if (ticket !== rendering) return; // a newer navigation won
   main.replaceChildren(...[flash, ...content].filter(Boolean));
   flash = null;
+  if (statusLine.dataset.path && statusLine.dataset.path !== hash) {
+    statusLine.textContent = "";
+    delete statusLine.dataset.path;
+  }
   main.dataset.view = path;
   main.removeAttribute("aria-busy");
   for (const link of document.querySelectorAll("nav a")) {
@@ -720,17 +913,90 @@ document.getElementById("forget-key").addEventListener("click", () => {
   route();
 });
 
+// The exchange log: one line per request, each opening to the request and the response in
+// full, the error code linked to its page, and the request as curl.
 const log = document.getElementById("exchange-log");
+let logged = 0;
 onExchange((x) => {
-  const parts = [`${x.method} ${new URL(x.url, location.href).pathname} → ${x.status}`];
-  if (x.contentType && x.contentType.includes("domain-model")) parts.push(`Content-Type: ${x.contentType}`);
-  if (x.ifMatch) parts.push(`If-Match: ${x.ifMatch}`);
-  if (x.commitPosition) parts.push(`Commit-Position sent: ${x.commitPosition}`);
-  if (x.etag) parts.push(`ETag: ${x.etag}`);
-  if (x.committed) parts.push(`Commit-Position: ${x.committed}`);
-  log.prepend(h("li", {}, parts.join(" · ")));
+  const url = new URL(x.url);
+  const path = url.pathname + url.search;
+  const failed = x.status >= 400;
+  const request = [
+    `${x.method} ${path} HTTP/1.1`,
+    ...x.requestHeaders.map(([n, v]) => `${headerName(n)}: ${n === "authorization" ? "Bearer ••••••• (this tab's key)" : v}`),
+    ...(x.requestBody !== null ? ["", pretty(x.requestBody)] : []),
+  ].join("\n");
+  const response = [
+    `HTTP/1.1 ${x.status} ${x.statusText}`,
+    ...x.responseHeaders.map(([n, v]) => `${headerName(n)}: ${v}`),
+    ...(x.responseBody ? ["", pretty(x.responseBody)] : []),
+  ].join("\n");
+  const curl = asCurl(x);
+  const copy = h("button", { type: "button", class: "copy secondary" }, "Copy as curl");
+  const copied = h("span", { class: "copied", role: "status" });
+  copy.addEventListener("click", async () => {
+    copied.textContent = (await copyText(curl)) ? "Copied." : "Select the command above and copy it.";
+  });
+  const model = (x.requestHeaders.find(([n]) => n === "content-type") || [])[1] || "";
+  const named = /domain-model=([^;\s]+)/.exec(model);
+  log.prepend(
+    h(
+      "li",
+      { class: failed ? "exchange failed" : "exchange", dataset: { status: x.status, method: x.method } },
+      h(
+        "details",
+        {},
+        h(
+          "summary",
+          {},
+          h("code", { class: "line" }, `${x.method} ${path}`),
+          " → ",
+          h("strong", { class: "status" }, `${x.status}`),
+          named ? h("span", { class: "model" }, ` ${named[1]}`) : null,
+          x.note ? h("span", { class: "note" }, ` (${x.note})`) : null,
+        ),
+        x.problem && x.problem.errorCode
+          ? h("p", {}, `${x.status}: ${x.problem.detail || x.problem.title || ""} `, codeLink(x.problem))
+          : null,
+        h("h3", {}, "Request"),
+        h("pre", { class: "request" }, request),
+        h("h3", {}, "Response"),
+        h("pre", { class: "response" }, response),
+        h("h3", {}, "As curl"),
+        h("pre", { class: "curl" }, curl),
+        copy,
+        copied,
+      ),
+    ),
+  );
+  logged += 1;
+  document.getElementById("exchange-count").textContent = logged > 30 ? `(the last 30 of ${logged})` : `(${logged})`;
   while (log.children.length > 30) log.lastChild.remove();
 });
+
+function pretty(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 1);
+  } catch {
+    return text;
+  }
+}
+
+// The Clipboard API needs a secure context (https or localhost); elsewhere, the old way.
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = h("textarea", { class: "offscreen", readonly: true });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const done = document.execCommand("copy");
+    area.remove();
+    return done;
+  }
+}
 
 window.addEventListener("hashchange", () => route(true));
 if (!location.hash) history.replaceState(null, "", "#/items");

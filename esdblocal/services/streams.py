@@ -1,4 +1,5 @@
-"""The gRPC services a client sees: Streams, Gossip, and an empty PersistentSubscriptions.
+"""The Streams gRPC service, as the server's ``Services/Transport/Grpc/Streams.*``: append,
+batch append, delete, tombstone, and reads and catch-up subscriptions of a stream or $all.
 
 The messages are EventStoreDB's own (the generated modules shipped with esdbclient are
 built from the server's .proto files), so any EventStoreDB gRPC client can talk to this.
@@ -13,13 +14,10 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 import grpc
 from esdbclient.protos.Grpc import (
-    gossip_pb2,
-    gossip_pb2_grpc,
     shared_pb2,
     status_pb2,
     streams_pb2,
@@ -27,8 +25,13 @@ from esdbclient.protos.Grpc import (
 )
 from google.protobuf import any_pb2
 
-from esdblocal.hub import Hub
-from esdblocal.security import ACCESS_DENIED, Users, deny, may_access
+from esdblocal.security import ACCESS_DENIED, deny
+from esdblocal.services.shared import (
+    UINT64_MAX,
+    CommitTimeout,
+    NodeParts,
+    recorded_event,
+)
 from esdblocal.store import (
     ANY,
     DELETED_STREAM,
@@ -36,18 +39,15 @@ from esdblocal.store import (
     STREAM_EXISTS,
     Proposed,
     Recorded,
-    Store,
     StreamDeleted,
     StreamNotFound,
     WriteResult,
     WrongExpectedVersion,
-    now_ticks,
 )
 
 _DeleteResponse = TypeVar("_DeleteResponse", streams_pb2.DeleteResp, streams_pb2.TombstoneResp)
 ReadResp = streams_pb2.ReadResp
 ReadEvent = streams_pb2.ReadResp.ReadEvent
-RecordedEventPb = streams_pb2.ReadResp.ReadEvent.RecordedEvent
 Options = streams_pb2.ReadReq.Options
 
 # The server's defaults (ClusterVNodeOptions): 1 MiB per append, reads in pages.
@@ -56,35 +56,23 @@ PAGE = 512
 # AllSubscriptionFiltered: without a window the server scans this many events per read.
 DEFAULT_SEARCH_WINDOW = 32
 LINK_EVENT_TYPE = "$>"
+INDEX_PREFIX = "$idx-"  # SystemStreams.IndexStreamPrefix
 JSON = "application/json"
 BINARY = "application/octet-stream"
 
 
 class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
-    def __init__(
-        self, store: Store, hub: Hub, readers: Executor, users: Users | None = None
-    ) -> None:
-        self._store = store
-        self._hub = hub
-        self._readers = readers
-        self._users = users  # None: an insecure node, where every call may do anything
-
-    def _allowed(self, context: grpc.aio.ServicerContext, stream: str) -> bool:
-        """The caller may use ``stream`` (checked before anything is read or written)."""
-        if self._users is None:
-            return True
-        # Bad credentials never get here: the Authenticate interceptor refused the call.
-        return may_access(self._users.principal(context.invocation_metadata() or ()), stream)
-
-    async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._readers, function, *args)
+    def __init__(self, parts: NodeParts) -> None:
+        self._parts = parts
+        self._store = parts.store
+        self._allowed = parts.allowed
 
     async def _write(
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed] = ()
     ) -> WriteResult:
-        outcome: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._store.submit(kind, stream, expected, events, outcome)
-        return await outcome
+        return await self._parts.committed(  # type: ignore[no-any-return]
+            lambda outcome: self._store.submit(kind, stream, expected, events, outcome)
+        )
 
     # ------------------------------------------------------------------ Append
 
@@ -124,6 +112,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             return streams_pb2.AppendResp(wrong_expected_version=_append_wev(error))
         except StreamDeleted:
             await _abort_deleted(context, stream)
+        except CommitTimeout:
+            await _abort_timeout(context)
         success = streams_pb2.AppendResp.Success()
         _fill_success(success, result)
         return streams_pb2.AppendResp(success=success)
@@ -208,6 +198,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             detail = shared_pb2.StreamDeleted(stream_identifier=options.stream_identifier)
             response.error.CopyFrom(_status(grpc.StatusCode.NOT_FOUND, "StreamDeleted", detail))
             return response
+        except CommitTimeout:
+            return _batch_timeout(request)
         _fill_success(response.success, result)
         return response
 
@@ -252,6 +244,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             )
         except StreamDeleted:
             await _abort_deleted(context, stream)
+        except CommitTimeout:
+            await _abort_timeout(context)
         assert result.position is not None
         position = response.Position(
             commit_position=result.position, prepare_position=result.position
@@ -275,6 +269,9 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"Invalid filter expression: {error}"
             )
+        except BadIndexRead as error:
+            context.set_trailing_metadata(tuple(error.trailers.items()))
+            await context.abort(error.code, error.message)
         subscribe = options.WhichOneof("count_option") == "subscription"
         if options.WhichOneof("stream_option") == "stream":
             source = reader.subscribe_stream() if subscribe else reader.read_stream()
@@ -288,9 +285,9 @@ class _Reader:
     """One Read call: a read of a stream or of $all, or a catch-up subscription to either."""
 
     def __init__(self, service: Streams, options: Any, context: grpc.aio.ServicerContext) -> None:
-        self._run = service._run
-        self._store = service._store
-        self._hub = service._hub
+        self._run = service._parts.run
+        self._store = service._parts.store
+        self._hub = service._parts.hub
         self._options = options
         self._context = context
         self._backwards = options.read_direction == Options.Backwards
@@ -376,6 +373,13 @@ class _Reader:
         which = all_options.WhichOneof("all_option")
         if which == "position":
             position = int(all_options.position.commit_position)
+            if not await self._run(self._store.is_record_position, position):
+                # 24.x's answer (newer servers: INVALID_ARGUMENT "Trying to read from an
+                # invalid position."); esdbclient raises UnknownError.
+                kind = "ReadAllResult" if self._filter is None else "FilteredReadAllResult"
+                await self._context.abort(
+                    grpc.StatusCode.UNKNOWN, f"Unexpected {kind}: InvalidPosition"
+                )
         else:
             position = DELETED_STREAM if which == "end" else 0
         remaining = self._count
@@ -494,12 +498,10 @@ class _Reader:
 
 class _Filter:
     """An event-type or stream-name filter: a regex (searched, as .NET's Regex.IsMatch) or a
-    list of prefixes, with the search window the client asked for."""
+    list of prefixes, with the search window the client asked for; or a KurrentDB
+    secondary index (one ``$idx-…`` stream-name prefix)."""
 
-    def __init__(
-        self, by_stream: bool, match: Callable[[str], bool], window: int, multiplier: int
-    ) -> None:
-        self.by_stream = by_stream
+    def __init__(self, match: Callable[[Recorded], bool], window: int, multiplier: int) -> None:
         self._match = match
         self.window = window
         self.multiplier = multiplier
@@ -511,16 +513,20 @@ class _Filter:
         filter_options = options.filter
         kind = filter_options.WhichOneof("filter")
         expression = getattr(filter_options, kind)
+        by_stream = kind == "stream_identifier"
+        match: Callable[[Recorded], bool]
         if expression.regex:
             search = re.compile(expression.regex).search
 
-            def match(value: str) -> bool:
-                return search(value) is not None
+            def match(record: Recorded) -> bool:
+                return search(record.stream if by_stream else record.type) is not None
+        elif by_stream and any(p.startswith(INDEX_PREFIX) for p in expression.prefix):
+            match = _index(list(expression.prefix))
         else:
             prefixes = tuple(expression.prefix)
 
-            def match(value: str) -> bool:
-                return value.startswith(prefixes)
+            def match(record: Recorded) -> bool:
+                return (record.stream if by_stream else record.type).startswith(prefixes)
 
         window = (
             filter_options.max
@@ -528,10 +534,48 @@ class _Filter:
             else DEFAULT_SEARCH_WINDOW
         )
         multiplier = filter_options.checkpointIntervalMultiplier or 1
-        return cls(kind == "stream_identifier", match, window, multiplier)
+        return cls(match, window, multiplier)
 
     def __call__(self, record: Recorded) -> bool:
-        return self._match(record.stream if self.by_stream else record.type)
+        return self._match(record)
+
+
+class BadIndexRead(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str, trailers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.trailers = trailers
+
+
+def _index(prefixes: list[str]) -> Callable[[Recorded], bool]:
+    """KurrentDB's secondary indexes (``SecondaryIndexing/Indexes``): ``$idx-all`` holds
+    every event of a stream not starting with ``$``; ``$idx-ce-<c>`` those whose stream's
+    category (before the first ``-``, else the whole name) is ``c``; ``$idx-et-<t>`` those of
+    type ``t``. A read or subscription filtered on one of them reads it."""
+    if len(prefixes) > 1:
+        raise BadIndexRead(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Index reads only work with one index name and cannot be combined with stream"
+            " prefixes or other indexes",
+            {},
+        )
+    name = prefixes[0]
+    if name == INDEX_PREFIX + "all":
+        return lambda record: not record.stream.startswith("$")
+    if name.startswith(INDEX_PREFIX + "ce-"):
+        category = name.removeprefix(INDEX_PREFIX + "ce-")
+        return lambda record: (
+            not record.stream.startswith("$") and record.stream.split("-", 1)[0] == category
+        )
+    if name.startswith(INDEX_PREFIX + "et-"):
+        event_type = name.removeprefix(INDEX_PREFIX + "et-")
+        return lambda record: not record.stream.startswith("$") and record.type == event_type
+    raise BadIndexRead(
+        grpc.StatusCode.NOT_FOUND,
+        f"Index '{name}' not found.",
+        {"exception": "index-not-found", "index-name": name},
+    )
 
 
 class _Checkpoints:
@@ -575,31 +619,9 @@ class _Checkpoints:
         )
 
 
-class Gossip(gossip_pb2_grpc.GossipServicer):  # type: ignore[misc]
-    """A cluster of one: this node, the leader, at its advertised address."""
-
-    def __init__(self, advertise_host: str, port: Callable[[], int]) -> None:
-        self._host = advertise_host
-        self._port = port
-        self._instance_id = str(uuid.uuid4())
-
-    async def Read(
-        self, request: shared_pb2.Empty, context: grpc.aio.ServicerContext
-    ) -> gossip_pb2.ClusterInfo:
-        member = gossip_pb2.MemberInfo(
-            instance_id=_uuid(self._instance_id, structured=True),
-            time_stamp=now_ticks(),
-            state=gossip_pb2.MemberInfo.VNodeState.Leader,
-            is_alive=True,
-            http_end_point=gossip_pb2.EndPoint(address=self._host, port=self._port()),
-        )
-        return gossip_pb2.ClusterInfo(members=[member])
-
-
 # ---------------------------------------------------------------------- helpers
 
 _STATE_FIELD = {ANY: "any", NO_STREAM: "no_stream", STREAM_EXISTS: "stream_exists"}
-_UINT64_MAX = 2**64 - 1
 
 
 class BadProposal(Exception):
@@ -637,8 +659,8 @@ def _proposed(message: Any) -> Proposed:
             )
     try:
         if message.id.WhichOneof("value") == "structured":
-            most = message.id.structured.most_significant_bits & _UINT64_MAX
-            least = message.id.structured.least_significant_bits & _UINT64_MAX
+            most = message.id.structured.most_significant_bits & UINT64_MAX
+            least = message.id.structured.least_significant_bits & UINT64_MAX
             event_id = str(uuid.UUID(int=(most << 64) | least))
         else:
             event_id = str(uuid.UUID(message.id.string))
@@ -660,39 +682,6 @@ def _size(events: Sequence[Proposed]) -> int:
     (23.x and 24.x; so 30,000 small JSON events fit in one append).
     """
     return sum(len(e.data) for e in events)
-
-
-def recorded_event(record: Recorded, structured: bool, message: Any = RecordedEventPb) -> Any:
-    """A recorded event as a service sends it: ``message`` is the service's own
-    ``RecordedEvent`` type (Streams' by default; PersistentSubscriptions has its own)."""
-    return message(
-        id=_uuid(record.event_id, structured),
-        stream_identifier=shared_pb2.StreamIdentifier(stream_name=record.stream.encode()),
-        stream_revision=record.revision,
-        prepare_position=record.position,
-        commit_position=record.position,
-        metadata={
-            "type": record.type,
-            "content-type": record.content_type,
-            "created": str(record.created),
-        },
-        custom_metadata=record.metadata,
-        data=record.data,
-    )
-
-
-def _uuid(value: str, structured: bool) -> shared_pb2.UUID:
-    """A UUID in the form the client asked for (structured halves are signed 64-bit)."""
-    if not structured:
-        return shared_pb2.UUID(string=value)
-    number = uuid.UUID(value).int
-    most, least = number >> 64, number & _UINT64_MAX
-    return shared_pb2.UUID(
-        structured=shared_pb2.UUID.Structured(
-            most_significant_bits=most - (1 << 64) if most >= 1 << 63 else most,
-            least_significant_bits=least - (1 << 64) if least >= 1 << 63 else least,
-        )
-    )
 
 
 def _fill_success(success: Any, result: WriteResult) -> None:
@@ -727,7 +716,7 @@ def _append_wev(error: WrongExpectedVersion) -> Any:
         wev.stream_exists_20_6_0.SetInParent()
     else:
         wev.expected_no_stream.SetInParent()
-        wev.expected_revision_20_6_0 = _UINT64_MAX
+        wev.expected_revision_20_6_0 = UINT64_MAX
     return wev
 
 
@@ -792,6 +781,12 @@ async def _abort(
     """Fail the call as the server does: status, text, and an ``exception`` trailer."""
     context.set_trailing_metadata((("exception", exception), *(extra or {}).items()))
     await context.abort(code, message)
+
+
+async def _abort_timeout(context: grpc.aio.ServicerContext) -> None:
+    """A write not committed in time: ``RpcExceptions.Timeout`` of the request manager's
+    "Commit phase timeout." (esdbclient raises AbortedByServer)."""
+    await context.abort(grpc.StatusCode.ABORTED, "Operation timed out: Commit phase timeout.")
 
 
 async def _abort_deleted(context: grpc.aio.ServicerContext, stream: str) -> None:
