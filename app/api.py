@@ -37,6 +37,7 @@ from app.snapshots import Snapshots
 from eventstore.identity import History
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
 from projections.reader import ReadModels, Untrusted
+from telemetry import metrics
 
 log = logging.getLogger("app")
 
@@ -94,7 +95,9 @@ def create_app(
             "THE API IS OPEN: no API keys are configured, anyone can read and write."
             " Set API_KEYS or API_KEYS_FILE (and REQUIRE_AUTH=true in production)."
         )
+    queries.catch_up = metrics.timed_catch_up(queries.catch_up)  # type: ignore[method-assign,assignment]
     middleware: list[Any] = [
+        metrics.Middleware(),
         RequestContext(),
         Protocol(),
         BodyLimit(settings.max_body_bytes),
@@ -138,6 +141,7 @@ def create_app(
     mount("/v1/cars/{item_id:uuid}/timemap", car_resource, "timemap")
     mount("/v1/search", Search(routes, queries))
     slots = Slots(settings.data_dir / "longpoll", settings.long_poll_slots)
+    slots.taken = metrics.counted(slots.taken)  # type: ignore[method-assign]
     mount("/v1/changes", Changes(routes, reads, etags, slots))
     errors = ErrorPages(routes)
     mount("/v1/errors", errors)

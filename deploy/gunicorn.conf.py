@@ -64,6 +64,7 @@ def on_starting(server: Any) -> None:
     """Master, before any worker: ``python -m app.preflight`` in a process of its own (the
     master must not open a gRPC channel it would carry over the fork) loads the settings and
     asks the store for its head; a configuration error stops gunicorn here, exit status 3."""
+    _clean_metrics()
     done = subprocess.run([sys.executable, "-m", "app.preflight"], check=False)
     if done.returncode != 0:
         sys.exit(done.returncode)
@@ -97,3 +98,37 @@ def post_worker_init(worker: Any) -> None:
         wsgi.store.check()
     except StoreUnavailable as error:
         worker.log.warning("the event store is unreachable for now (503 until it is): %s", error)
+
+
+# Metrics (telemetry.metrics): every worker writes its figures under PROMETHEUS_MULTIPROC_DIR
+# (set here, in the master, before any worker imports prometheus_client), emptied at each
+# start; the master serves their sum on METRICS_HOST:METRICS_PORT (off: METRICS_PORT=off).
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(os.environ.get("DATA_DIR", "var"), "prometheus"),
+)
+
+
+def _clean_metrics() -> None:
+    import shutil
+
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def when_ready(server: Any) -> None:
+    """Master, listening: serve /metrics on a port of its own (loopback by default)."""
+    from telemetry import metrics
+
+    port = metrics.port_from_env("METRICS_PORT", metrics.DEFAULT_WEB_PORT)
+    if port is not None:
+        metrics.serve(
+            port, os.environ.get("METRICS_HOST", "127.0.0.1"), metrics.multiprocess_registry()
+        )
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Master, a worker gone: its live gauges (long-poll slots) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
