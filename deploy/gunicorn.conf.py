@@ -101,19 +101,19 @@ def post_worker_init(worker: Any) -> None:
 
 
 # Metrics (telemetry.metrics): every worker writes its figures under PROMETHEUS_MULTIPROC_DIR
-# (set here, in the master, before any worker imports prometheus_client), emptied at each
-# start; the master serves their sum on METRICS_HOST:METRICS_PORT (off: METRICS_PORT=off).
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR",
-    os.path.join(os.environ.get("DATA_DIR", "var"), "prometheus"),
-)
+# (set by on_starting, in the master, before any worker imports prometheus_client), emptied
+# at each start; the master serves their sum on METRICS_HOST:METRICS_PORT (METRICS_PORT=off).
 
 
 def _clean_metrics() -> None:
     import shutil
 
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
-    os.makedirs(_metrics_dir, exist_ok=True)
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+        os.environ.get("DATA_DIR", "var"), "prometheus"
+    )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
 
 
 def when_ready(server: Any) -> None:
