@@ -12,7 +12,8 @@ import falcon.media
 import msgspec
 
 from app.auth import Authentication
-from app.bodies import BodyLimit, check_json
+from app.bodies import BodyLimit
+from app.coding import Compression
 from app.commands import CommandFailed, CommandHandler
 from app.description import Described, Route, RouteTable
 from app.etags import ETagCodec
@@ -27,11 +28,13 @@ from app.problems import (
     handle_unexpected,
     serialize_http_error,
 )
-from app.queries import CAR_ITEMS, INVENTORY_ITEMS, Queries
+from app.queries import Queries
+from app.queries.changes import Feed, Slots
 from app.queries.timeline import Timeline
 from app.resources import Cars, ErrorPages, InventoryItems, OpenAPIDocument, Root, Search, Writer
-from app.resources.changes import Changes, Slots
-from app.resources.client import ClientApp
+from app.resources.changes import Changes
+from app.resources.client import ClientApp, Landing
+from app.resources.family import Family
 from app.settings import ConfigurationError, Settings
 from app.snapshots import Snapshots
 from eventstore.identity import History
@@ -43,17 +46,14 @@ log = logging.getLogger("app")
 
 
 class MsgspecJSON(falcon.media.BaseHandler):
-    """JSON in and out with msgspec (one encoder and decoder, built once)."""
+    """JSON out with msgspec (one encoder, built once). Nothing reads ``req.media``: each
+    command is decoded by its own model's decoder (``app.media.Accepts``), so no request
+    handler is registered."""
 
     _encoder = msgspec.json.Encoder()
-    _decoder = msgspec.json.Decoder()
 
     def serialize(self, media: Any, content_type: str | None = None) -> bytes:
         return self._encoder.encode(media)
-
-    def deserialize(self, stream: Any, content_type: str | None, content_length: int | None) -> Any:
-        body = stream.read()
-        return self._decoder.decode(check_json(body))
 
 
 def handle_unavailable(
@@ -86,27 +86,22 @@ def create_app(
     queries = Queries(reads, etags, settings.read_wait, store.head, store.head_is_current)
 
     authentication = Authentication(settings.api_keys)
-    if authentication.open:
-        if settings.require_auth:
-            raise ConfigurationError(
-                "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
-            )
-        log.warning(
-            "THE API IS OPEN: no API keys are configured, anyone can read and write."
-            " Set API_KEYS or API_KEYS_FILE (and REQUIRE_AUTH=true in production)."
+    if authentication.open and settings.require_auth:
+        raise ConfigurationError(
+            "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
         )
     queries.catch_up = metrics.timed_catch_up(queries.catch_up)  # type: ignore[method-assign,assignment]
     middleware: list[Any] = [
         metrics.Middleware(),
         RequestContext(),
         Protocol(),
+        Compression(),
         BodyLimit(settings.max_body_bytes),
         authentication,
     ]
     app = falcon.App(middleware=middleware)
     handler = MsgspecJSON()
     for media_type in (falcon.MEDIA_JSON, PROBLEM_JSON):
-        app.req_options.media_handlers[media_type] = handler
         app.resp_options.media_handlers[media_type] = handler
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(StoreUnavailable, handle_unavailable)
@@ -121,28 +116,21 @@ def create_app(
         routes.routes.append(Route(template, resource, suffix))
         app.add_route(template, resource, **({"suffix": suffix} if suffix else {}))
 
+    def mount_family(family: type[Family], **more: Any) -> None:
+        """A family's read half, writes and routes, in one call."""
+        presentation = family.presentation
+        writer = Writer(commands, etags, presentation.path)
+        resource = family(routes, writer, queries, Timeline(store, etags, presentation), **more)
+        for template, suffix in family.templates():
+            mount(template, resource, suffix)
+
     mount("/v1", Root(routes))
-    inventory_items = InventoryItems(
-        routes,
-        Writer(commands, etags, "inventory-items"),
-        queries,
-        Timeline(store, etags, INVENTORY_ITEMS),
-    )
-    mount("/v1/inventory-items", inventory_items)
-    mount("/v1/inventory-items/{item_id:uuid}", inventory_items, "item")
-    mount("/v1/inventory-items/{item_id:uuid}/history", inventory_items, "history")
-    mount("/v1/inventory-items/{item_id:uuid}/timemap", inventory_items, "timemap")
-    car_resource = Cars(
-        routes, Writer(commands, etags, "cars"), queries, Timeline(store, etags, CAR_ITEMS), clock
-    )
-    mount("/v1/cars", car_resource)
-    mount("/v1/cars/{item_id:uuid}", car_resource, "item")
-    mount("/v1/cars/{item_id:uuid}/history", car_resource, "history")
-    mount("/v1/cars/{item_id:uuid}/timemap", car_resource, "timemap")
+    mount_family(InventoryItems)
+    mount_family(Cars, clock=clock)
     mount("/v1/search", Search(routes, queries))
     slots = Slots(settings.data_dir / "longpoll", settings.long_poll_slots)
     slots.taken = metrics.counted(slots.taken)  # type: ignore[method-assign]
-    mount("/v1/changes", Changes(routes, reads, etags, slots))
+    mount("/v1/changes", Changes(routes, Feed(reads, etags, slots)))
     errors = ErrorPages(routes)
     mount("/v1/errors", errors)
     mount("/v1/errors/{number:int}", errors, "one")
@@ -151,6 +139,7 @@ def create_app(
     mount("/readyz", ReadinessCheck(routes, store, reads))
     # The browser client: static files for people, not an API resource (not in the table).
     client = ClientApp()
+    app.add_route("/", Landing())
     app.add_route("/app", client)
     app.add_route("/app/", client, suffix="index")
     app.add_route("/app/{name}", client, suffix="asset")

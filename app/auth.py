@@ -30,6 +30,7 @@ READ_METHODS = ("GET", "HEAD")
 # The browser client's files are public too: they hold no data, and the page asks for a key.
 PUBLIC = ("/healthz", "/readyz", "/v1/openapi.json", "/v1/errors", "/app/")
 CLIENT = "/app"
+LANDING = "/"  # a redirect to the entry point or the browser client: it holds no data
 CHALLENGE = 'Bearer realm="api"'
 
 
@@ -94,7 +95,7 @@ class Authentication:
             self.open
             or req.method == "OPTIONS"
             or req.path.startswith(PUBLIC)
-            or req.path == CLIENT
+            or req.path in (CLIENT, LANDING)
         ):
             return
         scheme, _, presented = (req.auth or "").partition(" ")

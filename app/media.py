@@ -11,7 +11,7 @@ once per model; a body that does not fit gets a 400 listing every field error at
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import falcon
 import msgspec
@@ -39,12 +39,14 @@ def content_type(domain_model: str, media_type: str = JSON) -> str:
 
 
 Rules = Callable[[dict[str, Any]], list[dict[str, str]]]
+C = TypeVar("C", bound=msgspec.Struct, covariant=True)
 
 
-class Accepts:
-    """The commands one method of one route accepts, with their decoders built once."""
+class Accepts(Generic[C]):
+    """The commands one method of one route accepts, with their decoders built once;
+    ``read`` gives one of them, typed as they are (``Accepts[A | B]`` for two)."""
 
-    def __init__(self, *models: type[msgspec.Struct]) -> None:
+    def __init__(self, *models: type[C]) -> None:
         self.models = models
         self._decoders = {model.__name__: msgspec.json.Decoder(model) for model in models}
         self._by_name = {model.__name__: model for model in models}
@@ -53,7 +55,7 @@ class Accepts:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    def read(self, req: falcon.Request, rules: Rules | None = None) -> tuple[msgspec.Struct, bytes]:
+    def read(self, req: falcon.Request, rules: Rules | None = None) -> tuple[C, bytes]:
         """The command in the request body (and the body), or a 415/400 problem.
 
         ``rules`` are the domain's rules over the raw fields: when a field's type is wrong,
@@ -84,7 +86,7 @@ class Accepts:
             body = b"{}"  # e.g. DELETE with no body at all
         body = check_json(body)
         try:
-            command: msgspec.Struct = self._decoders[name].decode(body)
+            command = self._decoders[name].decode(body)
         except msgspec.DecodeError:
             errors = field_errors(model, body)
             if rules is not None:

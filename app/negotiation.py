@@ -22,7 +22,7 @@ from typing import Any
 import falcon
 import msgspec
 
-from app import xmldocs
+from app import coding, xmldocs
 from app.accept import XML, ranges
 from app.media import JSON, VERSION, content_type
 from app.problems import NOT_ACCEPTABLE, Problem
@@ -114,7 +114,8 @@ def fresh(req: falcon.Request, etag: str) -> bool:
 
 def validated(req: falcon.Request, resp: falcon.Response, etag: str) -> bool:
     """The validator and caching on the answer; True (and a 304) when the client holds
-    this representation already."""
+    this representation already (the ETag is the coding's: ``app.coding``)."""
+    etag = coding.validator(req, etag)
     resp.etag = etag
     resp.cache_control = [CACHE_CONTROL]
     if fresh(req, etag):

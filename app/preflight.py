@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         log.error({"message": f"configuration error: {error}"})
         return CONFIGURATION_ERROR
+    if not settings.api_keys:
+        # Said once per start here, in the master's preflight, not once per worker.
+        log.warning(
+            {
+                "message": "THE API IS OPEN: no API keys are configured, anyone can read and"
+                " write. Set API_KEYS or API_KEYS_FILE (and REQUIRE_AUTH=true in production)."
+            }
+        )
     store = settings.event_store()
     try:
         store.check()

@@ -52,22 +52,39 @@ class Kind:
 
 
 # The registry: numbers never change meaning once published. ``domain`` names the domain
-# error each kind answers, so the command side's refusals map here and nowhere else.
-MALFORMED_BODY = Kind(
+# error each kind answers, so the command side's refusals map here and nowhere else. Each
+# kind is written once, here, in the order of its number; ``KINDS`` is what they make.
+_REGISTERED: list[Kind] = []
+
+
+def _kind(
+    number: int,
+    status: int,
+    slug: str,
+    title: str,
+    description: str,
+    domain: ErrorCode | None = None,
+) -> Kind:
+    kind = Kind(number, status, slug, title, description, domain)
+    _REGISTERED.append(kind)
+    return kind
+
+
+MALFORMED_BODY = _kind(
     1000,
     400,
     "malformed-body",
     "Malformed body",
     "The body is not JSON or does not fit the domain-model; every field error is listed.",
 )
-UNSUPPORTED_MEDIA_TYPE = Kind(
+UNSUPPORTED_MEDIA_TYPE = _kind(
     1001,
     415,
     "unsupported-media-type",
     "Unsupported media type",
     "The Content-Type does not name a domain-model this method accepts.",
 )
-NOT_FOUND = Kind(
+NOT_FOUND = _kind(
     1002,
     404,
     "not-found",
@@ -75,28 +92,28 @@ NOT_FOUND = Kind(
     "No resource lives at this URL.",
     domain=ErrorCode.NOT_FOUND,
 )
-METHOD_NOT_ALLOWED = Kind(
+METHOD_NOT_ALLOWED = _kind(
     1003,
     405,
     "method-not-allowed",
     "Method not allowed",
     "The resource does not answer this method; Allow lists those it does.",
 )
-PRECONDITION_FAILED = Kind(
+PRECONDITION_FAILED = _kind(
     1004,
     412,
     "precondition-failed",
     "Precondition failed",
     "If-Match does not name the resource's current version (or is not one of its ETags).",
 )
-PRECONDITION_REQUIRED = Kind(
+PRECONDITION_REQUIRED = _kind(
     1005,
     428,
     "precondition-required",
     "Precondition required",
     "This deployment requires If-Match on every write.",
 )
-ALREADY_EXISTS = Kind(
+ALREADY_EXISTS = _kind(
     1006,
     409,
     "already-exists",
@@ -104,21 +121,21 @@ ALREADY_EXISTS = Kind(
     "The resource exists already.",
     domain=ErrorCode.ALREADY_EXISTS,
 )
-CONFLICT = Kind(
+CONFLICT = _kind(
     1007,
     409,
     "conflict",
     "Conflict",
     "Concurrent writers kept changing the resource; retry with its current ETag.",
 )
-IDEMPOTENCY_KEY_REUSED = Kind(
+IDEMPOTENCY_KEY_REUSED = _kind(
     1008,
     422,
     "idempotency-key-reused",
     "Idempotency key reused",
     "The Idempotency-Key was used before with a different request.",
 )
-INVALID_NAME = Kind(
+INVALID_NAME = _kind(
     1009,
     422,
     "invalid-name",
@@ -126,7 +143,7 @@ INVALID_NAME = Kind(
     "A name is 1 to 200 characters once trimmed.",
     domain=ErrorCode.INVALID_NAME,
 )
-ITEM_INACTIVE = Kind(
+ITEM_INACTIVE = _kind(
     1010,
     409,
     "item-inactive",
@@ -134,7 +151,7 @@ ITEM_INACTIVE = Kind(
     "A deactivated item can no longer be renamed or stocked.",
     domain=ErrorCode.ITEM_INACTIVE,
 )
-INSUFFICIENT_STOCK = Kind(
+INSUFFICIENT_STOCK = _kind(
     1011,
     409,
     "insufficient-stock",
@@ -142,7 +159,7 @@ INSUFFICIENT_STOCK = Kind(
     "Removing this many items would take the stock below zero.",
     domain=ErrorCode.INSUFFICIENT_STOCK,
 )
-INVALID_CAR = Kind(
+INVALID_CAR = _kind(
     1012,
     400,
     "invalid-car",
@@ -150,7 +167,7 @@ INVALID_CAR = Kind(
     "The car breaks a rule; every field is listed.",
     domain=ErrorCode.INVALID_CAR,
 )
-IMMUTABLE_FIELD = Kind(
+IMMUTABLE_FIELD = _kind(
     1013,
     422,
     "immutable-field",
@@ -158,7 +175,7 @@ IMMUTABLE_FIELD = Kind(
     "Year, make, model and VIN of a car never change.",
     domain=ErrorCode.IMMUTABLE_FIELD,
 )
-MILEAGE_DECREASE = Kind(
+MILEAGE_DECREASE = _kind(
     1014,
     422,
     "mileage-decrease",
@@ -166,7 +183,7 @@ MILEAGE_DECREASE = Kind(
     "An odometer does not roll back.",
     domain=ErrorCode.MILEAGE_DECREASE,
 )
-GONE = Kind(
+GONE = _kind(
     1015,
     410,
     "gone",
@@ -174,7 +191,7 @@ GONE = Kind(
     "The resource was retired; it will not come back.",
     domain=ErrorCode.CAR_DELETED,
 )
-UNAVAILABLE = Kind(
+UNAVAILABLE = _kind(
     1016,
     503,
     "unavailable",
@@ -183,70 +200,70 @@ UNAVAILABLE = Kind(
     " have been applied as the store went away: retry it with the same Idempotency-Key or"
     " If-Match, never blindly.",
 )
-INTERNAL_ERROR = Kind(
+INTERNAL_ERROR = _kind(
     1017,
     500,
     "internal-error",
     "Internal server error",
     "Something failed on our side; the request id in X-Request-Id helps us find it.",
 )
-INVALID_QUERY = Kind(
+INVALID_QUERY = _kind(
     1018,
     400,
     "invalid-query",
     "Invalid query",
     "A query parameter is unknown or out of range (offset >= 0, 1 <= limit, state ...).",
 )
-READ_MODEL_BEHIND = Kind(
+READ_MODEL_BEHIND = _kind(
     1019,
     503,
     "read-model-behind",
     "Read model behind",
     "The read models have not reached the commit position presented; retry shortly.",
 )
-UNAUTHORIZED = Kind(
+UNAUTHORIZED = _kind(
     1020,
     401,
     "unauthorized",
     "Unauthorized",
     "No API key, or not one of ours: send Authorization: Bearer <key>.",
 )
-FORBIDDEN = Kind(
+FORBIDDEN = _kind(
     1021,
     403,
     "forbidden",
     "Forbidden",
     "The API key is valid; its scopes do not allow this (read: GET/HEAD; write: the rest).",
 )
-BODY_TOO_LARGE = Kind(
+BODY_TOO_LARGE = _kind(
     1022,
     413,
     "body-too-large",
     "Content too large",
     "The body is larger than this deployment accepts (MAX_BODY_BYTES); nothing was read.",
 )
-MALFORMED_REQUEST = Kind(
+MALFORMED_REQUEST = _kind(
     1023,
     400,
     "malformed-request",
     "Malformed request",
     "The HTTP request itself could not be parsed (request line, headers or chunking).",
 )
-URI_TOO_LONG = Kind(
+URI_TOO_LONG = _kind(
     1024,
     414,
     "uri-too-long",
     "URI too long",
     "The request line is longer than the server reads (4094 bytes).",
 )
-HEADER_FIELDS_TOO_LARGE = Kind(
+HEADER_FIELDS_TOO_LARGE = _kind(
     1025,
     431,
     "header-fields-too-large",
     "Request header fields too large",
     "Too many header fields (more than 100), or one longer than 8190 bytes.",
 )
-STOCK_LIMIT = Kind(
+STOCK_LIMIT = _kind(
     1026,
     409,
     "stock-limit",
@@ -254,35 +271,35 @@ STOCK_LIMIT = Kind(
     "Checking in this many items would take the stock beyond 2^53 - 1.",
     domain=ErrorCode.STOCK_LIMIT,
 )
-NOT_IMPLEMENTED = Kind(
+NOT_IMPLEMENTED = _kind(
     1027,
     501,
     "not-implemented",
     "Not implemented",
     "The request uses an HTTP feature the server does not implement (a transfer coding).",
 )
-EXPECTATION_FAILED = Kind(
+EXPECTATION_FAILED = _kind(
     1028,
     417,
     "expectation-failed",
     "Expectation failed",
     "The Expect header asks for something other than 100-continue.",
 )
-NOT_ACCEPTABLE = Kind(
+NOT_ACCEPTABLE = _kind(
     1029,
     406,
     "not-acceptable",
     "Not acceptable",
     "No representation on offer matches Accept; the problem lists those available.",
 )
-TOO_MANY_WAITING = Kind(
+TOO_MANY_WAITING = _kind(
     1030,
     503,
     "too-many-waiting",
     "Too many waiting",
     "Every long-poll slot is taken (Prefer: wait); retry, or ask without waiting.",
 )
-INVALID_HEADER = Kind(
+INVALID_HEADER = _kind(
     1031,
     400,
     "invalid-header",
@@ -290,7 +307,7 @@ INVALID_HEADER = Kind(
     "A request header field breaks its grammar (RFC 9110, or the API's own for"
     " Idempotency-Key and Commit-Position); `header` names it.",
 )
-UNKNOWN_METHOD = Kind(
+UNKNOWN_METHOD = _kind(
     1032,
     501,
     "unknown-method",
@@ -298,7 +315,7 @@ UNKNOWN_METHOD = Kind(
     "No resource of this API answers this method (RFC 9110 15.6.2); OPTIONS lists those a"
     " route answers.",
 )
-UNSUPPORTED_CONTENT_CODING = Kind(
+UNSUPPORTED_CONTENT_CODING = _kind(
     1033,
     415,
     "unsupported-content-coding",
@@ -306,42 +323,7 @@ UNSUPPORTED_CONTENT_CODING = Kind(
     "The body is sent with a Content-Encoding the API does not decode; send it as is"
     " (Accept-Encoding: identity, RFC 9110 15.5.16).",
 )
-KINDS: tuple[Kind, ...] = (
-    MALFORMED_BODY,
-    UNSUPPORTED_MEDIA_TYPE,
-    NOT_FOUND,
-    METHOD_NOT_ALLOWED,
-    PRECONDITION_FAILED,
-    PRECONDITION_REQUIRED,
-    ALREADY_EXISTS,
-    CONFLICT,
-    IDEMPOTENCY_KEY_REUSED,
-    INVALID_NAME,
-    ITEM_INACTIVE,
-    INSUFFICIENT_STOCK,
-    INVALID_CAR,
-    IMMUTABLE_FIELD,
-    MILEAGE_DECREASE,
-    GONE,
-    UNAVAILABLE,
-    INTERNAL_ERROR,
-    INVALID_QUERY,
-    READ_MODEL_BEHIND,
-    UNAUTHORIZED,
-    FORBIDDEN,
-    BODY_TOO_LARGE,
-    MALFORMED_REQUEST,
-    URI_TOO_LONG,
-    HEADER_FIELDS_TOO_LARGE,
-    STOCK_LIMIT,
-    NOT_IMPLEMENTED,
-    EXPECTATION_FAILED,
-    NOT_ACCEPTABLE,
-    TOO_MANY_WAITING,
-    INVALID_HEADER,
-    UNKNOWN_METHOD,
-    UNSUPPORTED_CONTENT_CODING,
-)
+KINDS: tuple[Kind, ...] = tuple(_REGISTERED)
 BY_STATUS = {kind.status: kind for kind in reversed(KINDS)}
 BY_NUMBER = {kind.number: kind for kind in KINDS}
 BY_DOMAIN_ERROR = {kind.domain: kind for kind in KINDS if kind.domain is not None}

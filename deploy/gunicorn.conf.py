@@ -20,8 +20,10 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -60,14 +62,49 @@ def _logging() -> dict[str, Any]:
 logconfig_dict = _logging()
 
 
+def _port_taken(server: Any) -> None:
+    """A port another process listens on ends the start in one line naming the variable
+    (gunicorn alone retries for 5 s and then says only "Can't connect")."""
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):  # a unix socket or a file descriptor
+            continue
+        host, port = address[0], address[1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    server.log.error(
+                        "port %s on %s is in use by another process: set PORT (and HOST)"
+                        " to a free one, e.g. PORT=%s make run",
+                        port, host, port + 1,
+                    )  # fmt: skip
+                    sys.exit(3)
+                raise
+
+
 def on_starting(server: Any) -> None:
-    """Master, before any worker: ``python -m app.preflight`` in a process of its own (the
-    master must not open a gRPC channel it would carry over the fork) loads the settings and
-    asks the store for its head; a configuration error stops gunicorn here, exit status 3."""
+    """Master, before any worker: the port must be free; then ``python -m app.preflight`` in
+    a process of its own (the master must not open a gRPC channel it would carry over the
+    fork) loads the settings and asks the store for its head; a configuration error stops
+    gunicorn here, exit status 3."""
+    _port_taken(server)
     _clean_metrics()
     done = subprocess.run([sys.executable, "-m", "app.preflight"], check=False)
     if done.returncode != 0:
         sys.exit(done.returncode)
+
+
+def when_ready(server: Any) -> None:
+    """Master, listening: where a person goes next (the API's entry point, the browser client)."""
+    for address in server.cfg.address:
+        if isinstance(address, tuple):
+            host = f"[{address[0]}]" if ":" in address[0] else address[0]
+            base = f"http://{host}:{address[1]}"
+            server.log.info("API at %s/v1 · browser client at %s/app/", base, base)
+    _serve_metrics()
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -116,7 +153,7 @@ def _clean_metrics() -> None:
     os.makedirs(directory, exist_ok=True)
 
 
-def when_ready(server: Any) -> None:
+def _serve_metrics() -> None:
     """Master, listening: serve /metrics on a port of its own (loopback by default)."""
     from telemetry import metrics
 

@@ -15,7 +15,7 @@ from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
 from esdblocal.projections.manager import RUN_MODES, RUN_SYSTEM
 from esdblocal.security import DEFAULT_PASSWORD, Users, parse_user
-from esdblocal.server import ProjectionOptions, Security, serve
+from esdblocal.server import DatabaseOptions, GrpcOptions, ProjectionOptions, Security, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +46,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve this copy of EventStoreDB's clusternode-web at /web/ instead of"
         " esdblocal's own stream browser",
     )
+    grpc_group = parser.add_argument_group("gRPC (the real server's options and defaults)")
+    grpc_group.add_argument(
+        "--keep-alive-interval",
+        type=_milliseconds,
+        default=GrpcOptions.keep_alive_interval,
+        metavar="MS",
+        help="ping a client after this long without hearing from it (0: never; default"
+        " %(default)s)",
+    )
+    grpc_group.add_argument(
+        "--keep-alive-timeout",
+        type=_milliseconds,
+        default=GrpcOptions.keep_alive_timeout,
+        metavar="MS",
+        help="close the connection when a ping is not answered within this (default %(default)s)",
+    )
+    database = parser.add_argument_group("writes (the real server's options and defaults)")
+    database.add_argument(
+        "--commit-timeout-ms",
+        type=_milliseconds,
+        default=DatabaseOptions.commit_timeout_ms,
+        metavar="MS",
+        help="answer a write not committed within this as timed out (default %(default)s)",
+    )
+    database.add_argument(
+        "--prepare-timeout-ms",
+        type=_milliseconds,
+        default=DatabaseOptions.prepare_timeout_ms,
+        metavar="MS",
+        help="accepted; the real server uses it for explicit transactions only"
+        " (default %(default)s)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
     where.add_argument("--memory", action="store_true", help="keep nothing on disk")
@@ -67,6 +99,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="start $streams, $by_category, $by_event_type, $stream_by_category and"
         " $by_correlation_id (env EVENTSTORE_START_STANDARD_PROJECTIONS; default true)",
     )
+    cluster = parser.add_argument_group("local cluster (esdblocal/README.md, Cluster mode)")
+    cluster.add_argument(
+        "--cluster-size",
+        type=int,
+        default=int(os.environ.get("EVENTSTORE_CLUSTER_SIZE", "1")),
+        help="members to run on this machine, each a process with its own ports and log;"
+        " member i serves gRPC on --port + 2i and HTTP on --port + 2i + 1"
+        " (env EVENTSTORE_CLUSTER_SIZE; default 1: a single node)",
+    )
+    cluster.add_argument(
+        "--cluster-restart-delay",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="a member that dies is started again after this long (negative: never; default 3)",
+    )
     secure = parser.add_argument_group("secure node")
     secure.add_argument("--tls", action="store_true", help="serve TLS and require users")
     secure.add_argument(
@@ -78,6 +126,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     secure.add_argument("--certificate-file", type=Path, help="use this node certificate (PEM)")
     secure.add_argument("--certificate-private-key-file", type=Path, help="and its key (PEM)")
     secure.add_argument("--ca-file", type=Path, help="the CA clients should trust (printed)")
+    secure.add_argument(
+        "--user-certificates",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=_boolean(os.environ.get("KURRENTDB_USER_CERTIFICATES__ENABLED", "false")),
+        metavar="true|false",
+        help="sign in callers by their client certificate (signed by the CA, common name the"
+        " user), as KurrentDB's UserCertificates:Enabled (env"
+        " KURRENTDB_USER_CERTIFICATES__ENABLED; default false); makes <certs>/user-admin/",
+    )
     secure.add_argument(
         "--admin-password",
         default=os.environ.get("EVENTSTORE_DEFAULT_ADMIN_PASSWORD", DEFAULT_PASSWORD),
@@ -99,12 +158,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     given = (args.certificate_file, args.certificate_private_key_file)
     if any(given) and not all(given):
         parser.error("--certificate-file and --certificate-private-key-file go together")
-    if (any(given) or args.certs) and not args.tls:
+    if (any(given) or args.certs or args.user_certificates) and not args.tls:
         parser.error("certificates need --tls")
     if args.tls and args.memory and not (args.certs or any(given)):
         parser.error("--tls with --memory needs --certs DIR (or a certificate) to keep them")
     if args.web_ui is not None and not (args.web_ui / "index.html").is_file():
         parser.error(f"--web-ui: no index.html in {args.web_ui}")
+    if args.cluster_size < 1:
+        parser.error("--cluster-size must be at least 1")
+    if args.cluster_size > 1 and args.tls:
+        parser.error("--cluster-size runs insecure members only (no --tls)")
+    args.cluster_http_port = args.http_port  # as given: a cluster numbers its members' from it
     if args.http_port is None:
         args.http_port = default_http_port(args.host, args.port)
     try:
@@ -126,6 +190,16 @@ def default_http_port(host: str, port: int) -> int:
     return port + 1
 
 
+def _milliseconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected milliseconds, not {text!r}") from None
+    if value < 0:  # the server's validator: "Please provide a positive integer."
+        raise argparse.ArgumentTypeError(f"{value}: please provide a positive integer")
+    return value
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in ("true", "1", "yes"):
@@ -143,7 +217,11 @@ def security(args: argparse.Namespace) -> Security | None:
     else:
         files = certificates.ensure(args.certs or args.data / "certs", (args.host,))
     users = Users.defaults(args.admin_password, args.ops_password, args.users)
-    return Security(files, users)
+    if args.user_certificates and not args.certificate_file:
+        # The CA is esdblocal's: make admin a certificate to sign in with, as es-gencert-cli.
+        cert, key = certificates.user(args.certs or args.data / "certs", "admin")
+        print(f"esdblocal: user certificate for admin: {cert} (key {key})", file=sys.stderr)
+    return Security(files, users, args.user_certificates)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -164,6 +242,8 @@ async def main(args: argparse.Namespace) -> None:
             http_port=None if args.no_http else args.http_port,
             web_ui=args.web_ui,
             projections=ProjectionOptions(args.run_projections, args.start_standard_projections),
+            grpc_options=GrpcOptions(args.keep_alive_interval, args.keep_alive_timeout),
+            database=DatabaseOptions(args.commit_timeout_ms, args.prepare_timeout_ms),
         )
     )
     loop = asyncio.get_running_loop()
@@ -174,4 +254,9 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    arguments = parse_args()
+    if arguments.cluster_size > 1:
+        from esdblocal.cluster import supervisor
+
+        sys.exit(supervisor.run(arguments))
+    asyncio.run(main(arguments))

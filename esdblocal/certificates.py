@@ -161,3 +161,55 @@ def _write_node(
     )
     _write(key_path, _key_pem(key), secret=True)
     _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), secret=False)
+
+
+def user(directory: Path, name: str) -> tuple[Path, Path]:
+    """A user certificate for ``name`` under ``directory`` (the CA's), made once, as
+    ``es-gencert-cli create-user -username NAME`` lays it out: ``user-<name>/user-<name>.crt``
+    and ``.key``. Common name ``name``, client authentication only, signed by the CA."""
+    cert_path = directory / f"user-{name}" / f"user-{name}.crt"
+    key_path = directory / f"user-{name}" / f"user-{name}.key"
+    if cert_path.exists() and key_path.exists():
+        return cert_path, key_path
+    ca_certificate = x509.load_pem_x509_certificate((directory / "ca" / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key(
+        (directory / "ca" / "ca.key").read_bytes(), password=None
+    )
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = _private_key()
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(key_path, _key_pem(key), secret=True)
+    _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), secret=False)
+    return cert_path, key_path
+
+
+def user_name(pem: bytes) -> str | None:
+    """The user a client certificate names, if it is a user certificate as KurrentDB's
+    ``UserCertificateAuthenticationProvider`` accepts one: client authentication and not
+    server authentication in its extended key usage; the user is its common name. (The
+    chain to the node's CA and the validity dates were checked by the TLS handshake.)"""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem)
+        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usage or ExtendedKeyUsageOID.SERVER_AUTH in usage:
+        return None
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None

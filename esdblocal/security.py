@@ -94,6 +94,11 @@ class Users:
             [user("admin", admin_password, [ADMINS]), user("ops", ops_password, [OPS]), *extra]
         )
 
+    def named(self, name: str) -> Principal | None:
+        """The user ``name`` (a user certificate's common name), if there is one."""
+        found = self._users.get(name)
+        return Principal(found.name, found.groups) if found is not None else None
+
     def principal(self, metadata: Iterable[tuple[str, Any]]) -> Principal | None:
         """The caller named by the call's metadata; None for anonymous."""
         header = next((v for k, v in metadata if k == "authorization"), None)

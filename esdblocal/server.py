@@ -31,17 +31,24 @@ from esdbclient.protos.Grpc import (
 
 from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
+from esdblocal.cluster.hooks import ClusterHooks
 from esdblocal.http import HttpSide, NodeInfo
 from esdblocal.http.metrics import GrpcMetrics
 from esdblocal.hub import Hub
 from esdblocal.projections.manager import RUN_SYSTEM, ProjectionManager
+from esdblocal.protos.kurrentdb.protocol.v2.streams import streams_pb2 as streams_v2_pb2
+from esdblocal.protos.kurrentdb.protocol.v2.streams import (
+    streams_pb2_grpc as streams_v2_pb2_grpc,
+)
 from esdblocal.security import Authenticate, Users
 from esdblocal.services import server_features
 from esdblocal.services.gossip import Gossip
 from esdblocal.services.persistent import PersistentSubscriptions
 from esdblocal.services.projections import Projections
-from esdblocal.services.shared import NodeParts
+from esdblocal.services.shared import COMMIT_TIMEOUT_MS, PREPARE_TIMEOUT_MS, NodeParts
+from esdblocal.services.shutdown import ShuttingDown
 from esdblocal.services.streams import Streams
+from esdblocal.services.streams_v2 import StreamsV2
 from esdblocal.store import Outcome, Recorded, Store
 
 DB_FILE = "log.sqlite3"
@@ -60,11 +67,60 @@ class ProjectionOptions:
 
 
 @dataclass(frozen=True)
+class GrpcOptions:
+    """The real server's gRPC options (``ClusterVNodeOptions.GrpcOptions``), in ms.
+
+    ``keep_alive_interval``: after this long with nothing received, the server pings the
+    client (Kestrel's ``KeepAlivePingDelay``); ``keep_alive_timeout``: it closes the
+    connection when that ping is not answered in time (``KeepAlivePingTimeout``). 0 turns
+    the server's own pings off. Clients' pings are accepted at any rate, as Kestrel does.
+    """
+
+    keep_alive_interval: int = 10_000
+    keep_alive_timeout: int = 10_000
+
+    def channel_arguments(self) -> list[tuple[str, int]]:
+        arguments = [
+            # A client may ping whenever it likes, with or without calls open: the official
+            # clients ping every 10 s, and grpc-core's default policy (one ping per 5 min
+            # without data, 2 strikes) answers a third ping with GOAWAY "too_many_pings".
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 0),
+        ]
+        if self.keep_alive_interval > 0:
+            arguments += [
+                ("grpc.keepalive_time_ms", self.keep_alive_interval),
+                ("grpc.keepalive_timeout_ms", max(1, self.keep_alive_timeout)),
+                # The server's own pings go on while a connection is idle.
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
+        return arguments
+
+
+@dataclass(frozen=True)
+class DatabaseOptions:
+    """The real server's write timeouts (``ClusterVNodeOptions.DatabaseOptions``), in ms.
+
+    A write (append, batch, delete, tombstone, multi-stream append) not committed within
+    ``commit_timeout_ms`` is answered as the server's request manager answers it, and may
+    still commit. ``prepare_timeout_ms`` is kept for the flag: the real server uses it only
+    for explicit transactions, which gRPC does not have.
+    """
+
+    commit_timeout_ms: int = COMMIT_TIMEOUT_MS
+    prepare_timeout_ms: int = PREPARE_TIMEOUT_MS
+
+
+@dataclass(frozen=True)
 class Security:
     """A secure node: TLS with these files, and these users (the real node has both or neither)."""
 
     tls: TlsFiles
     users: Users = field(default_factory=Users.defaults)
+    # KurrentDB's UserCertificates:Enabled: a client certificate signed by the node's CA,
+    # for client authentication only, signs in the user its common name names.
+    user_certificates: bool = False
 
 
 class Node:
@@ -80,8 +136,13 @@ class Node:
         http_port: int | None = None,
         web_ui: Path | None = None,
         projections: ProjectionOptions | None = None,
+        grpc_options: GrpcOptions | None = None,
+        database: DatabaseOptions | None = None,
+        cluster: ClusterHooks | None = None,
     ) -> None:
+        """``cluster``: this node is a member of a local cluster (esdblocal/cluster/)."""
         self.host = host
+        self.cluster = cluster
         self.advertise_host = advertise_host or default_advertise_host(host)
         self.security = security
         self._requested_port = port
@@ -89,36 +150,63 @@ class Node:
         self.port = 0
         self._loop = asyncio.get_running_loop()
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="esdblocal-read")
+        self.readers = self._readers
         self._hub: Hub | None = None
         path = data_dir / DB_FILE if data_dir is not None else None
-        self.store = Store(path, on_commit=self._committed)
+        # A member's log starts empty: its first records are its leader's.
+        self.store = Store(path, on_commit=self._committed, initial_events=cluster is None)
+        if cluster is not None:
+            self.store.refusal = cluster.refusal
         self._hub = Hub(self.store.head_position())
         users = security.users if security is not None else None
         self.grpc_metrics = GrpcMetrics()  # served at the HTTP side's /metrics
-        interceptors: list[grpc.aio.ServerInterceptor] = [self.grpc_metrics.interceptor]
+        self._shutdown = ShuttingDown()
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            self._shutdown,
+            self.grpc_metrics.interceptor,
+        ]
         if users is not None:
             interceptors.append(Authenticate(users))
+        if cluster is not None:
+            interceptors.append(cluster.interceptor())
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
+                *(grpc_options or GrpcOptions()).channel_arguments(),
             ],
             interceptors=interceptors,
         )
-        parts = NodeParts(self.store, self._hub, self._readers, users)
+        if cluster is not None:
+            cluster.register(self._server)
+        timeouts = database or DatabaseOptions()
+        parts = NodeParts(
+            self.store,
+            self._hub,
+            self._readers,
+            users,
+            timeouts.commit_timeout_ms,
+            user_certificates=security is not None and security.user_certificates,
+        )
         streams_pb2_grpc.add_StreamsServicer_to_server(Streams(parts), self._server)
         gossip_pb2_grpc.add_GossipServicer_to_server(
-            Gossip(self.advertise_host, lambda: self.port), self._server
+            Gossip(self.advertise_host, lambda: self.port, cluster), self._server
         )
-        persistent = PersistentSubscriptions(parts)
-        persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(persistent, self._server)
+        self.persistent = PersistentSubscriptions(parts)
+        persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
+            self.persistent, self._server
+        )
         options = projections or ProjectionOptions()
         self.projections = ProjectionManager(
             self.store, self._hub, self._readers, options.run, options.start_standard
         )
+        streams_v2_pb2_grpc.add_StreamsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            StreamsV2(parts), self._server
+        )
         served = [
             streams_pb2.DESCRIPTOR.services_by_name["Streams"],
+            streams_v2_pb2.DESCRIPTOR.services_by_name["StreamsService"],
             gossip_pb2.DESCRIPTOR.services_by_name["Gossip"],
             persistent_pb2.DESCRIPTOR.services_by_name["PersistentSubscriptions"],
         ]
@@ -133,7 +221,7 @@ class Node:
         if http_port is not None:
             node = NodeInfo(
                 self.advertise_host, lambda: self.port, lambda: self.projections.enabled,
-                self.projections, persistent.subsystem,
+                self.projections, self.persistent.subsystem, cluster,
             )  # fmt: skip
             self.http = HttpSide(
                 self.store, self._hub, self._readers, host, http_port, node, users,
@@ -142,6 +230,9 @@ class Node:
 
     def _committed(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
         """Writer thread → loop, once per group: answers for writers, events for the hub."""
+        if self.cluster is not None:  # a leader answers once a majority holds the group
+            self.cluster.committed(outcomes, records, self._deliver)
+            return
         self._loop.call_soon_threadsafe(self._deliver, outcomes, records)
 
     def _deliver(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
@@ -169,14 +260,21 @@ class Node:
         if self.security is None:
             self.port = self._server.add_insecure_port(address)
         else:
+            ca = self.security.tls.ca
+            asks = self.security.user_certificates and ca is not None
             credentials = grpc.ssl_server_credentials(
-                [self.security.tls.server_credentials_material()]
+                [self.security.tls.server_credentials_material()],
+                # grpc-core can ask for a client certificate only by requiring one (Kestrel
+                # allows one): with user certificates on, every client presents one.
+                root_certificates=ca.read_bytes() if asks and ca is not None else None,
+                require_client_auth=asks,
             )
             self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host}:{self._requested_port}")
         await self._server.start()
-        await self.projections.start()
+        if self.cluster is None:  # a member's projections start when it leads
+            await self.projections.start()
         if self.http is not None:
             await self.http.start()
 
@@ -188,6 +286,7 @@ class Node:
     async def stop(self, grace: float = 1.0) -> None:
         if self.http is not None:
             await self.http.stop()
+        self._shutdown.stop_streaming_calls()  # unary calls drain within the grace
         await self._server.stop(grace)
         await self.projections.stop()
         self._readers.shutdown(wait=True)  # no read may still be using the log's connection
@@ -219,9 +318,14 @@ async def serve(
     http_port: int | None = None,
     web_ui: Path | None = None,
     projections: ProjectionOptions | None = None,
+    grpc_options: GrpcOptions | None = None,
+    database: DatabaseOptions | None = None,
 ) -> None:
     """Serve until cancelled (the CLI cancels on SIGTERM/SIGINT)."""
-    node = Node(host, port, data_dir, advertise_host, security, http_port, web_ui, projections)
+    node = Node(
+        host, port, data_dir, advertise_host, security, http_port, web_ui, projections,
+        grpc_options, database,
+    )  # fmt: skip
     await node.start()
     print(node.uri, flush=True)
     if node.http_url is not None:  # the second line: the first is the connection string
@@ -249,12 +353,17 @@ class EmbeddedServer:
         data_dir: Path | str | None = None,
         tls: bool = False,
         users: Users | None = None,
+        user_certificates: bool = False,
         http_port: int | None = None,
         web_ui: Path | None = None,
         projections: ProjectionOptions | None = None,
+        grpc_options: GrpcOptions | None = None,
+        database: DatabaseOptions | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.grpc_options = grpc_options
+        self.database = database
         self.http_port = http_port
         self.web_ui = web_ui
         self.projection_options = projections
@@ -268,7 +377,7 @@ class EmbeddedServer:
                 self._temporary = tempfile.TemporaryDirectory(prefix="esdblocal-certs-")
                 certs = Path(self._temporary.name)
             files = certificates.ensure(certs, (host,))
-            self.security = Security(files, users or Users.defaults())
+            self.security = Security(files, users or Users.defaults(), user_certificates)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._node: Node | None = None
@@ -314,6 +423,8 @@ class EmbeddedServer:
                 http_port=self.http_port,
                 web_ui=self.web_ui,
                 projections=self.projection_options,
+                grpc_options=self.grpc_options,
+                database=self.database,
             )
             await self._node.start()
         except BaseException as error:

@@ -132,6 +132,30 @@ class WriteResult:
     position: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class MultiWriteResult:
+    """What an atomic append to several streams reports: each stream's last revision
+    afterwards (in the order the streams were given) and the last event's position."""
+
+    revisions: tuple[int, ...]
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStateFailure:
+    """One stream whose state was not what a multi-stream append expected.
+
+    ``actual`` is the stream's last revision, NO_STREAM, or DELETED_STREAM when tombstoned;
+    ``soft_deleted`` says a stream with events has been soft deleted.
+    """
+
+    index: int
+    stream: str
+    expected: int
+    actual: int
+    soft_deleted: bool
+
+
 class StoreError(Exception):
     """Base of the log's refusals; the gRPC layer maps each to the wire error."""
 
@@ -148,6 +172,14 @@ class StreamDeleted(StoreError):
     def __init__(self, stream: str) -> None:
         super().__init__(f"Event stream '{stream}' is deleted.")
         self.stream = stream
+
+
+class ConsistencyFailed(StoreError):
+    """A multi-stream append refused whole: these streams were not as expected."""
+
+    def __init__(self, failures: Sequence[StreamStateFailure]) -> None:
+        super().__init__(", ".join(f.stream for f in failures))
+        self.failures = tuple(failures)
 
 
 class StreamNotFound(StoreError):
@@ -231,9 +263,13 @@ class _Request:
     token: Any  # the caller's handle for the outcome, returned with it
     emitted: Sequence[Emitted] = ()
     checkpoints: dict[str, int] | None = None
+    # "multi": the streams with their expected states, and the records by stream index.
+    targets: Sequence[tuple[str, int]] = ()
+    records: Sequence[tuple[int, Proposed]] = ()
+    replicated: Sequence[Recorded] = ()
 
 
-Outcome = WriteResult | BaseException
+Outcome = WriteResult | MultiWriteResult | BaseException
 # Called on the writer thread once per group: each request's token with its outcome, and the
 # records the group committed (durable by then), in log order.
 OnCommit = Callable[[list[tuple[Any, Outcome]], list[Recorded]], None]
@@ -242,14 +278,19 @@ OnCommit = Callable[[list[tuple[Any, Outcome]], list[Recorded]], None]
 class Store:
     """The event log. Thread-safe: call from any thread; writes go through one writer."""
 
-    def __init__(self, path: Path | None, on_commit: OnCommit) -> None:
+    def __init__(self, path: Path | None, on_commit: OnCommit, initial_events: bool = True) -> None:
         """Open (or create) the log at ``path``; None keeps everything in memory.
 
         ``on_commit`` hears every outcome, once per group, so that a caller on another
         thread (the event loop) is woken once per fsync rather than once per request.
+        ``initial_events=False``: a fresh log stays empty (a cluster member's log starts
+        as its leader's does, by replication).
         """
         self._path = path
         self._on_commit = on_commit
+        # A cluster member's "may this node write?": the refusal (NotLeader, NotReady) for
+        # every write submitted while it is not the leader, or None.
+        self.refusal: Callable[[], BaseException | None] | None = None
         self._local = threading.local()
         self._memory_lock = threading.Lock()
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -265,7 +306,7 @@ class Store:
         self._writer_db.isolation_level = None  # explicit BEGIN/COMMIT
         self._writer_db.executescript(SCHEMA)
         self._next_position = self._load_next_position()
-        if self._next_position == LOG_START:
+        if self._next_position == LOG_START and initial_events:
             self._write_initial_events()
         self._warm_idempotency_cache()
         self._closed = False
@@ -284,10 +325,7 @@ class Store:
         position is the last event written (None if none).
         """
         request = _Request("emit", "", ANY, (), token, emitted, checkpoints)
-        if self._closed:
-            self._on_commit([(token, RuntimeError("the log is closed"))], [])
-        else:
-            self._requests.put(request)
+        self._queue(request)
 
     def checkpoint(self, name: str) -> int | None:
         """The position a projection has durably processed up to (None: never ran)."""
@@ -305,9 +343,40 @@ class Store:
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed], token: Any
     ) -> None:
         """Queue an append, delete or tombstone; ``on_commit`` reports it with ``token``."""
-        request = _Request(kind, stream, expected, events, token)
+        self._queue(_Request(kind, stream, expected, events, token))
+
+    def submit_replicated(
+        self, records: Sequence[Recorded], checkpoints: dict[str, int] | None, token: Any
+    ) -> None:
+        """A cluster follower's write: its leader's records as they are (positions, ids,
+        timestamps), and, when given, the leader's projection checkpoints, which replace
+        this log's. Never refused; reported like an append of the last record."""
+        request = _Request("replicated", "", ANY, (), token, (), checkpoints, replicated=records)
         if self._closed:
             self._on_commit([(token, RuntimeError("the log is closed"))], [])
+        else:
+            self._requests.put(request)
+
+    def submit_multi(
+        self,
+        targets: Sequence[tuple[str, int]],
+        records: Sequence[tuple[int, Proposed]],
+        token: Any,
+    ) -> None:
+        """Queue an atomic append to several streams (KurrentDB's multi-stream WriteEvents).
+
+        ``targets`` are (stream, expected state) pairs, checked before anything is written;
+        ``records`` are (index into targets, event), written in this order. One stream not
+        as expected and nothing is written: the outcome is ConsistencyFailed. A target
+        that no record names is a check only (AppendRecords' consistency checks).
+        """
+        self._queue(_Request("multi", "", ANY, (), token, targets=targets, records=records))
+
+    def _queue(self, request: _Request) -> None:
+        refusal = self.refusal() if self.refusal is not None else None
+        if self._closed or refusal is not None:
+            error = refusal if refusal is not None else RuntimeError("the log is closed")
+            self._on_commit([(request.token, error)], [])
         else:
             self._requests.put(request)
 
@@ -387,9 +456,13 @@ class Store:
                 db.execute("PRAGMA synchronous=FULL")
         self._on_commit(outcomes, rows)
 
-    def _apply(self, request: _Request, rows: list[Recorded]) -> WriteResult:
+    def _apply(self, request: _Request, rows: list[Recorded]) -> WriteResult | MultiWriteResult:
         if request.kind == "emit":
             return self._emit(request, rows)
+        if request.kind == "multi":
+            return self._multi(request, rows)
+        if request.kind == "replicated":
+            return self._replicate(request, rows)
         stream = self._stream(request.stream)
         if stream.last_revision == DELETED_STREAM:
             raise StreamDeleted(request.stream)
@@ -484,6 +557,36 @@ class Store:
             self._add_row(self._stream(metastream_of(stream.name)), _metadata_event(metadata), rows)
         return WriteResult(stream.last_revision, position)
 
+    def _multi(self, request: _Request, rows: list[Recorded]) -> MultiWriteResult:
+        """Check every target first (nothing is changed by a check), then write them all."""
+        streams = [self._stream(name) for name, _ in request.targets]
+        written = {index for index, _ in request.records}
+        failures: list[StreamStateFailure] = []
+        undelete: dict[int, int] = {}  # soft-deleted targets: their first new revision
+        for index, ((name, expected), stream) in enumerate(
+            zip(request.targets, streams, strict=True)
+        ):
+            current = stream.last_revision
+            soft = 0 <= current != DELETED_STREAM and self._metadata(name).soft_deleted
+            if not _state_holds(expected, current, soft, index in written):
+                failures.append(StreamStateFailure(index, name, expected, current, soft))
+            elif soft and index in written:
+                undelete[index] = current + 1
+        if failures:
+            raise ConsistencyFailed(failures)
+        position: int | None = None
+        for index, event in request.records:
+            position = self._add_row(streams[index], event, rows)
+        for index, first in undelete.items():
+            metadata = self._raw_metadata(streams[index].name)
+            metadata["$tb"] = first
+            meta = self._stream(metastream_of(streams[index].name))
+            self._add_row(meta, _metadata_event(metadata), rows)
+        if position is None:  # nothing written: a position just past the end, as for appends
+            position = self._next_position
+            self._next_position += EMPTY_RECORD_SIZE
+        return MultiWriteResult(tuple(stream.last_revision for stream in streams), position)
+
     def _emit(self, request: _Request, rows: list[Recorded]) -> WriteResult:
         position: int | None = None
         created = now_ticks()  # one clock reading for the request's events
@@ -559,6 +662,31 @@ class Store:
                     " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                     (name, at),
                 )
+        return WriteResult(-1, position)
+
+    def _replicate(self, request: _Request, rows: list[Recorded]) -> WriteResult:
+        """Another node's records, written as they are, the writer's view kept up to date
+        (streams, the next position, recent ids) so that this node can lead next."""
+        position: int | None = None
+        for record in request.replicated:
+            stream = self._stream(record.stream)
+            if stream.id is None:
+                cursor = self._writer_db.execute(
+                    "INSERT INTO streams (name, last_revision) VALUES (?, -1)", (record.stream,)
+                )
+                stream.id = cursor.lastrowid
+            assert stream.id is not None
+            stream.last_revision = record.revision
+            rows.append(record)
+            if record.type != "$>":  # as the leader, which never caches projections' links
+                self._remember_id(record.event_id, stream.id, record.revision, record.position)
+            position = record.position
+            self._next_position = position + record_size(record.stream, record)
+        if request.checkpoints is not None:
+            self._writer_db.execute("DELETE FROM projection_checkpoints")
+            self._writer_db.executemany(
+                "INSERT INTO projection_checkpoints VALUES (?, ?)", request.checkpoints.items()
+            )
         return WriteResult(-1, position)
 
     def _soft_delete(self, stream: _Stream, expected: int, rows: list[Recorded]) -> WriteResult:
@@ -744,6 +872,18 @@ class Store:
             row = db.execute("SELECT MAX(position) FROM events").fetchone()
         return row[0] if row and row[0] is not None else -1
 
+    def is_record_position(self, position: int) -> bool:
+        """A position a read of $all may start from: the log's start, an event's own
+        position, or past the last event (the real log refuses any other as invalid)."""
+        if position <= 0:
+            return True
+        with self._reader() as db:
+            row = db.execute(
+                "SELECT position = ? FROM events WHERE position >= ? ORDER BY position LIMIT 1",
+                (position, position),
+            ).fetchone()
+        return row is None or bool(row[0])
+
     def read_all(self, position: int, backwards: bool, count: int) -> list[Recorded]:
         """Forwards: events at or after ``position``; backwards: events before it."""
         if backwards:
@@ -861,6 +1001,27 @@ class Store:
 
 # tuple.__new__ with every field given: cheaper than a NamedTuple's own __new__.
 _new_recorded = tuple.__new__
+
+
+# KurrentDB's expectation-only states (StreamCondition.cs), beside ANY, NO_STREAM, STREAM_EXISTS.
+EXPECT_DELETED = -5
+EXPECT_TOMBSTONED = -6
+
+
+def _state_holds(expected: int, current: int, soft_deleted: bool, written: bool) -> bool:
+    """KurrentDB's consistency-check matrix (``ApiErrors.AppendConsistencyViolation``).
+
+    A tombstoned stream can never be written; as a check only, ANY and NO_STREAM accept
+    it (it does not exist). A soft-deleted stream can be written with ANY, NO_STREAM or
+    its last revision (appending restores it), as a v1 append can.
+    """
+    if current == DELETED_STREAM:
+        return expected == EXPECT_TOMBSTONED or (not written and expected in (ANY, NO_STREAM))
+    if soft_deleted:
+        return expected in (ANY, NO_STREAM, EXPECT_DELETED, current)
+    if current < 0:
+        return expected in (ANY, NO_STREAM)
+    return expected in (ANY, STREAM_EXISTS, EXPECT_TOMBSTONED, current)
 
 
 def _metadata_event(metadata: dict[str, Any]) -> Proposed:

@@ -19,6 +19,7 @@ from esdbclient.exceptions import (
     DeadlineExceeded,
     DiscoveryFailed,
     GrpcError,
+    NodeIsNotLeader,
     NotFound,
     ServiceUnavailable,
     StreamIsDeleted,
@@ -47,7 +48,10 @@ __all__ = [
 ]
 
 NO_STREAM = -1  # the version of a stream with no events
-FAILURES = (DiscoveryFailed, ServiceUnavailable, DeadlineExceeded, GrpcError)
+# NodeIsNotLeader: esdbclient reconnects to the leader a follower names and retries once; a
+# second refusal (the named leader died, or lost an election meanwhile) is an election's
+# "not now", like the node being unreachable.
+FAILURES = (DiscoveryFailed, ServiceUnavailable, DeadlineExceeded, GrpcError, NodeIsNotLeader)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,18 +40,16 @@ DESCRIPTIONS = {
 
 def openapi(table: RouteTable, base: str = "") -> dict[str, Any]:
     """An OpenAPI 3.1 document of every route, from the same operations and models."""
-    every = [
-        op
-        for route in table.routes
-        for op in {**operations(route.resource, route.suffix), **options_operation()}.values()
+    described = [
+        (method, op) for route in table.routes for method, op in _operations(route).items()
     ]
+    every = [op for _, op in described]
     refs, components = schemas(
         {**models_of(every), **OPTIONS_MODELS}, "#/components/schemas/{name}"
     )
     paths: dict[str, Any] = {}
     for route in table.routes:
-        described = operations(route.resource, route.suffix)
-        if not described:
+        if not operations(route.resource, route.suffix):
             continue
         item: dict[str, Any] = {}
         path_parameters = [
@@ -67,7 +65,7 @@ def openapi(table: RouteTable, base: str = "") -> dict[str, Any]:
         ]
         if path_parameters:
             item["parameters"] = path_parameters
-        for method, op in {**described, **options_operation()}.items():
+        for method, op in _operations(route).items():
             item[method.lower()] = _openapi_operation(method, op, refs, route)
         paths[route.path] = item
     return {
@@ -85,7 +83,7 @@ def openapi(table: RouteTable, base: str = "") -> dict[str, Any]:
         "components": {
             "schemas": components,
             "parameters": _parameter_components(every),
-            "headers": _header_components(every),
+            "headers": _header_components(described),
             "securitySchemes": {
                 BEARER: {
                     "type": "http",
@@ -107,17 +105,22 @@ def _headers(op: Operation, status: int, method: str) -> dict[str, Any]:
     """The headers of one response, as references to ``components/headers``."""
     return {
         name: {"$ref": f"#/components/headers/{_header_key(name, required)}"}
-        for name, required in op.response_headers(status).items()
+        for name, required in op.response_headers(status, method).items()
     }
 
 
-def _header_components(every: list[Operation]) -> dict[str, Any]:
+def _operations(route: Route) -> dict[str, Operation]:
+    """The route's described methods, and OPTIONS, which every route answers."""
+    return {**operations(route.resource, route.suffix), **options_operation(route)}
+
+
+def _header_components(described: list[tuple[str, Operation]]) -> dict[str, Any]:
     """Each header the operations answer, once as always there and once as sometimes."""
     used = {
         (name, required)
-        for op in every
-        for status in (*op.statuses, *problem_statuses(op.problems))
-        for name, required in op.response_headers(status).items()
+        for method, op in described
+        for status in (*op.statuses, *problem_statuses(op.refusals))
+        for name, required in op.response_headers(status, method).items()
     }
     return {
         _header_key(name, required): {
@@ -130,12 +133,15 @@ def _header_components(every: list[Operation]) -> dict[str, Any]:
 
 
 def _parameter_components(every: list[Operation]) -> dict[str, Any]:
+    """Each optional parameter once. Falcon reads a blank query value (``?query=``) as no
+    value at all, so an optional query parameter may be sent empty (``allowEmptyValue``)."""
     return {
         p.name: {
             "name": p.name,
             "in": p.location,
             "description": p.description,
             "schema": p.schema,
+            **({"allowEmptyValue": True} if p.location == "query" else {}),
         }
         for op in every
         for p in op.described_parameters
@@ -199,7 +205,7 @@ def _openapi_operation(
         responses[str(status)] = entry
     if any(p.location == "query" for p in op.described_parameters):
         responses["414"] = {"description": DESCRIPTIONS[414]}
-    for status, codes in problem_statuses(op.problems).items():
+    for status, codes in problem_statuses(op.refusals).items():
         titles = "; ".join(f"{code} {BY_NUMBER[code].title}" for code in codes)
         problem: dict[str, Any] = {
             "description": f"errorCode {titles}",

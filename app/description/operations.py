@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from app import headers
 from app.auth import PUBLIC, READ_METHODS
 from app.media import JSON, VERSION
-from app.problems import Kind
+from app.problems import INVALID_HEADER, UNSUPPORTED_CONTENT_CODING, Kind
 from app.representations import ProblemDetails
 from projections.views import Filter
 
@@ -38,32 +39,30 @@ class Parameter:
 
 # ---------------------------------------------------------------- header grammars
 
-# RFC 9110 5.6.2: token; 8.8.3: entity-tag; 5.6.7: HTTP-date in its three forms (a recipient
-# must accept all three); RFC 7240 2: a preference. What the server enforces is what these say.
-TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'
-ENTITY_TAGS = rf"^(?:\*|{ENTITY_TAG}(?:[ \t]*,[ \t]*{ENTITY_TAG})*)$"
+# What app.headers enforces, published as it is enforced: the API's own fields with its own
+# patterns, the conditional headers with its entity-tag list, Prefer with RFC 7240's
+# grammar, Accept-Datetime as an HTTP-date in any of its three forms (RFC 9110 5.6.7), with
+# each field in its range (the server builds the date, so a 25th hour is refused).
+ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 8.8.3, as app.headers reads it
+ENTITY_TAGS = f"^(?:{headers.ETAGS.pattern})$"
 _DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _DAY_NAME = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_TIME = "[0-9]{2}:[0-9]{2}:[0-9]{2}"
-IMF_FIXDATE = rf"{_DAY}, [0-9]{{2}} {_MONTH} [0-9]{{4}} {_TIME} GMT"
+_DATE = "(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+IMF_FIXDATE = rf"{_DAY}, {_DATE} {_MONTH} [0-9]{{4}} {_TIME} GMT"
 HTTP_DATE = (
     rf"^(?:{IMF_FIXDATE}"
-    rf"|{_DAY_NAME}, [0-9]{{2}}-{_MONTH}-[0-9]{{2}} {_TIME} GMT"
-    rf"|{_DAY} {_MONTH} (?:[0-9]{{2}}| [0-9]) {_TIME} [0-9]{{4}})$"
+    rf"|{_DAY_NAME}, {_DATE}-{_MONTH}-[0-9]{{2}} {_TIME} GMT"
+    rf"|{_DAY} {_MONTH} (?:{_DATE}| [1-9]) {_TIME} [0-9]{{4}})$"
 )
-_PREFERENCE = rf"{TOKEN}(?:[ \t]*=[ \t]*(?:{TOKEN}|{QUOTED}))?"
-_PREFERENCE_PARAMETER = rf"[ \t]*;(?:[ \t]*{_PREFERENCE})?"
-PREFERENCE = rf"{_PREFERENCE}(?:{_PREFERENCE_PARAMETER})*"
-PREFER = rf"^{PREFERENCE}(?:[ \t]*,[ \t]*{PREFERENCE})*$"
-# Idempotency-Key: 1 to 200 visible ASCII characters (RFC 9110 5.5: VCHAR), no spaces.
-IDEMPOTENCY_KEY_LENGTH = 200
-IDEMPOTENCY_KEY = "^[!-~]+$"
-# Commit positions are EventStoreDB's: unsigned 64-bit integers.
-MAX_POSITION = 2**64 - 1
-POSITION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}
+_PAIR = rf"{headers.TOKEN}(?:[ \t]*=[ \t]*(?:{headers.TOKEN}|{headers.QUOTED_STRING}))?"
+_PREFERENCE = rf"(?:[ \t]*,)*[ \t]*{_PAIR}(?:[ \t]*;(?:[ \t]*{_PAIR})?)*[ \t]*"
+PREFER = rf"^(?:{_PREFERENCE},)*(?:{_PREFERENCE})?$"
+# Commit positions: the digits app.headers accepts (at most 19), as the integers they are.
+POSITION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 10**19 - 1}
+# What a 202 sends: EventStoreDB's positions are unsigned 64-bit integers.
+SENT_POSITION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
 
 PARAMETERS = {
     p.name: p
@@ -113,7 +112,7 @@ PARAMETERS = {
             "header",
             "RFC 7089: the URL acts as a TimeGate and answers 302 to the memento of the newest"
             " version written at or before this HTTP date (RFC 9110 5.6.7, any of its forms).",
-            {"type": "string", "pattern": HTTP_DATE},
+            {"type": "string", "pattern": HTTP_DATE, "examples": ["Sun, 06 Nov 1994 08:49:37 GMT"]},
         ),
         Parameter(
             "after",
@@ -132,19 +131,19 @@ PARAMETERS = {
             "header",
             "RFC 7240 wait=N: wait up to N seconds (at most 30) while nothing follows the"
             " cursor; Preference-Applied says so. Other preferences are ignored.",
-            {"type": "string", "pattern": PREFER},
+            {"type": "string", "pattern": PREFER, "examples": ["wait=1"]},
         ),
         Parameter(
             "If-None-Match",
             "header",
             "ETags the client holds: 304 when one is current (or * to create only once).",
-            {"type": "string", "pattern": ENTITY_TAGS},
+            {"type": "string", "pattern": ENTITY_TAGS, "examples": ['"xyzzy"', "*"]},
         ),
         Parameter(
             "If-Match",
             "header",
             "The ETag the write expects (412 when stale, * when it must exist).",
-            {"type": "string", "pattern": ENTITY_TAGS},
+            {"type": "string", "pattern": ENTITY_TAGS, "examples": ['"xyzzy"', "*"]},
         ),
         Parameter(
             "Idempotency-Key",
@@ -154,8 +153,10 @@ PARAMETERS = {
             {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": IDEMPOTENCY_KEY_LENGTH,
-                "pattern": IDEMPOTENCY_KEY,
+                "maxLength": headers.IDEMPOTENCY_KEY_MAX,
+                "pattern": headers.IDEMPOTENCY_KEY_PATTERN,
+                "not": {"const": '""'},
+                "examples": ["8e03978e-40d5-43e8-bc93-6894a57f9324"],
             },
         ),
     )
@@ -183,7 +184,7 @@ HEADERS = {
         Header(
             "Commit-Position",
             "Where the write landed in the store: send it back on a GET to read your writes.",
-            POSITION_SCHEMA,
+            SENT_POSITION_SCHEMA,
         ),
         Header(
             "Link",
@@ -276,7 +277,10 @@ class Operation:
             Parameter(f.name, "query", f.description, msgspec.json.schema(f.type))
             for f in self.filters
         ]
-        return [PARAMETERS[p] for p in self.parameters] + filters
+        named = list(self.parameters)
+        if self.conditional and "If-None-Match" not in named:
+            named.append("If-None-Match")
+        return [PARAMETERS[p] for p in named] + filters
 
     @property
     def redirects(self) -> bool:
@@ -293,19 +297,22 @@ class Operation:
             found.append(304)
         return found
 
-    def response_headers(self, status: int) -> dict[str, bool]:
+    def response_headers(self, status: int, method: str = "GET") -> dict[str, bool]:
         """The headers a response of this status carries (name: always there?), derived
-        from what the operation does: a negotiated answer varies, a conditional one has
-        validators, a page links to the others, an item to its collection, a feed to what
-        follows, a memento says when it was written, a command's 202 says where and at
-        which position; some problems say when to retry or how to authenticate."""
-        found = {"X-Request-Id": True}
+        from what the operation does: every GET/HEAD answer says how it may be cached, a
+        negotiated one varies, a conditional one has a validator, a page links to the
+        others, an item to its collection, a feed to what follows, a memento says when it
+        was written, a command's 202 says where and at which position (and its new ETag,
+        but on a PUT: RFC 9110 9.3.4); a problem is never stored, and some say when to
+        retry or how to authenticate."""
+        read = method in READ_METHODS
+        found = {"X-Request-Id": True, "Cache-Control": read}
         negotiated = len(self.offered) > 1
         if status in (self.success, *self.also):
             if negotiated:
                 found["Vary"] = True
             if self.conditional:
-                found.update({"ETag": True, "Cache-Control": True})
+                found["ETag"] = True
             if {"offset", "after", "version"} & set(self.parameters):
                 found["Link"] = True
             if "version" in self.parameters:
@@ -313,20 +320,35 @@ class Operation:
             if "Prefer" in self.parameters:
                 found["Preference-Applied"] = False
             if status == 202:
-                found.update({"Location": True, "ETag": True, "Commit-Position": False})
+                found.update({"Location": True, "Commit-Position": False})
+                if method != "PUT":
+                    found["ETag"] = True
             found.update({name: True for name in self.headers})
-        elif status == 304:
-            found.update({"ETag": True, "Cache-Control": True})
+        elif status == 304:  # what the 200 would have said (RFC 9110 15.4.5), validators first
+            found.update({name: False for name in self.response_headers(self.success, method)})
+            found.update({"X-Request-Id": True, "ETag": True, "Cache-Control": True})
             if negotiated:
                 found["Vary"] = True
         elif status == 302:
             found.update({"Location": True, "Vary": True, "Link": True})
-        else:
-            found["Vary"] = False  # Accept chooses problem+json or problem+xml
+        else:  # a problem: Accept chose problem+json or problem+xml; no cache keeps it
+            found.update({"Vary": True, "Cache-Control": True})
             found.update({name: True for name in PROBLEM_HEADERS.get(status, ())})
         if status == 503:
             found["Retry-After"] = True
         return found
+
+    @property
+    def refusals(self) -> tuple[Kind, ...]:
+        """Every problem the operation may answer: those it declares, and those the edge
+        adds to any operation like it (a header that breaks its grammar, a body under a
+        content coding)."""
+        derived = []
+        if any(p.location == "header" for p in self.described_parameters):
+            derived.append(INVALID_HEADER)
+        if self.accepts:
+            derived.append(UNSUPPORTED_CONTENT_CODING)
+        return (*self.problems, *(k for k in derived if k not in self.problems))
 
     @property
     def preconditions(self) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 import falcon
@@ -24,7 +25,7 @@ from app.description.operations import (
     scopes,
 )
 from app.media import JSON, content_type
-from app.problems import ERRORS_PATH, PROBLEM_JSON
+from app.problems import ERRORS_PATH, NOT_FOUND, PROBLEM_JSON
 
 # ---------------------------------------------------------------- the description's models
 
@@ -113,9 +114,10 @@ OPTIONS_MODELS: dict[str, Any] = {
 }
 
 
-def options_operation() -> dict[str, Operation]:
-    """OPTIONS, as every route answers it: what OpenAPI says of it."""
-    return {"OPTIONS": _OPTIONS}
+def options_operation(route: Route) -> dict[str, Operation]:
+    """OPTIONS, as every route answers it: what OpenAPI says of it (a templated route is
+    404 where a value does not fit its template)."""
+    return {"OPTIONS": _OPTIONS_TEMPLATED if route.variables else _OPTIONS}
 
 
 _OPTIONS = Operation(
@@ -126,12 +128,13 @@ _OPTIONS = Operation(
     alternatives=(ResourceDescription,),
     headers=("Allow",),
 )
+_OPTIONS_TEMPLATED = dataclasses.replace(_OPTIONS, problems=(NOT_FOUND,))
 
 
 # ---------------------------------------------------------------- OPTIONS
 
 
-def _headers(op: Operation, status: int) -> list[HeaderDescription]:
+def _headers(op: Operation, status: int, method: str) -> list[HeaderDescription]:
     return [
         HeaderDescription(
             name=name,
@@ -139,7 +142,7 @@ def _headers(op: Operation, status: int) -> list[HeaderDescription]:
             description=HEADERS[name].description,
             schema=HEADERS[name].schema,
         )
-        for name, required in op.response_headers(status).items()
+        for name, required in op.response_headers(status, method).items()
     ]
 
 
@@ -178,18 +181,18 @@ def describe(route: Route, table: RouteTable, base: str) -> ResourceDescription:
                 for name, media_type in op.offered
             ]
         responses = [
-            ResponseDescription(status=status, headers=_headers(op, status), **body)
+            ResponseDescription(status=status, headers=_headers(op, status, method), **body)
             for status in (op.success, *op.also)
         ]
         extra = {302: "Accept-Datetime: the memento of that time", 304: _NOT_MODIFIED}
         responses += [
             ResponseDescription(
-                status=status, description=extra[status], headers=_headers(op, status)
+                status=status, description=extra[status], headers=_headers(op, status, method)
             )
             for status in op.statuses
             if status in extra
         ]
-        for status, codes in problem_statuses(op.problems).items():
+        for status, codes in problem_statuses(op.refusals).items():
             responses.append(
                 ResponseDescription(
                     status=status,
@@ -197,7 +200,7 @@ def describe(route: Route, table: RouteTable, base: str) -> ResourceDescription:
                     error_codes=codes,
                     schema=refs["ProblemDetails"],
                     documentation=[f"{base}{ERRORS_PATH}/{code}" for code in codes],
-                    headers=_headers(op, status),
+                    headers=_headers(op, status, method),
                 )
             )
         methods.append(

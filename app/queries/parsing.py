@@ -79,10 +79,10 @@ def filters(req: falcon.Request, view: View[object]) -> Filters:
 def commit_position(req: falcon.Request) -> int | None:
     """The position a client wants to read its writes at, if it gave one (the header, else
     the query parameter); a value that is not one is a 400 naming where it was."""
-    text = req.get_header(COMMIT_POSITION)
-    if text is not None:
-        return headers.commit_position(text, COMMIT_POSITION)
-    text = req.get_param(POSITION_PARAMETER)
-    if text is not None:
-        return headers.commit_position(text, POSITION_PARAMETER)
-    return None
+    header = req.get_header(COMMIT_POSITION)
+    query = req.get_param(POSITION_PARAMETER)
+    # Both are held to the grammar, even when the header (which wins) makes the other moot.
+    parameter = headers.commit_position(query, POSITION_PARAMETER) if query is not None else None
+    if header is not None:
+        return headers.commit_position(header, COMMIT_POSITION)
+    return parameter

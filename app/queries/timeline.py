@@ -31,7 +31,7 @@ from app.etags import ETagCodec
 from app.media import content_type
 from app.negotiation import digest_tag, encode, negotiate, validated
 from app.problems import GONE, INVALID_QUERY, NOT_FOUND, Problem
-from app.queries.parsing import paging, refuse_unknown
+from app.queries.parsing import commit_position, paging, refuse_unknown
 from app.queries.presentations import Presentation
 from app.queries.responder import ITEM_VARY, not_modified, page_links, send_list
 from app.representations import Change, History, Link
@@ -126,6 +126,9 @@ class Timeline:
             self._timegate(req, resp, item)
             return
         refuse_unknown(req, ("version",))
+        commit_position(req)  # not waited for (the event store has it), but held to its grammar
+        if req.get_header("Accept-Datetime") is not None:  # moot beside ?version=, but checked
+            headers.http_date(req.get_header("Accept-Datetime") or "", "Accept-Datetime")
         resp.vary = ["Accept"]  # ?version= names the memento: Accept-Datetime plays no part
         version = _version(req)
         choice = negotiate(req.get_header("Accept"), self._presentation.item_models)
@@ -166,6 +169,7 @@ class Timeline:
     def _timegate(self, req: falcon.Request, resp: falcon.Response, item: UUID) -> None:
         resp.vary = ITEM_VARY
         refuse_unknown(req, ())
+        commit_position(req)
         wanted = headers.http_date(req.get_header("Accept-Datetime") or "", "Accept-Datetime")
         events = self._store.read(self._stream(item))
         chosen = [e for e in events if e.recorded_at is not None and e.recorded_at <= wanted]

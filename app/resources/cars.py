@@ -13,7 +13,7 @@ import msgspec
 
 from app import headers
 from app.bodies import check_json, read_body
-from app.description import Described, RouteTable
+from app.description import RouteTable
 from app.media import Accepts, field_errors
 from app.problems import (
     ALREADY_EXISTS,
@@ -27,19 +27,9 @@ from app.problems import (
     Problem,
 )
 from app.queries import CAR_ITEMS, Queries
-from app.queries.timeline import Timeline, wants_the_past
-from app.resources.common import (
-    COMMAND,
-    CREATE,
-    ON_ITEM,
-    WRITE_ITEM,
-    Writer,
-    accepting,
-    history,
-    listing,
-    reading,
-    timemap,
-)
+from app.queries.timeline import Timeline
+from app.resources.common import COMMAND, CREATE, ON_ITEM, WRITE_ITEM, Writer, accepting
+from app.resources.family import Family
 from domain import cars
 from domain.aggregates import CAR
 from domain.errors import DomainError
@@ -70,7 +60,12 @@ PATCH_DECODER = msgspec.json.Decoder(CarMergePatch)
 Decide = Callable[[cars.Car], Sequence[msgspec.Struct] | DomainError]
 
 
-class Cars(Described):
+class Cars(
+    Family,
+    presentation=CAR_ITEMS,
+    lists="List cars, a page at a time.",
+    reads="Read a car: exactly the representation a PUT sends back.",
+):
     """Cars: the body decoded (every field checked at once), then decided by the domain."""
 
     representation = Accepts(cars.CarRepresentation)
@@ -83,35 +78,8 @@ class Cars(Described):
         timeline: Timeline,
         clock: Callable[[], datetime.datetime],
     ) -> None:
-        super().__init__(routes)
-        self._writer = writer
-        self._queries = queries
-        self._timeline = timeline
+        super().__init__(routes, writer, queries, timeline)
         self._clock = clock
-
-    @listing("List cars, a page at a time.", CAR_ITEMS)
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._queries.collection(req, resp, CAR_ITEMS)
-
-    @reading("Read a car: exactly the representation a PUT sends back.", CAR_ITEMS)
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        if wants_the_past(req):
-            self._timeline.item(req, resp, item_id)
-        else:
-            self._queries.item(req, resp, CAR_ITEMS, item_id)
-
-    @history(CAR_ITEMS)
-    def on_get_history(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._timeline.history(req, resp, item_id)
-
-    @timemap(CAR_ITEMS)
-    def on_get_timemap(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._timeline.timemap(req, resp, item_id)
-
-    on_head = on_get
-    on_head_item = on_get_item
-    on_head_history = on_get_history
-    on_head_timemap = on_get_timemap
 
     @accepting(
         "Create a car from its whole representation (trigger Create).",
@@ -174,9 +142,7 @@ class Cars(Described):
     def _proposed(self, req: falcon.Request) -> tuple[cars.CarRepresentation, bytes]:
         """The whole car in the body, decoded field by field (the domain's rules listed too
         when a field does not decode, so that every error comes at once)."""
-        car, body = self.representation.read(req, rules=self._rules)
-        assert isinstance(car, cars.CarRepresentation)
-        return car, body
+        return self.representation.read(req, rules=self._rules)
 
     def _patch(self, req: falcon.Request) -> tuple[dict[str, Any], bytes]:
         """The fields a merge patch changes, decoded by their types. A null removes a field,

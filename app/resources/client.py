@@ -50,6 +50,24 @@ def load_assets() -> dict[str, Asset]:
     return assets
 
 
+class Landing:
+    """``/``: where a person who opens the server's root URL lands. A browser (one that ranks
+    ``text/html`` above JSON, as every browser's ``Accept`` does) is sent to the browser
+    client; an API client to the entry point, ``/v1``. Both are 302 with ``Vary: Accept``,
+    since the header chose the target; nothing here is secret, so it needs no key."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        person = req.client_prefers(["application/json", "text/html"]) == "text/html"
+        resp.vary = ["Accept"]
+        resp.cache_control = ["no-cache"]
+        raise falcon.HTTPFound(
+            f"{req.prefix}/app/" if person else f"{req.prefix}/v1",
+            headers={"Vary": "Accept", "Cache-Control": "no-cache"},
+        )
+
+    on_head = on_get
+
+
 class ClientApp:
     """``/app`` redirects to ``/app/``; ``/app/`` is index.html; ``/app/{name}`` an asset."""
 

@@ -105,6 +105,7 @@ def timemap(presentation: Presentation) -> Callable[[R], R]:
         returns=None,
         media_type="application/link-format",
         problems=(NOT_FOUND, *GUARDED),
+        conditional=True,
     )
 
 

@@ -6,7 +6,6 @@ from uuid import UUID
 
 import falcon
 
-from app.description import Described, RouteTable
 from app.media import Accepts
 from app.problems import (
     ALREADY_EXISTS,
@@ -16,63 +15,25 @@ from app.problems import (
     ITEM_INACTIVE,
     STOCK_LIMIT,
 )
-from app.queries import INVENTORY_ITEMS, Queries
-from app.queries.timeline import Timeline, wants_the_past
-from app.resources.common import (
-    COMMAND,
-    CREATE,
-    ON_ITEM,
-    WRITE_ITEM,
-    Writer,
-    accepting,
-    history,
-    listing,
-    reading,
-    timemap,
-)
+from app.queries import INVENTORY_ITEMS
+from app.resources.common import COMMAND, CREATE, ON_ITEM, WRITE_ITEM, accepting
+from app.resources.family import Family
 from domain import inventory
 from domain.aggregates import INVENTORY_ITEM
 
 
-class InventoryItems(Described):
+class InventoryItems(
+    Family,
+    presentation=INVENTORY_ITEMS,
+    lists="List inventory items, a page at a time.",
+    reads="Read an inventory item.",
+):
     create = Accepts(inventory.CreateInventoryItemCommand)
     rename = Accepts(inventory.RenameInventoryItemCommand)
-    stock = Accepts(
-        inventory.CheckInItemsToInventoryCommand, inventory.RemoveItemsFromInventoryCommand
-    )
+    stock: Accepts[
+        inventory.CheckInItemsToInventoryCommand | inventory.RemoveItemsFromInventoryCommand
+    ] = Accepts(inventory.CheckInItemsToInventoryCommand, inventory.RemoveItemsFromInventoryCommand)
     deactivate = Accepts(inventory.DeactivateInventoryItemCommand)
-
-    def __init__(
-        self, routes: RouteTable, writer: Writer, queries: Queries, timeline: Timeline
-    ) -> None:
-        super().__init__(routes)
-        self._writer = writer
-        self._queries = queries
-        self._timeline = timeline
-
-    @listing("List inventory items, a page at a time.", INVENTORY_ITEMS)
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._queries.collection(req, resp, INVENTORY_ITEMS)
-
-    @reading("Read an inventory item.", INVENTORY_ITEMS)
-    def on_get_item(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        if wants_the_past(req):
-            self._timeline.item(req, resp, item_id)
-        else:
-            self._queries.item(req, resp, INVENTORY_ITEMS, item_id)
-
-    @history(INVENTORY_ITEMS)
-    def on_get_history(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._timeline.history(req, resp, item_id)
-
-    @timemap(INVENTORY_ITEMS)
-    def on_get_timemap(self, req: falcon.Request, resp: falcon.Response, item_id: UUID) -> None:
-        self._timeline.timemap(req, resp, item_id)
-
-    on_head = on_get
-    on_head_item = on_get_item
-    on_head_history = on_get_history
-    on_head_timemap = on_get_timemap
 
     @accepting(
         "Create an inventory item.",
@@ -116,7 +77,7 @@ class InventoryItems(Described):
         req: falcon.Request,
         resp: falcon.Response,
         item_id: UUID,
-        accepts: Accepts,
+        accepts: Accepts[inventory.InventoryCommand],
         creates: bool = False,
     ) -> None:
         command, body = accepts.read(req)
@@ -125,7 +86,7 @@ class InventoryItems(Described):
             resp,
             INVENTORY_ITEM,
             item_id,
-            lambda state: inventory.fire(state, command),  # type: ignore[arg-type]
+            lambda state: inventory.fire(state, command),
             type(command).__name__,
             body,
             creates=creates,

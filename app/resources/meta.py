@@ -10,7 +10,7 @@ from app.description import PAGED, Described, RouteTable, openapi, operation
 from app.media import content_type
 from app.negotiation import FORMATS, digest_tag, respond, validated
 from app.problems import BY_NUMBER, ERRORS_PATH, KINDS, NOT_ACCEPTABLE, NOT_FOUND, Kind, Problem
-from app.queries import Queries
+from app.queries import PRESENTATIONS, Queries
 from app.representations import EntryPoint, ErrorPage, Link, SearchResults
 from app.resources.common import GUARDED, READS
 
@@ -23,13 +23,13 @@ class Root(Described):
         returns=EntryPoint,
         formats=FORMATS,
         problems=(*GUARDED, NOT_ACCEPTABLE),
+        conditional=True,
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         base = f"{req.prefix}/v1"
         entry = EntryPoint(
             links=[
-                Link("inventory-items", f"{base}/inventory-items"),
-                Link("cars", f"{base}/cars"),
+                *(Link(p.path, f"{base}/{p.path}") for p in PRESENTATIONS.values()),
                 Link("search", f"{base}/search"),
                 Link("changes", f"{base}/changes"),
                 Link("errors", f"{base}/errors"),
@@ -77,6 +77,7 @@ class ErrorPages(Described):
         domain_model="ErrorPageList",
         formats=FORMATS,
         problems=(NOT_ACCEPTABLE,),
+        conditional=True,
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         respond(req, resp, "ErrorPageList", [self._page(kind, req.prefix) for kind in KINDS])
@@ -86,6 +87,7 @@ class ErrorPages(Described):
         returns=ErrorPage,
         formats=FORMATS,
         problems=(NOT_FOUND, NOT_ACCEPTABLE),
+        conditional=True,
     )
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, number: int) -> None:
         kind = BY_NUMBER.get(number)
@@ -113,7 +115,7 @@ class OpenAPIDocument(Described):
     def __init__(self, routes: RouteTable) -> None:
         super().__init__(routes)
 
-    @operation(summary="This API as an OpenAPI 3.1 document.")
+    @operation(summary="This API as an OpenAPI 3.1 document.", conditional=True)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = msgspec.json.encode(openapi(self.routes, req.prefix))
         if validated(req, resp, digest_tag(body)):

@@ -32,7 +32,7 @@ class InfoController(Controller):
         info = {
             "dbVersion": VERSION,
             "esVersion": VERSION,
-            "state": "leader",
+            "state": cluster.state.lower() if (cluster := self.context.node.cluster) else "leader",
             "features": {
                 "projections": self.context.node.projections(),
                 "userManagement": False,
@@ -50,6 +50,7 @@ class InfoController(Controller):
             ("EnableAtomPubOverHttp", "Enable AtomPub over HTTP.", "Interface", "true"),
             ("Insecure", "Disable TLS and users.", "Application", insecure),
             ("RunProjections", "Which projections run.", "Projections", projections),
+            ("ClusterSize", "The number of nodes in the cluster.", "Cluster", "1"),
             ("NodePort", "The gRPC port.", "Interface", str(self.context.node.grpc_port())),
             (
                 "HttpPort",

@@ -31,13 +31,13 @@ from esdblocal.services.shared import NodeParts
 class Projections(projections_pb2_grpc.ProjectionsServicer):  # type: ignore[misc]
     def __init__(self, parts: NodeParts, manager: ProjectionManager) -> None:
         self._manager = manager
+        self._parts = parts
         self._users = parts.users  # None: an insecure node
 
     async def _authenticated(self, context: grpc.aio.ServicerContext) -> None:
         """A secure node manages projections for signed-in users only (anonymous: Access
         Denied); bad credentials never get here (the interceptor refused them)."""
-        metadata = context.invocation_metadata() or ()
-        if self._users is not None and self._users.principal(metadata) is None:
+        if self._users is not None and self._parts.principal(context) is None:
             await deny(context)
 
     async def _refuse(self, context: grpc.aio.ServicerContext, error: ProjectionError) -> None:

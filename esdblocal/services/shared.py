@@ -13,12 +13,20 @@ from typing import Any
 import grpc
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2
 
+from esdblocal.certificates import user_name
 from esdblocal.hub import Hub
 from esdblocal.security import Principal, Users, may_access
 from esdblocal.store import Recorded, Store
 
 RecordedEventPb = streams_pb2.ReadResp.ReadEvent.RecordedEvent
 UINT64_MAX = 2**64 - 1
+# The real server's --commit-timeout-ms and --prepare-timeout-ms defaults.
+COMMIT_TIMEOUT_MS = 2_000
+PREPARE_TIMEOUT_MS = 2_000
+
+
+class CommitTimeout(Exception):
+    """The log did not commit a write within the commit timeout (it may still commit)."""
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,21 @@ class NodeParts:
     hub: Hub
     readers: Executor
     users: Users | None = None
+    commit_timeout_ms: int = COMMIT_TIMEOUT_MS
+    user_certificates: bool = False  # a client certificate may name the caller
 
     def principal(self, context: grpc.aio.ServicerContext) -> Principal | None:
         """The signed-in caller (None: anonymous, or an insecure node)."""
         if self.users is None:
             return None
-        return self.users.principal(context.invocation_metadata() or ())
+        principal = self.users.principal(context.invocation_metadata() or ())
+        if principal is None and self.user_certificates:
+            # As KurrentDB's user-certificate provider: with no credentials in the call,
+            # the connection's client certificate names the user.
+            chain = context.auth_context().get("x509_pem_cert") or ()
+            name = user_name(chain[0]) if chain else None
+            principal = self.users.named(name) if name is not None else None
+        return principal
 
     def allowed(self, context: grpc.aio.ServicerContext, stream: str) -> bool:
         """The caller may use ``stream`` (checked before anything is read or written)."""
@@ -45,6 +62,21 @@ class NodeParts:
             return True
         # Bad credentials never get here: the Authenticate interceptor refused the call.
         return may_access(self.principal(context), stream)
+
+    async def committed(self, submit: Callable[[asyncio.Future[Any]], None]) -> Any:
+        """Queue a write (``submit`` hands the writer a future) and wait for its outcome.
+
+        As the server's request manager: no outcome within the commit timeout raises
+        CommitTimeout, and the write goes on (a later read may find it committed).
+        """
+        outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # An outcome nobody waits for any more must not be logged as never retrieved.
+        outcome.add_done_callback(lambda done: done.cancelled() or done.exception())
+        submit(outcome)
+        try:
+            return await asyncio.wait_for(asyncio.shield(outcome), self.commit_timeout_ms / 1000)
+        except TimeoutError:
+            raise CommitTimeout() from None
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` on a reader thread (SQLite reads never block the loop)."""

@@ -26,7 +26,12 @@ from esdbclient.protos.Grpc import (
 from google.protobuf import any_pb2
 
 from esdblocal.security import ACCESS_DENIED, deny
-from esdblocal.services.shared import UINT64_MAX, NodeParts, recorded_event
+from esdblocal.services.shared import (
+    UINT64_MAX,
+    CommitTimeout,
+    NodeParts,
+    recorded_event,
+)
 from esdblocal.store import (
     ANY,
     DELETED_STREAM,
@@ -51,6 +56,7 @@ PAGE = 512
 # AllSubscriptionFiltered: without a window the server scans this many events per read.
 DEFAULT_SEARCH_WINDOW = 32
 LINK_EVENT_TYPE = "$>"
+INDEX_PREFIX = "$idx-"  # SystemStreams.IndexStreamPrefix
 JSON = "application/json"
 BINARY = "application/octet-stream"
 
@@ -64,9 +70,9 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
     async def _write(
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed] = ()
     ) -> WriteResult:
-        outcome: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
-        self._store.submit(kind, stream, expected, events, outcome)
-        return await outcome
+        return await self._parts.committed(  # type: ignore[no-any-return]
+            lambda outcome: self._store.submit(kind, stream, expected, events, outcome)
+        )
 
     # ------------------------------------------------------------------ Append
 
@@ -106,6 +112,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             return streams_pb2.AppendResp(wrong_expected_version=_append_wev(error))
         except StreamDeleted:
             await _abort_deleted(context, stream)
+        except CommitTimeout:
+            await _abort_timeout(context)
         success = streams_pb2.AppendResp.Success()
         _fill_success(success, result)
         return streams_pb2.AppendResp(success=success)
@@ -190,6 +198,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             detail = shared_pb2.StreamDeleted(stream_identifier=options.stream_identifier)
             response.error.CopyFrom(_status(grpc.StatusCode.NOT_FOUND, "StreamDeleted", detail))
             return response
+        except CommitTimeout:
+            return _batch_timeout(request)
         _fill_success(response.success, result)
         return response
 
@@ -234,6 +244,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             )
         except StreamDeleted:
             await _abort_deleted(context, stream)
+        except CommitTimeout:
+            await _abort_timeout(context)
         assert result.position is not None
         position = response.Position(
             commit_position=result.position, prepare_position=result.position
@@ -257,6 +269,9 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"Invalid filter expression: {error}"
             )
+        except BadIndexRead as error:
+            context.set_trailing_metadata(tuple(error.trailers.items()))
+            await context.abort(error.code, error.message)
         subscribe = options.WhichOneof("count_option") == "subscription"
         if options.WhichOneof("stream_option") == "stream":
             source = reader.subscribe_stream() if subscribe else reader.read_stream()
@@ -358,6 +373,13 @@ class _Reader:
         which = all_options.WhichOneof("all_option")
         if which == "position":
             position = int(all_options.position.commit_position)
+            if not await self._run(self._store.is_record_position, position):
+                # 24.x's answer (newer servers: INVALID_ARGUMENT "Trying to read from an
+                # invalid position."); esdbclient raises UnknownError.
+                kind = "ReadAllResult" if self._filter is None else "FilteredReadAllResult"
+                await self._context.abort(
+                    grpc.StatusCode.UNKNOWN, f"Unexpected {kind}: InvalidPosition"
+                )
         else:
             position = DELETED_STREAM if which == "end" else 0
         remaining = self._count
@@ -476,12 +498,10 @@ class _Reader:
 
 class _Filter:
     """An event-type or stream-name filter: a regex (searched, as .NET's Regex.IsMatch) or a
-    list of prefixes, with the search window the client asked for."""
+    list of prefixes, with the search window the client asked for; or a KurrentDB
+    secondary index (one ``$idx-…`` stream-name prefix)."""
 
-    def __init__(
-        self, by_stream: bool, match: Callable[[str], bool], window: int, multiplier: int
-    ) -> None:
-        self.by_stream = by_stream
+    def __init__(self, match: Callable[[Recorded], bool], window: int, multiplier: int) -> None:
         self._match = match
         self.window = window
         self.multiplier = multiplier
@@ -493,16 +513,20 @@ class _Filter:
         filter_options = options.filter
         kind = filter_options.WhichOneof("filter")
         expression = getattr(filter_options, kind)
+        by_stream = kind == "stream_identifier"
+        match: Callable[[Recorded], bool]
         if expression.regex:
             search = re.compile(expression.regex).search
 
-            def match(value: str) -> bool:
-                return search(value) is not None
+            def match(record: Recorded) -> bool:
+                return search(record.stream if by_stream else record.type) is not None
+        elif by_stream and any(p.startswith(INDEX_PREFIX) for p in expression.prefix):
+            match = _index(list(expression.prefix))
         else:
             prefixes = tuple(expression.prefix)
 
-            def match(value: str) -> bool:
-                return value.startswith(prefixes)
+            def match(record: Recorded) -> bool:
+                return (record.stream if by_stream else record.type).startswith(prefixes)
 
         window = (
             filter_options.max
@@ -510,10 +534,48 @@ class _Filter:
             else DEFAULT_SEARCH_WINDOW
         )
         multiplier = filter_options.checkpointIntervalMultiplier or 1
-        return cls(kind == "stream_identifier", match, window, multiplier)
+        return cls(match, window, multiplier)
 
     def __call__(self, record: Recorded) -> bool:
-        return self._match(record.stream if self.by_stream else record.type)
+        return self._match(record)
+
+
+class BadIndexRead(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str, trailers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.trailers = trailers
+
+
+def _index(prefixes: list[str]) -> Callable[[Recorded], bool]:
+    """KurrentDB's secondary indexes (``SecondaryIndexing/Indexes``): ``$idx-all`` holds
+    every event of a stream not starting with ``$``; ``$idx-ce-<c>`` those whose stream's
+    category (before the first ``-``, else the whole name) is ``c``; ``$idx-et-<t>`` those of
+    type ``t``. A read or subscription filtered on one of them reads it."""
+    if len(prefixes) > 1:
+        raise BadIndexRead(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Index reads only work with one index name and cannot be combined with stream"
+            " prefixes or other indexes",
+            {},
+        )
+    name = prefixes[0]
+    if name == INDEX_PREFIX + "all":
+        return lambda record: not record.stream.startswith("$")
+    if name.startswith(INDEX_PREFIX + "ce-"):
+        category = name.removeprefix(INDEX_PREFIX + "ce-")
+        return lambda record: (
+            not record.stream.startswith("$") and record.stream.split("-", 1)[0] == category
+        )
+    if name.startswith(INDEX_PREFIX + "et-"):
+        event_type = name.removeprefix(INDEX_PREFIX + "et-")
+        return lambda record: not record.stream.startswith("$") and record.type == event_type
+    raise BadIndexRead(
+        grpc.StatusCode.NOT_FOUND,
+        f"Index '{name}' not found.",
+        {"exception": "index-not-found", "index-name": name},
+    )
 
 
 class _Checkpoints:
@@ -719,6 +781,12 @@ async def _abort(
     """Fail the call as the server does: status, text, and an ``exception`` trailer."""
     context.set_trailing_metadata((("exception", exception), *(extra or {}).items()))
     await context.abort(code, message)
+
+
+async def _abort_timeout(context: grpc.aio.ServicerContext) -> None:
+    """A write not committed in time: ``RpcExceptions.Timeout`` of the request manager's
+    "Commit phase timeout." (esdbclient raises AbortedByServer)."""
+    await context.abort(grpc.StatusCode.ABORTED, "Operation timed out: Commit phase timeout.")
 
 
 async def _abort_deleted(context: grpc.aio.ServicerContext, stream: str) -> None:

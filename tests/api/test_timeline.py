@@ -44,9 +44,8 @@ def test_history_lists_every_change_oldest_first(api: falcon.testing.TestClient)
     assert last["links"] == [
         {"rel": "memento", "href": f"http://falconframework.org{path}?version=3"}
     ]
-    assert (
-        page.headers["cache-control"] == "private, max-age=0, must-revalidate"
-    )  # the last page may grow
+    # the last page may grow
+    assert page.headers["cache-control"] == "private, max-age=0, must-revalidate"
     full = api.simulate_get(f"{path}/history", params={"offset": "0", "limit": "2"})
     assert full.headers["cache-control"] == "private, max-age=31536000, immutable"
     assert "rel=next" in full.headers["link"]

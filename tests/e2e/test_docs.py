@@ -1,4 +1,5 @@
-"""Documentation from a live server: the generator and schemathesis against the real stack.
+"""Documentation from a live server: the generator against the real stack (schemathesis,
+with its stateful phase, is in test_outside_tools.py).
 
 The generator runs against the stack with API keys on (it needs a key for the entry point);
 its page is then read as a person would, in headless Chromium at a desktop and a phone size,
@@ -235,33 +236,3 @@ def test_the_generator_says_clearly_when_the_server_is_not_there(tmp_path: Path)
     assert done.returncode == 1
     assert "cannot read http://127.0.0.1:9/v1" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-def test_schemathesis_finds_no_5xx_and_nothing_the_document_does_not_say(
-    stack: tuple[int, str],
-) -> None:
-    port, _ = stack
-    schemathesis = Path(sys.executable).with_name("schemathesis")
-    done = subprocess.run(
-        [
-            str(schemathesis),
-            "run",
-            f"http://127.0.0.1:{port}/v1/openapi.json",
-            "--url",
-            f"http://127.0.0.1:{port}",
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,"
-            "response_schema_conformance,response_headers_conformance",
-            "--max-examples",
-            "15",
-            "--request-timeout",
-            "10",
-            "--generation-deterministic",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-4000:]
-    assert "generated" in done.stdout and "Failures:" not in done.stdout

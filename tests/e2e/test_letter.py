@@ -10,6 +10,7 @@ library's ``email.headerregistry``, whose defects list must stay empty.
 from __future__ import annotations
 
 import email.utils
+import gzip
 import http.client
 import json
 import re
@@ -88,15 +89,19 @@ class Stack:
         self.position = call(port, "DELETE", self.gone)[1]["commit-position"]
 
     def get(self, path: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, str]]:
+        return self.fetch(path, method, **headers)[:2]
+
+    def fetch(
+        self, path: str, method: str = "GET", **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         headers.setdefault("Commit_Position", self.position)
-        connection.request(
-            method, path, headers={k.replace("_", "-"): v for k, v in headers.items()}
-        )
+        named = {k.replace("_", "-"): v for k, v in headers.items()}
+        connection.request(method, path, headers=named)
         response = connection.getresponse()
-        response.read()
+        body = response.read()
         connection.close()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
 
 @pytest.fixture(scope="module")
@@ -204,17 +209,17 @@ def test_a_request_media_type_that_is_not_one_is_refused(
 
 
 CACHED = [
-    ("/v1", 200, "Accept"),
-    ("/v1/inventory-items", 200, "Accept"),
-    ("{item}", 200, "Accept, Accept-Datetime"),
-    ("{car}", 200, "Accept, Accept-Datetime"),
-    ("{item}/history", 200, "Accept"),
-    ("{item}/timemap", 200, None),
-    ("/v1/openapi.json", 200, None),
-    ("/v1/errors", 200, "Accept"),
-    ("/v1/errors/1000", 200, "Accept"),
-    ("/v1/changes", 200, "Accept, Prefer"),
-    ("/v1/search?query=Letter", 200, "Accept"),
+    ("/v1", 200, "Accept, Accept-Encoding"),
+    ("/v1/inventory-items", 200, "Accept, Accept-Encoding"),
+    ("{item}", 200, "Accept, Accept-Datetime, Accept-Encoding"),
+    ("{car}", 200, "Accept, Accept-Datetime, Accept-Encoding"),
+    ("{item}/history", 200, "Accept, Accept-Encoding"),
+    ("{item}/timemap", 200, "Accept-Encoding"),
+    ("/v1/openapi.json", 200, "Accept-Encoding"),
+    ("/v1/errors", 200, "Accept, Accept-Encoding"),
+    ("/v1/errors/1000", 200, "Accept, Accept-Encoding"),
+    ("/v1/changes", 200, "Accept, Prefer, Accept-Encoding"),
+    ("/v1/search?query=Letter", 200, "Accept, Accept-Encoding"),
 ]
 
 
@@ -264,7 +269,7 @@ def test_a_timegate_redirect_and_its_mementos_state_their_caching(letter: Stack)
     assert (got, headers["vary"]) == (302, "Accept, Accept-Datetime")
     assert headers["cache-control"] == "private, max-age=0, must-revalidate"
     got, headers = letter.get(f"{letter.item}?version=0")
-    assert (got, headers["vary"]) == (200, "Accept")
+    assert (got, headers["vary"]) == (200, "Accept, Accept-Encoding")
     assert headers["cache-control"] == "private, max-age=31536000, immutable"
 
 
@@ -517,3 +522,55 @@ def test_other_202s_carry_the_new_tag_in_header_and_body(
     status, headers, accepted = call(letter.port, method, path, body, Content_Type=content_type)
     assert status == 202
     assert headers["etag"] == accepted["etag"]
+
+
+# ---------------------------------------------------------------- 7. compression
+
+
+@pytest.mark.parametrize(
+    ("path", "accept_encoding", "coded"),
+    [
+        ("/v1/openapi.json", "gzip", True),
+        ("/v1/inventory-items?limit=100", "gzip, deflate, br", True),
+        ("{item}", "br;q=1.0, gzip;q=0.8, *;q=0.1", True),
+        ("{item}/timemap", "*", True),
+        ("{item}", "x-gzip", True),  # RFC 9110 8.4.1.3: an alias of gzip
+        ("/v1/openapi.json", "gzip;q=0", False),
+        ("/v1/openapi.json", "identity", False),
+        ("/v1/openapi.json", "br", False),
+        ("/v1/openapi.json", "gzip;q=0.5, identity", False),
+    ],
+)
+def test_gzip_when_asked_is_another_representation(
+    letter: Stack, path: str, accept_encoding: str, coded: bool
+) -> None:
+    path = path.format(item=letter.item)
+    status, plain, identity = letter.fetch(path)
+    got, headers, body = letter.fetch(path, Accept_Encoding=accept_encoding)
+    assert (status, got) == (200, 200)
+    assert "Accept-Encoding" in headers["vary"] and "Accept-Encoding" in plain["vary"]
+    if not coded:
+        assert "content-encoding" not in headers and body == identity
+        assert headers["etag"] == plain["etag"]
+        return
+    assert headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body) == identity and len(body) < len(identity)
+    assert headers["etag"] == plain["etag"][:-1] + '.gz"'  # RFC 9110 8.8.3: its own tag
+    _, head, empty = letter.fetch(path, "HEAD", Accept_Encoding=accept_encoding)
+    assert (head["content-length"], head["etag"], empty) == (str(len(body)), headers["etag"], b"")
+    again, revalidated, _ = letter.fetch(
+        path, Accept_Encoding=accept_encoding, If_None_Match=headers["etag"]
+    )
+    assert (again, revalidated["etag"]) == (304, headers["etag"])
+    # The identity tag does not validate the gzip representation, nor the other way round.
+    assert (
+        letter.fetch(path, Accept_Encoding=accept_encoding, If_None_Match=plain["etag"])[0] == 200
+    )
+    assert letter.fetch(path, If_None_Match=headers["etag"])[0] == 200
+
+
+def test_a_gzip_tag_chains_a_write_like_the_identity_one(letter: Stack) -> None:
+    _, headers, _ = letter.fetch(letter.item, Accept_Encoding="gzip")
+    status, _, _ = call(letter.port, "POST", letter.item, {"count": 1}, Content_Type=CHECK_IN,
+                        If_Match=headers["etag"])  # fmt: skip
+    assert status == 202

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
-from esdbclient.exceptions import NotFound
+from esdbclient.exceptions import NotFound, UnknownError
 
 from esdblocal import EmbeddedServer
 
@@ -103,6 +103,24 @@ class TestReadAll:
         assert back == ["B2", "B1", "A3"]
         back = [e.type for e in client.read_all(commit_position=cp1, backwards=True, limit=2)]
         assert back == ["A2", "A1"]
+
+    def test_a_position_that_is_no_events_is_invalid(
+        self, client: EventStoreDBClient, two_streams: tuple[list[str], int, int]
+    ) -> None:
+        """24.x: UNKNOWN "Unexpected ReadAllResult: InvalidPosition" (Filtered… when
+        filtered), which esdbclient raises as UnknownError (eventsourcing's test expects it)."""
+        _, cp1, cp2 = two_streams
+        with pytest.raises(UnknownError) as plain:
+            list(client.read_all(commit_position=cp1 + 1, filter_exclude=()))
+        assert "Unexpected ReadAllResult: InvalidPosition" in str(plain.value)
+        with pytest.raises(UnknownError) as filtered:
+            list(client.read_all(commit_position=cp1 + 1))  # esdbclient hides $ events
+        assert "Unexpected FilteredReadAllResult: InvalidPosition" in str(filtered.value)
+        with pytest.raises(UnknownError):
+            list(client.read_all(commit_position=cp2 - 1, backwards=True))
+        # The start, an event's own position and past the last event are all valid.
+        assert list(client.read_all(commit_position=0, limit=1))
+        assert [e.type for e in client.read_all(commit_position=cp2 + 10**9)] == []
 
     def test_backwards_from_end_and_commit_position(
         self, client: EventStoreDBClient, two_streams: tuple[list[str], int, int]

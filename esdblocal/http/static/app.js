@@ -67,6 +67,15 @@
     return url.pathname + url.search;
   }
 
+  // A stream or type name: one line, cut with an ellipsis, the full name on hover (title)
+  // and, for the keyboard, in the status line on focus.
+  const nameLink = (href, name, attrs = {}) =>
+    el("a", { href, class: "name", title: name, ...attrs }, name);
+
+  const HIDE_SYSTEM = "esdblocal.hideSystemEvents";
+  const hidingSystem = () => localStorage.getItem(HIDE_SYSTEM) !== "false";
+  const ALL_WITHOUT_SYSTEM = `/streams/%24all/filtered/head/backward/${PAGE}?exclude-system-events=true`;
+
   const withEmbed = (path, embed) => path + (path.includes("?") ? "&" : "?") + `embed=${embed}`;
 
   // Where a projection-written stream's events can be read from $all instead.
@@ -115,7 +124,7 @@
   }
 
   function page(title, ...content) {
-    main.replaceChildren(el("h1", { text: title }), ...content.flat().filter((c) => c));
+    main.replaceChildren(el("h1", { text: title, title }), ...content.flat().filter((c) => c));
     document.title = `${title} · esdblocal`;
   }
 
@@ -167,7 +176,7 @@
               onsubmit: (event) => {
                 event.preventDefault();
                 const id = correlation.value.trim();
-                if (id) location.hash = streamRoute(`$bc-${id}`);
+                if (id) location.hash = `#/correlation/${enc(id)}`;
               },
             }, correlation, el("button", { type: "submit" }, "Events of")))))),
     );
@@ -182,8 +191,9 @@
           if (!seen.has(name)) seen.set(name, entry);
         }
         recent.replaceChildren(...[...seen].slice(0, 20).map(([name, entry]) =>
-          el("li", { "data-row": "" }, el("a", { href: streamRoute(name) }, name),
-            el("span", { class: "muted" }, ` · ${entry.eventType || entry.summary}`))));
+          el("li", { "data-row": "" }, nameLink(streamRoute(name), name),
+            el("span", { class: "muted", title: entry.eventType || entry.summary },
+              ` · ${entry.eventType || entry.summary}`))));
         if (!seen.size) recent.append(el("li", { class: "muted" }, "No events yet."));
       } catch (error) {
         recent.replaceChildren(el("li", { class: "muted" }, describe(error, "$all")));
@@ -198,7 +208,7 @@
           if (mine !== generation) return;
           created.replaceChildren(...feed.entries.map((entry) => {
             const name = parseTitle(entry.title).stream;
-            return el("li", { "data-row": "" }, el("a", { href: streamRoute(name) }, name),
+            return el("li", { "data-row": "" }, nameLink(streamRoute(name), name),
               el("span", { class: "muted" }, ` · ${when(entry.updated)}`));
           }));
           if (!feed.entries.length) created.append(el("li", { class: "muted" }, "None yet."));
@@ -214,7 +224,7 @@
             if (mine !== generation) return;
             const names = listing.streams.map((s) => s.streamId).filter((n) => !n.startsWith("$"));
             created.replaceChildren(...names.slice(0, 20).map((name) =>
-              el("li", { "data-row": "" }, el("a", { href: streamRoute(name) }, name))));
+              el("li", { "data-row": "" }, nameLink(streamRoute(name), name))));
             if (!names.length) created.append(el("li", { class: "muted" }, "None yet."));
             created.append(el("li", { class: "note", id: "created-note" },
               "From esdblocal's stream list: the $streams stream appears when the system projections run."));
@@ -236,7 +246,7 @@
           }
           categories.replaceChildren(...[...counts].sort().map(([category, count]) =>
             el("li", { "data-row": "" },
-              el("a", { href: `#/category/${enc(category)}` }, category),
+              nameLink(`#/category/${enc(category)}`, category),
               el("span", { class: "muted" }, ` · ${count}${listing.more ? "+" : ""} streams`))));
           if (!counts.size) categories.append(el("li", { class: "muted" }, "None yet (a category is the part of a stream name before its first '-')."));
         } catch (error) {
@@ -250,7 +260,7 @@
           const user = listing.eventTypes.filter((t) => !t.eventType.startsWith("$"));
           types.replaceChildren(...user.slice(0, 30).map(({ eventType, count }) =>
             el("li", { "data-row": "" },
-              el("a", { href: streamRoute(`$et-${eventType}`) }, eventType),
+              nameLink(`#/type/${enc(eventType)}`, eventType),
               el("span", { class: "muted" }, ` · ${count}`))));
           if (!user.length) types.append(el("li", { class: "muted" }, "None yet."));
         } catch (error) {
@@ -271,7 +281,7 @@
         { accept: "application/json" });
       if (mine !== generation) return;
       list.replaceChildren(...listing.streams.map(({ streamId, lastEventNumber }) =>
-        el("li", { "data-row": "" }, el("a", { href: streamRoute(streamId) }, streamId),
+        el("li", { "data-row": "" }, nameLink(streamRoute(streamId), streamId),
           el("span", { class: "muted" }, ` · ${lastEventNumber + 1} events`))));
       if (!listing.streams.length) list.append(el("li", { class: "muted" }, `No stream starts with '${prefix}'.`));
       if (listing.more) list.append(el("li", { class: "muted" }, "More streams match: narrow the prefix."));
@@ -302,6 +312,34 @@
     await shown;
   }
 
+  // An event type: its $et- stream where the system projection writes one, else from $all.
+  async function showType(type) {
+    const mine = generation;
+    const stream = `$et-${type}`;
+    page(`Event type ${type}`, el("p", { class: "note" }, "Looking for ", stream, "…"));
+    const found = await exists(streamApi(stream, "head", "backward", "1"));
+    if (mine !== generation) return;
+    location.replace(found ? streamRoute(stream) : fallbackOf(stream));
+  }
+
+  // A correlation id: the $bc- stream the $by_correlation_id projection writes.
+  async function showCorrelation(id) {
+    const mine = generation;
+    const stream = `$bc-${id}`;
+    page(`Correlation ${id}`, el("p", { class: "note" }, "Looking for ", stream, "…"));
+    const found = await exists(streamApi(stream, "head", "backward", "1"));
+    if (mine !== generation) return;
+    if (found) {
+      location.replace(streamRoute(stream));
+      return;
+    }
+    page(`Correlation ${id}`,
+      el("p", { class: "note", id: "no-correlation" }, `There is no ${stream} stream: the $by_correlation_id`,
+        " system projection writes one for each correlation id in events' metadata",
+        " ($correlationId). It is not running, or no event carries this id."),
+      el("p", {}, el("a", { href: "#/" }, "Back to the streams")));
+  }
+
   // ---------------------------------------------------------------- a stream's page
 
   function isAll(stream) {
@@ -324,18 +362,24 @@
     const viaLink = entry.summary === "$>" && entry.positionStreamId &&
       entry.positionStreamId !== target.stream;
     return el("tr", { "data-row": "", class: fresh.has(entry.id + entry.positionEventNumber) ? "new" : null },
-      el("td", { "data-label": "Event" }, el("a", { href: routeOf(entry.id) }, entry.title)),
-      el("td", { "data-label": "Type" }, entry.eventType || entry.summary),
+      el("td", { "data-label": "Event" }, nameLink(routeOf(entry.id), entry.title)),
+      el("td", { "data-label": "Type" }, el("span", { class: "name", title: entry.eventType || entry.summary },
+        entry.eventType || entry.summary)),
       showStream ? el("td", { "data-label": "Stream" },
-        el("a", { href: streamRoute(target.stream) }, target.stream),
-        viaLink ? el("span", { class: "muted" }, ` (link ${entry.positionEventNumber}@${entry.positionStreamId})`) : null)
+        nameLink(streamRoute(target.stream), target.stream),
+        viaLink ? el("span", { class: "muted", title: `link ${entry.positionEventNumber}@${entry.positionStreamId}` },
+          ` (link ${entry.positionEventNumber}@${entry.positionStreamId})`) : null)
         : null,
       el("td", { "data-label": "Written" }, when(entry.updated)));
   }
 
   async function showStream(stream, path, fresh = new Set(), filtered = false) {
     const mine = generation;
-    const api = path || streamApi(stream, "head", "backward", String(PAGE));
+    let api = path || streamApi(stream, "head", "backward", String(PAGE));
+    if (isAll(stream) && !path && hidingSystem()) {
+      api = ALL_WITHOUT_SYSTEM; // the server's own filter, so pages stay full
+      filtered = true;
+    }
     status("Loading…");
     let feed;
     try {
@@ -368,22 +412,44 @@
       el("span", { class: "live", id: "live" }, head && !filtered ? "Live: new events appear here" : ""));
     const table = el("table", { id: "events" },
       el("thead", {}, el("tr", {},
-        el("th", {}, "Event"), el("th", {}, "Type"),
-        showStreamColumn ? el("th", {}, "Stream") : null, el("th", {}, "Written"))),
+        el("th", { class: "col-event" }, "Event"), el("th", { class: "col-type" }, "Type"),
+        showStreamColumn ? el("th", { class: "col-stream" }, "Stream") : null,
+        el("th", { class: "col-written" }, "Written"))),
       el("tbody", {}, rows));
     const empty = feed.entries.length ? null
       : el("p", { class: "muted", id: "empty" }, head ? "No events yet: they appear here as they are written." : "No events on this page.");
+    // Offered once the stream is known to have metadata (a stream without any has none to show).
     const metadata = isAll(stream) || stream.startsWith("$$") || filtered ? null
-      : el("a", { href: streamRoute(`$$${stream}`) }, "metadata");
+      : el("a", { href: streamRoute(stream, "metadata"), id: "metadata-link", hidden: true }, "metadata");
     const category = !stream.startsWith("$") && stream.indexOf("-") > 0
       ? el("a", { href: `#/category/${enc(stream.slice(0, stream.indexOf("-")))}` }, "category") : null;
     const filter = filtered ? new URLSearchParams(api.split("?")[1] || "") : null;
-    page(filtered ? `$all: ${filter.get("context") === "eventtype" ? "event type" : "stream"} ${filter.get("type")} ${filter.get("data")}` : stream,
+    const withoutSystem = Boolean(filter && filter.get("exclude-system-events"));
+    const toggle = isAll(stream) && (!filtered || withoutSystem)
+      ? el("label", { class: "toggle" },
+        el("input", {
+          type: "checkbox", id: "hide-system", checked: withoutSystem,
+          onchange: (event) => {
+            localStorage.setItem(HIDE_SYSTEM, event.target.checked ? "true" : "false");
+            if (location.hash === "#/streams/%24all") route();
+            else location.hash = "#/streams/%24all";
+          },
+        }), " Hide system events")
+      : null;
+    const title = !filtered ? stream : withoutSystem ? "$all"
+      : `$all: ${filter.get("context") === "eventtype" ? "event type" : "stream"} ${filter.get("type")} ${filter.get("data")}`;
+    page(title,
       el("p", { class: "note" },
-        filtered ? "Events of $all that match, newest first (each page looks through up to 10,000 events)."
-          : isAll(stream) ? "Every event in the log, newest first." : "Events newest first. ",
-        metadata, metadata && category ? " · " : null, category),
+        withoutSystem ? "Every event in the log but the system's ($-types: metadata, the system projections' links), newest first. "
+          : filtered ? "Events of $all that match, newest first (each page looks through up to 10,000 events)."
+            : isAll(stream) ? "Every event in the log, newest first. " : "Events newest first. ",
+        toggle, metadata, metadata && category ? " · " : null, category),
       pager, table, empty);
+    if (metadata) {
+      exists(streamApi(stream, "metadata")).then((found) => {
+        if (found && mine === generation) metadata.hidden = false;
+      });
+    }
     status(head && !filtered ? "Live" : "");
     if (head && !filtered) live(stream, feed, mine);
   }
@@ -461,24 +527,26 @@
     const props = el("dl", { class: "props", id: "event-props" },
       el("dt", {}, "Event id"), el("dd", { id: "event-id" }, entry.eventId),
       el("dt", {}, "Type"), el("dd", {}, entry.eventType),
-      el("dt", {}, "Stream"), el("dd", {}, el("a", { href: streamRoute(entry.streamId) }, entry.streamId)),
+      el("dt", {}, "Stream"), el("dd", {}, nameLink(streamRoute(entry.streamId), entry.streamId)),
       el("dt", {}, "Number"), el("dd", {}, String(entry.eventNumber)),
       el("dt", {}, "Written"), el("dd", {}, when(entry.updated)),
       el("dt", {}, "Content"), el("dd", {}, entry.isJson ? "JSON" : "not JSON"),
       isLink ? [el("dt", {}, "Read through"), el("dd", { id: "read-through" }, "link ",
-        el("a", { href: streamRoute(entry.positionStreamId) }, `${entry.positionEventNumber}@${entry.positionStreamId}`),
-        " → the original ", el("a", { href: routeOf(entry.id), id: "original" }, entry.title))] : null,
+        nameLink(streamRoute(entry.positionStreamId), `${entry.positionEventNumber}@${entry.positionStreamId}`),
+        " → the original ", nameLink(routeOf(entry.id), entry.title, { id: "original" }))] : null,
       correlation ? [el("dt", {}, "Correlation"), el("dd", {},
-        el("a", { href: streamRoute(`$bc-${correlation}`) }, String(correlation)))] : null);
+        nameLink(`#/correlation/${enc(String(correlation))}`, String(correlation)))] : null);
     const section = (title, id, text) => text === null ? null : [
       el("h2", {}, title), el("pre", { id, tabindex: "0" }, text)];
     const nav = el("nav", { class: "pager", "aria-label": "Events" },
       el("a", { class: "button", href: streamRoute(entry.positionStreamId || stream) }, "↑ Stream"));
-    page(`${entry.positionEventNumber ?? original.number}@${entry.positionStreamId || stream}`,
+    const isMetadata = number === "metadata";
+    page(isMetadata ? `Metadata of ${stream}` : `${entry.positionEventNumber ?? original.number}@${entry.positionStreamId || stream}`,
       nav, props,
       section("Data", "event-data", entry.data === undefined ? "(no data)" : pretty(entry.data) ?? "(empty)"),
       section("Metadata", "event-metadata", pretty(entry.metaData)),
       section("Link metadata", "link-metadata", isLink ? pretty(entry.linkMetaData) : null));
+    if (isMetadata) return; // the latest metadata event: its neighbours are in $$stream
     // Neighbours, offered only once they are known to exist.
     const here = Number(number);
     const [older, newer] = await Promise.all([
@@ -519,6 +587,8 @@
     }
     if (parts[0] === "search" && parts.length === 2) return showSearch(decoded[1]);
     if (parts[0] === "category" && parts.length === 2) return showCategory(decoded[1]);
+    if (parts[0] === "type" && parts.length === 2) return showType(decoded[1]);
+    if (parts[0] === "correlation" && parts.length === 2) return showCorrelation(decoded[1]);
     return showHome();
   }
 
@@ -559,6 +629,14 @@
       case "[": press("previous"); break;
       case "]": press("next"); break;
       default: return;
+    }
+  });
+
+  // The full name of a cut one, for the keyboard (hover shows the title).
+  main.addEventListener("focusin", (event) => {
+    const target = event.target;
+    if (target.classList && target.classList.contains("name") && target.scrollWidth > target.clientWidth) {
+      status(target.title);
     }
   });
 
