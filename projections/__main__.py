@@ -42,6 +42,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+from prometheus_client import REGISTRY
 
 import jsonlogs
 from eventstore.connection import esdb_uri, redact, root_certificates
@@ -51,6 +52,7 @@ from projections import config, schema
 from projections.projector import ForeignStore, Projector, report
 from projections.views import VIEWS
 from projections.writer import ReadStoreWriter
+from telemetry import metrics, tracing
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -89,12 +91,19 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = STOP
     feed = Feed(args.esdb_uri, [view.category for view in VIEWS], root_certificates())
+    tracing.setup("restful-cqrs-projector")
+    port = metrics.port_from_env("PROJECTOR_METRICS_PORT", metrics.DEFAULT_PROJECTOR_PORT)
+    if port is not None:
+        figures = metrics.ProjectorFigures(feed.head, lambda: len(schema.quarantine_of(directory)))
+        REGISTRY.register(figures)
+        metrics.serve(port, os.environ.get("METRICS_HOST", "127.0.0.1"))
     try:
         return project(args, feed, directory, stop)
     except StoreRefused as error:
         report("the event store refuses this configuration", logging.ERROR, error=str(error))
         return 3
     finally:
+        tracing.shutdown()
         feed.reset()
 
 
