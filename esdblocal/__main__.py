@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -249,8 +250,31 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    except (OSError, RuntimeError) as error:
+        taken = _taken_port(args, error)
+        if taken is None:
+            raise
+        flag, variable, port = taken
+        print(
+            f"esdblocal: port {port} on {args.host} is in use by another process: give {flag}"
+            f" a free port ({variable} under make run), e.g. {variable}={port + 10} make run",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(3)
+
+
+def _taken_port(args: argparse.Namespace, error: Exception) -> tuple[str, str, int] | None:
+    """Which of the node's ports another process holds, if that is what ``error`` says:
+    grpc says "Failed to bind", asyncio's server an OSError with EADDRINUSE."""
+    if isinstance(error, RuntimeError) and "Failed to bind" in str(error):
+        return "--port", "ESDB_PORT", args.port
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE and args.http_port:
+        return "--http-port", "ESDB_HTTP_PORT", args.http_port
+    return None
 
 
 if __name__ == "__main__":
