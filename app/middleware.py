@@ -22,11 +22,12 @@ from app.problems import (
 from jsonlogs import Lines
 
 log = Lines("app.access")
-# The methods HTTP itself defines (RFC 9110 9.3, and PATCH, RFC 5789): one a route lacks is
+# The methods HTTP itself defines (RFC 9110 9.3, PATCH from RFC 5789, QUERY from the httpbis
+# safe-method-with-body draft, which tools such as schemathesis probe): one a route lacks is
 # 405 with Allow (TRACE and CONNECT on every route). Any other method (FOO, SEARCH, get) is
 # unknown to the whole server: 501 (RFC 9110 15.6.2).
 KNOWN_METHODS = frozenset(
-    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY")
 )
 READS = ("GET", "HEAD")
 
