@@ -40,6 +40,7 @@ from app.snapshots import Snapshots
 from eventstore.identity import History
 from eventstore.streams import EventStore, StoreRefused, StoreUnavailable
 from projections.reader import ReadModels, Untrusted
+from telemetry import metrics
 
 log = logging.getLogger("app")
 
@@ -89,7 +90,9 @@ def create_app(
         raise ConfigurationError(
             "REQUIRE_AUTH is set but no API keys are configured (API_KEYS or API_KEYS_FILE)"
         )
+    queries.catch_up = metrics.timed_catch_up(queries.catch_up)  # type: ignore[method-assign,assignment]
     middleware: list[Any] = [
+        metrics.Middleware(),
         RequestContext(),
         Protocol(),
         Compression(),
@@ -126,6 +129,7 @@ def create_app(
     mount_family(Cars, clock=clock)
     mount("/v1/search", Search(routes, queries))
     slots = Slots(settings.data_dir / "longpoll", settings.long_poll_slots)
+    slots.taken = metrics.counted(slots.taken)  # type: ignore[method-assign]
     mount("/v1/changes", Changes(routes, Feed(reads, etags, slots)))
     errors = ErrorPages(routes)
     mount("/v1/errors", errors)

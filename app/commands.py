@@ -27,6 +27,7 @@ from domain.aggregates import Aggregate
 from domain.errors import DomainError
 from domain.history import event_type
 from eventstore.streams import ConcurrencyConflict, EventStore, PendingEvent, StreamGone
+from telemetry import metrics, tracing
 
 # Event ids derived from an Idempotency-Key live in this namespace.
 IDEMPOTENCY_NAMESPACE = UUID("8f0c6b5e-2d4a-4f1e-9a57-3c2b1d0e9f8a")
@@ -163,6 +164,7 @@ class CommandHandler:
         precondition it is retried a few times; with one it is the client's precondition
         that failed.
         """
+        metrics.command_model(request.domain_model)
         loaded = self.repository.cached(aggregate, stream)
         verified = False  # is ``loaded`` what the store held a moment ago?
         retries = 0
@@ -175,6 +177,7 @@ class CommandHandler:
                     if request.has_precondition:
                         raise PreconditionFailed("The resource changed since that ETag.") from None
                     retries += 1
+                    metrics.CONFLICT_RETRIES.inc()
                     if retries > self._retries:
                         raise Conflict(
                             "Concurrent writers kept changing the resource; retry."
@@ -202,11 +205,13 @@ class CommandHandler:
     ) -> Outcome:
         replay = self._replay(stream, request)
         if replay is not None:
+            metrics.REPLAYS.inc()
             return Outcome(stream, replay.version, replay.position, replay.appended)
         if not creates and not loaded.state.exists:
             raise NotFound("There is nothing at this URL.")
         expected = self._expected(loaded, request, creates)
-        decided = decide(loaded.state)
+        with tracing.span("decide", {"domain.model": request.domain_model}):
+            decided = decide(loaded.state)
         if isinstance(decided, DomainError):
             raise Refused(decided)
         if not decided:
@@ -216,6 +221,8 @@ class CommandHandler:
             position = self._store.append(stream, expected, pending)
         except StreamGone:
             raise Gone(GONE) from None
+        metrics.APPENDS.inc()
+        metrics.APPENDED_EVENTS.inc(len(pending))
         self._advance(aggregate, stream, loaded, decided, position, request)
         return Outcome(stream, expected + len(decided), position, len(decided))
 

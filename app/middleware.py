@@ -22,9 +22,13 @@ from app.problems import (
 from jsonlogs import Lines
 
 log = Lines("app.access")
-# Every method some route of the API answers; any other is unknown to the whole API: 501
-# (RFC 9110 15.6.2), not 405, which is for a method the server knows but the resource lacks.
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# The methods HTTP itself defines (RFC 9110 9.3, PATCH from RFC 5789, QUERY from the httpbis
+# safe-method-with-body draft, which tools such as schemathesis probe): one a route lacks is
+# 405 with Allow (TRACE and CONNECT on every route). Any other method (FOO, SEARCH, get) is
+# unknown to the whole server: 501 (RFC 9110 15.6.2).
+KNOWN_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY")
+)
 READS = ("GET", "HEAD")
 
 
@@ -39,8 +43,8 @@ class Protocol:
         if req.method not in KNOWN_METHODS:
             raise Problem(
                 UNKNOWN_METHOD,
-                f"No resource here answers {req.method}: the API's methods are"
-                f" {', '.join(sorted(KNOWN_METHODS))}.",
+                f"No resource here answers {req.method}: HTTP's methods are"
+                f" {', '.join(sorted(KNOWN_METHODS))}; OPTIONS says which a route answers.",
             )
         # gunicorn reads chunked framing itself and hands on the rest: a body under another
         # transfer coding (gzip, chunked) would reach us still coded (RFC 9112 6.1: 501).

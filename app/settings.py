@@ -36,6 +36,12 @@ VARIABLES: dict[str, str] = {
     "LOG_LEVEL": "info",
     "MAX_BODY_BYTES": "65536",
     "LONG_POLL_SLOTS": "2",
+    "METRICS_PORT": "9464",
+    "METRICS_HOST": "127.0.0.1",
+    "PROJECTOR_METRICS_PORT": "9465",
+    "PROMETHEUS_MULTIPROC_DIR": "",
+    "OTEL_TRACES_EXPORTER": "",
+    "OTEL_EXPORTER_FILE_PATH": "traces.jsonl",
 }
 
 

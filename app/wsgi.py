@@ -10,8 +10,10 @@ import os
 from app import logs
 from app.api import create_app
 from app.settings import Settings
+from telemetry import tracing
 
 logs.configure(os.environ.get("LOG_LEVEL", "info"))
 settings = Settings.from_env()
+tracing.setup("restful-cqrs-web", instrument_falcon=True)  # in the worker, after the fork
 store = settings.event_store()
 app = create_app(settings, store=store)

@@ -283,7 +283,10 @@ class Client:
     def settle(self, own: Own, answer: Answer) -> bool:
         """Fold a write's answer into what we know of an own resource; True on a 202."""
         if answer.status == 202:
-            own.etag = answer.headers.get("etag")
+            # A PUT's 202 names the new version's tag in its body only (RFC 9110 9.3.4: a
+            # validator in the header would claim the command body was stored).
+            body_tag = answer.body.get("etag") if isinstance(answer.body, dict) else None
+            own.etag = answer.headers.get("etag") or body_tag
             return True
         if answer.status is None or answer.status >= 500 or answer.status == 412:
             own.etag = None  # may or may not have happened: learn it again by reading

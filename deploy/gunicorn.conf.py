@@ -91,6 +91,7 @@ def on_starting(server: Any) -> None:
     fork) loads the settings and asks the store for its head; a configuration error stops
     gunicorn here, exit status 3."""
     _port_taken(server)
+    _clean_metrics()
     done = subprocess.run([sys.executable, "-m", "app.preflight"], check=False)
     if done.returncode != 0:
         sys.exit(done.returncode)
@@ -103,6 +104,7 @@ def when_ready(server: Any) -> None:
             host = f"[{address[0]}]" if ":" in address[0] else address[0]
             base = f"http://{host}:{address[1]}"
             server.log.info("API at %s/v1 · browser client at %s/app/", base, base)
+    _serve_metrics()
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -133,3 +135,37 @@ def post_worker_init(worker: Any) -> None:
         wsgi.store.check()
     except StoreUnavailable as error:
         worker.log.warning("the event store is unreachable for now (503 until it is): %s", error)
+
+
+# Metrics (telemetry.metrics): every worker writes its figures under PROMETHEUS_MULTIPROC_DIR
+# (set by on_starting, in the master, before any worker imports prometheus_client), emptied
+# at each start; the master serves their sum on METRICS_HOST:METRICS_PORT (METRICS_PORT=off).
+
+
+def _clean_metrics() -> None:
+    import shutil
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+        os.environ.get("DATA_DIR", "var"), "prometheus"
+    )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def _serve_metrics() -> None:
+    """Master, listening: serve /metrics on a port of its own (loopback by default)."""
+    from telemetry import metrics
+
+    port = metrics.port_from_env("METRICS_PORT", metrics.DEFAULT_WEB_PORT)
+    if port is not None:
+        metrics.serve(
+            port, os.environ.get("METRICS_HOST", "127.0.0.1"), metrics.multiprocess_registry()
+        )
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Master, a worker gone: its live gauges (long-poll slots) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

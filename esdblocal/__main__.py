@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -99,6 +100,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="start $streams, $by_category, $by_event_type, $stream_by_category and"
         " $by_correlation_id (env EVENTSTORE_START_STANDARD_PROJECTIONS; default true)",
     )
+    cluster = parser.add_argument_group("local cluster (esdblocal/README.md, Cluster mode)")
+    cluster.add_argument(
+        "--cluster-size",
+        type=int,
+        default=int(os.environ.get("EVENTSTORE_CLUSTER_SIZE", "1")),
+        help="members to run on this machine, each a process with its own ports and log;"
+        " member i serves gRPC on --port + 2i and HTTP on --port + 2i + 1"
+        " (env EVENTSTORE_CLUSTER_SIZE; default 1: a single node)",
+    )
+    cluster.add_argument(
+        "--cluster-restart-delay",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="a member that dies is started again after this long (negative: never; default 3)",
+    )
     secure = parser.add_argument_group("secure node")
     secure.add_argument("--tls", action="store_true", help="serve TLS and require users")
     secure.add_argument(
@@ -148,6 +165,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--tls with --memory needs --certs DIR (or a certificate) to keep them")
     if args.web_ui is not None and not (args.web_ui / "index.html").is_file():
         parser.error(f"--web-ui: no index.html in {args.web_ui}")
+    if args.cluster_size < 1:
+        parser.error("--cluster-size must be at least 1")
+    if args.cluster_size > 1 and args.tls:
+        parser.error("--cluster-size runs insecure members only (no --tls)")
+    args.cluster_http_port = args.http_port  # as given: a cluster numbers its members' from it
     if args.http_port is None:
         args.http_port = default_http_port(args.host, args.port)
     try:
@@ -228,9 +250,37 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    except (OSError, RuntimeError) as error:
+        taken = _taken_port(args, error)
+        if taken is None:
+            raise
+        flag, variable, port = taken
+        print(
+            f"esdblocal: port {port} on {args.host} is in use by another process: give {flag}"
+            f" a free port ({variable} under make run), e.g. {variable}={port + 10} make run",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(3)
+
+
+def _taken_port(args: argparse.Namespace, error: Exception) -> tuple[str, str, int] | None:
+    """Which of the node's ports another process holds, if that is what ``error`` says:
+    grpc says "Failed to bind", asyncio's server an OSError with EADDRINUSE."""
+    if isinstance(error, RuntimeError) and "Failed to bind" in str(error):
+        return "--port", "ESDB_PORT", args.port
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE and args.http_port:
+        return "--http-port", "ESDB_HTTP_PORT", args.http_port
+    return None
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    arguments = parse_args()
+    if arguments.cluster_size > 1:
+        from esdblocal.cluster import supervisor
+
+        sys.exit(supervisor.run(arguments))
+    asyncio.run(main(arguments))

@@ -31,6 +31,7 @@ from esdbclient.protos.Grpc import (
 
 from esdblocal import certificates
 from esdblocal.certificates import TlsFiles
+from esdblocal.cluster.hooks import ClusterHooks
 from esdblocal.http import HttpSide, NodeInfo
 from esdblocal.http.metrics import GrpcMetrics
 from esdblocal.hub import Hub
@@ -137,8 +138,11 @@ class Node:
         projections: ProjectionOptions | None = None,
         grpc_options: GrpcOptions | None = None,
         database: DatabaseOptions | None = None,
+        cluster: ClusterHooks | None = None,
     ) -> None:
+        """``cluster``: this node is a member of a local cluster (esdblocal/cluster/)."""
         self.host = host
+        self.cluster = cluster
         self.advertise_host = advertise_host or default_advertise_host(host)
         self.security = security
         self._requested_port = port
@@ -146,9 +150,13 @@ class Node:
         self.port = 0
         self._loop = asyncio.get_running_loop()
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="esdblocal-read")
+        self.readers = self._readers
         self._hub: Hub | None = None
         path = data_dir / DB_FILE if data_dir is not None else None
-        self.store = Store(path, on_commit=self._committed)
+        # A member's log starts empty: its first records are its leader's.
+        self.store = Store(path, on_commit=self._committed, initial_events=cluster is None)
+        if cluster is not None:
+            self.store.refusal = cluster.refusal
         self._hub = Hub(self.store.head_position())
         users = security.users if security is not None else None
         self.grpc_metrics = GrpcMetrics()  # served at the HTTP side's /metrics
@@ -159,6 +167,8 @@ class Node:
         ]
         if users is not None:
             interceptors.append(Authenticate(users))
+        if cluster is not None:
+            interceptors.append(cluster.interceptor())
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -168,6 +178,8 @@ class Node:
             ],
             interceptors=interceptors,
         )
+        if cluster is not None:
+            cluster.register(self._server)
         timeouts = database or DatabaseOptions()
         parts = NodeParts(
             self.store,
@@ -179,10 +191,12 @@ class Node:
         )
         streams_pb2_grpc.add_StreamsServicer_to_server(Streams(parts), self._server)
         gossip_pb2_grpc.add_GossipServicer_to_server(
-            Gossip(self.advertise_host, lambda: self.port), self._server
+            Gossip(self.advertise_host, lambda: self.port, cluster), self._server
         )
-        persistent = PersistentSubscriptions(parts)
-        persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(persistent, self._server)
+        self.persistent = PersistentSubscriptions(parts)
+        persistent_pb2_grpc.add_PersistentSubscriptionsServicer_to_server(
+            self.persistent, self._server
+        )
         options = projections or ProjectionOptions()
         self.projections = ProjectionManager(
             self.store, self._hub, self._readers, options.run, options.start_standard
@@ -207,7 +221,7 @@ class Node:
         if http_port is not None:
             node = NodeInfo(
                 self.advertise_host, lambda: self.port, lambda: self.projections.enabled,
-                self.projections, persistent.subsystem,
+                self.projections, self.persistent.subsystem, cluster,
             )  # fmt: skip
             self.http = HttpSide(
                 self.store, self._hub, self._readers, host, http_port, node, users,
@@ -216,6 +230,9 @@ class Node:
 
     def _committed(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
         """Writer thread → loop, once per group: answers for writers, events for the hub."""
+        if self.cluster is not None:  # a leader answers once a majority holds the group
+            self.cluster.committed(outcomes, records, self._deliver)
+            return
         self._loop.call_soon_threadsafe(self._deliver, outcomes, records)
 
     def _deliver(self, outcomes: list[tuple[Any, Outcome]], records: list[Recorded]) -> None:
@@ -256,7 +273,8 @@ class Node:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.host}:{self._requested_port}")
         await self._server.start()
-        await self.projections.start()
+        if self.cluster is None:  # a member's projections start when it leads
+            await self.projections.start()
         if self.http is not None:
             await self.http.start()
 

@@ -266,6 +266,7 @@ class _Request:
     # "multi": the streams with their expected states, and the records by stream index.
     targets: Sequence[tuple[str, int]] = ()
     records: Sequence[tuple[int, Proposed]] = ()
+    replicated: Sequence[Recorded] = ()
 
 
 Outcome = WriteResult | MultiWriteResult | BaseException
@@ -277,14 +278,19 @@ OnCommit = Callable[[list[tuple[Any, Outcome]], list[Recorded]], None]
 class Store:
     """The event log. Thread-safe: call from any thread; writes go through one writer."""
 
-    def __init__(self, path: Path | None, on_commit: OnCommit) -> None:
+    def __init__(self, path: Path | None, on_commit: OnCommit, initial_events: bool = True) -> None:
         """Open (or create) the log at ``path``; None keeps everything in memory.
 
         ``on_commit`` hears every outcome, once per group, so that a caller on another
         thread (the event loop) is woken once per fsync rather than once per request.
+        ``initial_events=False``: a fresh log stays empty (a cluster member's log starts
+        as its leader's does, by replication).
         """
         self._path = path
         self._on_commit = on_commit
+        # A cluster member's "may this node write?": the refusal (NotLeader, NotReady) for
+        # every write submitted while it is not the leader, or None.
+        self.refusal: Callable[[], BaseException | None] | None = None
         self._local = threading.local()
         self._memory_lock = threading.Lock()
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -300,7 +306,7 @@ class Store:
         self._writer_db.isolation_level = None  # explicit BEGIN/COMMIT
         self._writer_db.executescript(SCHEMA)
         self._next_position = self._load_next_position()
-        if self._next_position == LOG_START:
+        if self._next_position == LOG_START and initial_events:
             self._write_initial_events()
         self._warm_idempotency_cache()
         self._closed = False
@@ -319,10 +325,7 @@ class Store:
         position is the last event written (None if none).
         """
         request = _Request("emit", "", ANY, (), token, emitted, checkpoints)
-        if self._closed:
-            self._on_commit([(token, RuntimeError("the log is closed"))], [])
-        else:
-            self._requests.put(request)
+        self._queue(request)
 
     def checkpoint(self, name: str) -> int | None:
         """The position a projection has durably processed up to (None: never ran)."""
@@ -340,7 +343,15 @@ class Store:
         self, kind: str, stream: str, expected: int, events: Sequence[Proposed], token: Any
     ) -> None:
         """Queue an append, delete or tombstone; ``on_commit`` reports it with ``token``."""
-        request = _Request(kind, stream, expected, events, token)
+        self._queue(_Request(kind, stream, expected, events, token))
+
+    def submit_replicated(
+        self, records: Sequence[Recorded], checkpoints: dict[str, int] | None, token: Any
+    ) -> None:
+        """A cluster follower's write: its leader's records as they are (positions, ids,
+        timestamps), and, when given, the leader's projection checkpoints, which replace
+        this log's. Never refused; reported like an append of the last record."""
+        request = _Request("replicated", "", ANY, (), token, (), checkpoints, replicated=records)
         if self._closed:
             self._on_commit([(token, RuntimeError("the log is closed"))], [])
         else:
@@ -359,9 +370,13 @@ class Store:
         as expected and nothing is written: the outcome is ConsistencyFailed. A target
         that no record names is a check only (AppendRecords' consistency checks).
         """
-        request = _Request("multi", "", ANY, (), token, targets=targets, records=records)
-        if self._closed:
-            self._on_commit([(token, RuntimeError("the log is closed"))], [])
+        self._queue(_Request("multi", "", ANY, (), token, targets=targets, records=records))
+
+    def _queue(self, request: _Request) -> None:
+        refusal = self.refusal() if self.refusal is not None else None
+        if self._closed or refusal is not None:
+            error = refusal if refusal is not None else RuntimeError("the log is closed")
+            self._on_commit([(request.token, error)], [])
         else:
             self._requests.put(request)
 
@@ -446,6 +461,8 @@ class Store:
             return self._emit(request, rows)
         if request.kind == "multi":
             return self._multi(request, rows)
+        if request.kind == "replicated":
+            return self._replicate(request, rows)
         stream = self._stream(request.stream)
         if stream.last_revision == DELETED_STREAM:
             raise StreamDeleted(request.stream)
@@ -645,6 +662,31 @@ class Store:
                     " ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                     (name, at),
                 )
+        return WriteResult(-1, position)
+
+    def _replicate(self, request: _Request, rows: list[Recorded]) -> WriteResult:
+        """Another node's records, written as they are, the writer's view kept up to date
+        (streams, the next position, recent ids) so that this node can lead next."""
+        position: int | None = None
+        for record in request.replicated:
+            stream = self._stream(record.stream)
+            if stream.id is None:
+                cursor = self._writer_db.execute(
+                    "INSERT INTO streams (name, last_revision) VALUES (?, -1)", (record.stream,)
+                )
+                stream.id = cursor.lastrowid
+            assert stream.id is not None
+            stream.last_revision = record.revision
+            rows.append(record)
+            if record.type != "$>":  # as the leader, which never caches projections' links
+                self._remember_id(record.event_id, stream.id, record.revision, record.position)
+            position = record.position
+            self._next_position = position + record_size(record.stream, record)
+        if request.checkpoints is not None:
+            self._writer_db.execute("DELETE FROM projection_checkpoints")
+            self._writer_db.executemany(
+                "INSERT INTO projection_checkpoints VALUES (?, ?)", request.checkpoints.items()
+            )
         return WriteResult(-1, position)
 
     def _soft_delete(self, stream: _Stream, expected: int, rows: list[Recorded]) -> WriteResult:

@@ -32,6 +32,7 @@ class Recorded:
     position: int
     time: float | None = None  # when the store wrote it (seconds since the epoch)
     id: str | None = None  # its event id (what identifies the store, ``eventstore.identity``)
+    metadata: bytes = b""  # its metadata (a trace to continue: ``telemetry.tracing``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class Feed:
                         event.commit_position or 0,
                         event.recorded_at.timestamp() if event.recorded_at else None,
                         str(event.id),
+                        event.metadata,
                     )
         except EventStoreDBClientException as error:
             self.reset()

@@ -19,11 +19,13 @@ from esdbclient.exceptions import (
     DeadlineExceeded,
     DiscoveryFailed,
     GrpcError,
+    NodeIsNotLeader,
     NotFound,
     ServiceUnavailable,
     StreamIsDeleted,
     WrongCurrentVersion,
 )
+from opentelemetry.trace import SpanKind
 
 from eventstore.connection import LazyClient, invalid_uri, unavailable
 from eventstore.errors import (
@@ -32,6 +34,7 @@ from eventstore.errors import (
     StoreUnavailable,
     StreamGone,
 )
+from telemetry import tracing
 
 __all__ = [
     "NO_STREAM",
@@ -45,7 +48,10 @@ __all__ = [
 ]
 
 NO_STREAM = -1  # the version of a stream with no events
-FAILURES = (DiscoveryFailed, ServiceUnavailable, DeadlineExceeded, GrpcError)
+# NodeIsNotLeader: esdbclient reconnects to the leader a follower names and retries once; a
+# second refusal (the named leader died, or lost an election meanwhile) is an election's
+# "not now", like the node being unreachable.
+FAILURES = (DiscoveryFailed, ServiceUnavailable, DeadlineExceeded, GrpcError, NodeIsNotLeader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +166,23 @@ class EventStore:
             current = StreamState.NO_STREAM
         else:
             current = expected
-        new = [NewEvent(type=e.type, data=e.data, metadata=e.metadata, id=e.id) for e in events]
+        with tracing.span(
+            "streams.append", {"db.system": "kurrentdb", "db.kdb.stream": stream}, SpanKind.CLIENT
+        ):
+            # The trace, in each event's metadata, as the official clients' plugins put it.
+            fields = tracing.metadata_fields()
+            new = [
+                NewEvent(
+                    type=e.type,
+                    data=e.data,
+                    metadata=tracing.with_trace(e.metadata, fields),
+                    id=e.id,
+                )
+                for e in events
+            ]
+            return self._append(stream, current, new)
+
+    def _append(self, stream: str, current: int | StreamState, new: list[NewEvent]) -> int:
         try:
             position: int = self.client.append_to_stream(
                 stream, current_version=current, events=new, timeout=self._timeout

@@ -9,24 +9,40 @@ A read store found to be from another event store (at start or after a reconnect
 ``eventstore.identity``) is marked so (the web answers 503 for it, ``/readyz`` says why) and
 rebuilt the same way, without being asked: its rows are never served as ready again.
 
-Exit status: 0 after SIGTERM/SIGINT (the batch in hand is committed first), 2 when another
-projector holds the store, 3 when the event store refuses the configuration (credentials,
-access to ``$all``, an untrusted certificate, a malformed ``ESDB_URI``): retrying cannot help.
+Exit status: 0 after SIGTERM/SIGINT (the batch in hand is committed first; one line,
+``stopped``, even while it is still starting), 2 when another projector holds the store, 3
+when the event store refuses the configuration (credentials, access to ``$all``, an
+untrusted certificate, a malformed ``ESDB_URI``): retrying cannot help.
 """
 
 from __future__ import annotations
+
+# ruff: noqa: E402 (the signal handlers come before the slow imports)
+import signal
+import threading
+from types import FrameType
+
+# First, before gRPC and the rest load (a second or so): a Ctrl-C or SIGTERM while starting
+# is a clean stop too, never a KeyboardInterrupt traceback or a death by signal.
+STOP = threading.Event()
+
+
+def request_stop(signum: int, frame: FrameType | None) -> None:
+    STOP.set()
+
+
+signal.signal(signal.SIGTERM, request_stop)
+signal.signal(signal.SIGINT, request_stop)
 
 import argparse
 import fcntl
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import msgspec
+from prometheus_client import REGISTRY
 
 import jsonlogs
 from eventstore.connection import esdb_uri, redact, root_certificates
@@ -36,6 +52,7 @@ from projections import config, schema
 from projections.projector import ForeignStore, Projector, report
 from projections.views import VIEWS
 from projections.writer import ReadStoreWriter
+from telemetry import metrics, tracing
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -72,20 +89,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"another projector is running on {directory}; stop it first", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = STOP
     feed = Feed(args.esdb_uri, [view.category for view in VIEWS], root_certificates())
+    tracing.setup("restful-cqrs-projector")
+    port = metrics.port_from_env("PROJECTOR_METRICS_PORT", metrics.DEFAULT_PROJECTOR_PORT)
+    if port is not None:
+        figures = metrics.ProjectorFigures(feed.head, lambda: len(schema.quarantine_of(directory)))
+        REGISTRY.register(figures)
+        metrics.serve(port, os.environ.get("METRICS_HOST", "127.0.0.1"))
     try:
         return project(args, feed, directory, stop)
     except StoreRefused as error:
         report("the event store refuses this configuration", logging.ERROR, error=str(error))
         return 3
     finally:
+        tracing.shutdown()
         feed.reset()
 
 

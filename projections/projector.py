@@ -29,6 +29,8 @@ from eventstore.feed import Feed, Item, Live, Progress, Recorded
 from eventstore.identity import Landmark, Mismatch
 from projections.reporting import report
 from projections.writer import STORE_FAULTS, ReadStoreWriter
+from telemetry import metrics
+from telemetry.projector import folding
 
 __all__ = ["MAX_BACKOFF", "ForeignStore", "Projector", "report"]
 MAX_BACKOFF = 5.0
@@ -202,7 +204,10 @@ class Projector:
         if reached is not None and reached != position:
             if self._first is None:  # the store was empty when this follow began
                 self._first = self._history.first()
-            self._writer.commit(events, reached, self._first)
+            with folding(events):
+                self._writer.commit(events, reached, self._first)
+            metrics.POSITION.set(reached)
+            metrics.FOLDED.inc(len(events))
         counters.events += len(events)
         now = self._clock()
         if went_live and not counters.live:

@@ -56,6 +56,18 @@ QUIRKS: tuple[Quirk, ...] = (
         ' says a 400 is how a server "cannot or will not process the request due to'
         ' something that is perceived to be a client error": the answer is the right one.',
     ),
+    Quirk(
+        "VARY_STATUS_MISMATCH",
+        tuple(
+            f"{kind}, If-None-Match"
+            for kind in ("item", "item as XML", "list", "memento", "history")
+        ),
+        "REDbot repeats a conditional request with Accept-Encoding: gzip and the same"
+        " If-None-Match, and expects the same 304. The tag it holds is the identity"
+        " representation's. RFC 9110 8.8.3.3: \"a strong entity tag for a content-encoded"
+        " representation has to be distinct from the entity tag of an unencoded"
+        ' representation", so If-None-Match does not name the gzip one: its 200 is right.',
+    ),
 )
 
 

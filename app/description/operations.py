@@ -47,18 +47,37 @@ ENTITY_TAG = r'(?:W/)?"[!#-~\x80-\xff]*"'  # RFC 9110 8.8.3, as app.headers read
 ENTITY_TAGS = f"^(?:{headers.ETAGS.pattern})$"
 _DAY = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _DAY_NAME = "(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
-_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_DATE = "(?:0[1-9]|[12][0-9]|3[01])"
 _TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-IMF_FIXDATE = rf"{_DAY}, {_DATE} {_MONTH} [0-9]{{4}} {_TIME} GMT"
+
+
+def _day_month(separator: str, day31: str, day30: str, day29: str) -> str:
+    """A day with its month, each month as long as it is (29 February in any year)."""
+    return (
+        f"(?:{day31}{separator}(?:Jan|Mar|May|Jul|Aug|Oct|Dec)"
+        f"|{day30}{separator}(?:Apr|Jun|Sep|Nov)|{day29}{separator}Feb)"
+    )
+
+
+_D31, _D30, _D29 = "(?:0[1-9]|[12][0-9]|3[01])", "(?:0[1-9]|[12][0-9]|30)", "(?:0[1-9]|[12][0-9])"
+_A31, _A30, _A29 = (f"(?:{d}| [1-9])" for d in (_D31, _D30, _D29))
+_YEAR = "(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"  # year 0 is none
+IMF_FIXDATE = rf"{_DAY}, {_day_month(' ', _D31, _D30, _D29)} {_YEAR} {_TIME} GMT"
+_MONTH_DAY = (  # asctime: the month first
+    rf"(?:(?:Jan|Mar|May|Jul|Aug|Oct|Dec) {_A31}|(?:Apr|Jun|Sep|Nov) {_A30}|Feb {_A29})"
+)
 HTTP_DATE = (
     rf"^(?:{IMF_FIXDATE}"
-    rf"|{_DAY_NAME}, {_DATE}-{_MONTH}-[0-9]{{2}} {_TIME} GMT"
-    rf"|{_DAY} {_MONTH} (?:{_DATE}| [1-9]) {_TIME} [0-9]{{4}})$"
+    rf"|{_DAY_NAME}, {_day_month('-', _D31, _D30, _D29)}-[0-9]{{2}} {_TIME} GMT"
+    rf"|{_DAY} {_MONTH_DAY} {_TIME} {_YEAR})$"
 )
 _PAIR = rf"{headers.TOKEN}(?:[ \t]*=[ \t]*(?:{headers.TOKEN}|{headers.QUOTED_STRING}))?"
-_PREFERENCE = rf"(?:[ \t]*,)*[ \t]*{_PAIR}(?:[ \t]*;(?:[ \t]*{_PAIR})?)*[ \t]*"
-PREFER = rf"^(?:{_PREFERENCE},)*(?:{_PREFERENCE})?$"
+# One way to match each string (no nested optional repeats), so no input makes it backtrack:
+# empty list elements before and between preferences, one trailing comma (as app.headers).
+_PREFERENCE = rf"{_PAIR}(?:[ \t]*;(?:[ \t]*{_PAIR})?)*"
+PREFER = (
+    rf"^(?:(?:[ \t]*,)*[ \t]*{_PREFERENCE}"
+    rf"(?:[ \t]*,(?:[ \t]*,)*[ \t]*{_PREFERENCE})*(?:[ \t]*,)?)?$"
+)
 # Commit positions: the digits app.headers accepts (at most 19), as the integers they are.
 POSITION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 10**19 - 1}
 # What a 202 sends: EventStoreDB's positions are unsigned 64-bit integers.
@@ -307,6 +326,8 @@ class Operation:
         retry or how to authenticate."""
         read = method in READ_METHODS
         found = {"X-Request-Id": True, "Cache-Control": read}
+        if read:  # Accept-Encoding: gzip is negotiated on every representation (app.coding)
+            found["Vary"] = False
         negotiated = len(self.offered) > 1
         if status in (self.success, *self.also):
             if negotiated:

@@ -42,7 +42,9 @@ class CarMergePatch(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
 ):
     """An RFC 7396 merge patch of a car: any fields of CarRepresentation (null removes one,
-    which the merged car then lacks). A car's fields are flat, so merging is replacing."""
+    which the merged car then lacks)."""
+
+    # The docstring is the schema's description. A car's fields are flat: merging replaces.
 
     year: cars.Year | msgspec.UnsetType | None = msgspec.UNSET
     make: cars.Make | msgspec.UnsetType | None = msgspec.UNSET

@@ -114,10 +114,15 @@ class OpenAPIDocument(Described):
 
     def __init__(self, routes: RouteTable) -> None:
         super().__init__(routes)
+        self._documents: dict[str, bytes] = {}  # by base URL: the routes never change
 
     @operation(summary="This API as an OpenAPI 3.1 document.", conditional=True)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = msgspec.json.encode(openapi(self.routes, req.prefix))
+        body = self._documents.get(req.prefix)
+        if body is None:  # built once per base URL (a few, behind proxies) and kept
+            body = msgspec.json.encode(openapi(self.routes, req.prefix))
+            if len(self._documents) < 16:
+                self._documents[req.prefix] = body
         if validated(req, resp, digest_tag(body)):
             return
         resp.content_type = content_type("OpenAPI")

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from esdblocal.cluster.errors import CommitTimeout, NotLeader, NotReady
 from esdblocal.hub import Hub
 from esdblocal.security import Principal, Users, may_access
 from esdblocal.store import Store
 
 if TYPE_CHECKING:
+    from esdblocal.cluster.hooks import ClusterHooks
     from esdblocal.persistent.subsystem import Subsystem
     from esdblocal.projections.manager import ProjectionManager
 
@@ -68,6 +70,7 @@ class NodeInfo:
     projections: Callable[[], bool] = lambda: False
     projection_manager: ProjectionManager | None = None
     persistent: Subsystem | None = None
+    cluster: ClusterHooks | None = None  # a member of a local cluster
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -186,7 +189,10 @@ def answering(handler: Handler) -> Handler:
 
     async def answer(request: web.Request) -> web.StreamResponse:
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except (NotLeader, NotReady, CommitTimeout) as refusal:
+                raise _refused(request, refusal) from refusal
         except HttpError as error:
             response = web.Response(
                 status=error.status,
@@ -211,3 +217,13 @@ def answering(handler: Handler) -> Handler:
         return response
 
     return answer
+
+
+def _refused(request: web.Request, refusal: Exception) -> HttpError:
+    """A cluster member's refusal as the server's HTTP answer (``HandleNotHandled``)."""
+    if isinstance(refusal, NotLeader) and refusal.http_port is not None:
+        location = request.url.with_host(refusal.host).with_port(refusal.http_port)
+        return HttpError(307, "Temporary Redirect", {"Location": str(location)})
+    if isinstance(refusal, CommitTimeout):
+        return HttpError(500, "Write timeout")
+    return HttpError(503, "Server Is Not Ready")

@@ -32,7 +32,7 @@ class InfoController(Controller):
         info = {
             "dbVersion": VERSION,
             "esVersion": VERSION,
-            "state": "leader",
+            "state": cluster.state.lower() if (cluster := self.context.node.cluster) else "leader",
             "features": {
                 "projections": self.context.node.projections(),
                 "userManagement": False,

@@ -3,14 +3,22 @@ app's own routing table and the msgspec types that decode the bodies (no hand li
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import falcon
 import falcon.testing
 import msgspec
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from app import headers
 from app.api import create_app
+from app.auth import PUBLIC
 from app.description import RouteTable, operations
-from app.problems import KINDS
+from app.description.operations import PARAMETERS
+from app.problems import KINDS, Problem
 from app.resources import InventoryItems
 from domain import cars, inventory
 from tests.api.conftest import FIXED_NOW, settings
@@ -147,3 +155,139 @@ def test_the_bounds_of_every_value_are_in_the_description(
     car = schemas["CarRepresentation"]["properties"]
     assert car["mileage"]["maximum"] == cars.MAX_MILEAGE
     assert car["year"]["maximum"] == cars.LAST_YEAR
+
+
+# ---------------------------------------------------------------- issue 23: generators
+
+
+def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" not in node:
+        return node
+    *_, section, name = node["$ref"].split("/")
+    found: dict[str, Any] = document["components"][section][name]
+    return found
+
+
+def test_every_response_declares_its_headers_and_every_operation_its_scope(
+    described: tuple[falcon.testing.TestClient, RouteTable],
+) -> None:
+    api, routes = described
+    document = api.simulate_get("/v1/openapi.json").json
+    validate(document)
+    assert document["components"]["securitySchemes"]["bearer"] == {
+        **document["components"]["securitySchemes"]["bearer"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    for route in routes.routes:
+        item = document["paths"][route.path]
+        assert "options" in item  # every route answers OPTIONS, and says so
+        for method, entry in item.items():
+            if method == "parameters":
+                continue
+            public = method == "options" or route.path.startswith(PUBLIC)
+            scope = ["read"] if method in ("get", "head") else ["write"]
+            assert entry["security"] == ([] if public else [{"bearer": scope}]), route.path
+            for status, response in entry["responses"].items():
+                if status == "414":  # gunicorn's own refusal, before the app
+                    continue
+                declared = {
+                    name: _resolve(document, header)
+                    for name, header in response.get("headers", {}).items()
+                }
+                assert declared["X-Request-Id"]["required"] is True, (route.path, status)
+                if status == "304":
+                    assert declared["ETag"]["required"] is True
+                if status == "401":
+                    assert declared["WWW-Authenticate"]["required"] is True
+                if status == "503":
+                    assert declared["Retry-After"]["required"] is True
+                if "errorCode" in response["description"] and "content" in response:
+                    assert set(response["content"]) == {
+                        "application/problem+json",
+                        "application/problem+xml",
+                    }
+    post = document["paths"]["/v1/inventory-items"]["post"]["responses"]["202"]["headers"]
+    assert {"ETag", "Location", "Commit-Position"} <= set(post)
+    put = document["paths"]["/v1/inventory-items/{item_id}"]["put"]["responses"]["202"]
+    assert "ETag" not in put["headers"]  # RFC 9110 9.3.4: the body was not stored as sent
+    get = document["paths"]["/v1/inventory-items/{item_id}"]["get"]
+    assert {"200", "302", "304", "404", "410", "406"} <= set(get["responses"])
+    assert list(get["responses"]["200"]["content"]) == [
+        f"{kind}; domain-model={model}; version=1.0.0"
+        for model in ("InventoryItemDetails", "InventoryItemSummary")
+        for kind in ("application/json", "application/xml")
+    ]
+    named = {_resolve(document, p)["name"] for p in get["parameters"]}
+    assert {"If-None-Match", "Commit-Position", "Accept-Datetime", "version"} <= named
+    feed = document["paths"]["/v1/changes"]["get"]
+    assert "Prefer" in {_resolve(document, p)["name"] for p in feed["parameters"]}
+    assert "Preference-Applied" in feed["responses"]["200"]["headers"]
+
+
+def _request(name: str, value: str) -> falcon.Request:
+    return falcon.testing.create_req(headers={name: value})
+
+
+def _accepted(check: Callable[[], object]) -> bool:
+    try:
+        check()
+    except Problem as refused:
+        assert refused.kind.status == 400
+        return False
+    return True
+
+
+CHECKS: dict[str, Callable[[str], object]] = {
+    "If-Match": lambda v: headers.entity_tags(_request("If-Match", v), "If-Match"),
+    "If-None-Match": lambda v: headers.entity_tags(_request("If-None-Match", v), "If-None-Match"),
+    "Idempotency-Key": lambda v: headers.idempotency_key(_request("Idempotency-Key", v)),
+    "Prefer": lambda v: headers.preferences(_request("Prefer", v)),
+    "Accept-Datetime": lambda v: headers.http_date(v, "Accept-Datetime"),
+    "Commit-Position": lambda v: headers.commit_position(v, "Commit-Position"),
+}
+
+
+def _published(name: str) -> Any:
+    schema = PARAMETERS[name].schema
+    if schema.get("type") == "integer":
+        return lambda v: (
+            v.isascii() and v.isdigit() and Draft202012Validator(schema).is_valid(int(v))
+        )
+    return Draft202012Validator(schema).is_valid
+
+
+def test_grammars_agree_on_the_values_people_send() -> None:
+    """Published and enforced, both ways, on values people send and near misses
+    (schemathesis, in tests/e2e/test_outside_tools.py, then fuzzes the same pairs)."""
+    for name, value, ok in [
+        ("If-Match", "*", True),
+        ("If-None-Match", '"a", , "b"', True),
+        ("If-None-Match", '"a" "b"', False),
+        ("Idempotency-Key", '""', False),
+        ("Idempotency-Key", "", False),
+        ("Prefer", ",wait=1,", True),
+        ("Prefer", "a,,", False),
+        ("Prefer", 'return=minimal; x="y z"', True),
+        ("Accept-Datetime", "Mon, 30 Feb 2026 08:49:37 GMT", False),
+        ("Accept-Datetime", "Sat, 01 Jan 0000 00:00:00 GMT", False),
+        ("Commit-Position", "9" * 19, True),
+        ("Commit-Position", "", False),
+        ("If-Match", '"abc", W/"def"', True),
+        ("If-Match", "abc", False),
+        ("If-None-Match", "*", True),
+        ("Idempotency-Key", "8e03978e-40d5-43e8-bc93-6894a57f9324", True),
+        ("Idempotency-Key", "x" * 201, False),
+        ("Idempotency-Key", "a key", False),
+        ("Prefer", "wait=10, respond-async", True),
+        ("Prefer", "wait=(1)", False),
+        ("Accept-Datetime", "Sun, 06 Nov 1994 08:49:37 GMT", True),
+        ("Accept-Datetime", "Sunday, 06-Nov-94 08:49:37 GMT", True),
+        ("Accept-Datetime", "Sun Nov  6 08:49:37 1994", True),
+        ("Accept-Datetime", "Sun, 06 Nov 1994 25:49:37 GMT", False),
+        ("Commit-Position", "0", True),
+        ("Commit-Position", "-1", False),
+        ("Commit-Position", "9" * 20, False),
+    ]:
+        assert _accepted(lambda n=name, v=value: CHECKS[n](v)) is ok, (name, value)
+        assert bool(_published(name)(value)) is ok, (name, value)

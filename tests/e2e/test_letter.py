@@ -421,13 +421,20 @@ def send_raw(port: int, request: bytes) -> tuple[int, dict[str, str], Any]:
     return int(lines[0].split()[1]), headers, json.loads(body) if body else None
 
 
-@pytest.mark.parametrize("method", ["FOO", "SEARCH", "TRACE", "CONNECT", "PROPFIND", "get"])
+@pytest.mark.parametrize("method", ["FOO", "SEARCH", "PROPFIND", "MKCALENDARCOLLECTIONS", "get"])
 def test_an_unknown_method_is_501_with_its_own_code(letter: Stack, method: str) -> None:
-    target = "127.0.0.1:1" if method == "CONNECT" else "/v1/inventory-items"
-    request = f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    request = f"{method} /v1/inventory-items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
     status, headers, problem = send_raw(letter.port, request.encode())
     assert (status, problem["errorCode"]) == (501, 1032)
     assert headers[":status-line"] == "HTTP/1.1 501 Not Implemented"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PATCH"])
+def test_an_http_method_a_route_lacks_is_405_with_allow(letter: Stack, method: str) -> None:
+    request = f"{method} /v1/inventory-items HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    status, headers, problem = send_raw(letter.port, request.encode())
+    assert (status, problem["errorCode"]) == (405, 1003)
+    assert set(headers["allow"].split(", ")) == {"get", "head", "post", "options"}
 
 
 @pytest.mark.parametrize("coding", ["gzip, chunked", "deflate, chunked", "br, chunked"])

@@ -96,3 +96,26 @@ def test_the_start_says_where_to_go_and_warns_of_an_open_api_once(
     assert f"API at http://127.0.0.1:{port}/v1" in text
     assert f"browser client at http://127.0.0.1:{port}/app/" in text
     assert text.count("THE API IS OPEN") == 1  # once per start, not once per worker (3)
+
+
+@pytest.mark.parametrize(
+    ("flag", "other", "variable"),
+    [("--port", "--http-port", "ESDB_PORT"), ("--http-port", "--port", "ESDB_HTTP_PORT")],
+)
+def test_a_taken_esdblocal_port_names_its_flag_and_variable(
+    flag: str, other: str, variable: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "esdblocal", "--memory", flag, str(port), other, "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 3
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert f"give {flag} a free port ({variable} under make run)" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -262,6 +262,9 @@ def test_metrics_count_real_grpc_calls_under_the_servers_names(
     events = "eventstore_io_events_total"
     was_written = counted(before, events, activity="written")
     eventually(lambda: counted(scrape(web), events, activity="written") >= was_written + 6)
+    # A call's duration is recorded as its interceptor finishes, which may be just after the
+    # client has its answer: wait for the third append's too.
+    eventually(lambda: appended(scrape(web)) >= appended(before) + 3)
     after = scrape(web)
     assert appended(after) >= appended(before) + 3
     total = "eventstore_incoming_grpc_calls_total"

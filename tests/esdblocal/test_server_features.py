@@ -12,7 +12,7 @@ from esdbclient.exceptions import MaximumAppendSizeExceededError, NotFound
 from esdbclient.protos.Grpc import shared_pb2
 
 from esdblocal import EmbeddedServer
-from esdblocal.server import ProjectionOptions
+from esdblocal.server import DatabaseOptions, ProjectionOptions
 from esdblocal.services.server_features import SERVER_VERSION, SupportedMethods
 
 
@@ -65,7 +65,11 @@ def test_append_size_counts_data_bytes(stream_name: str) -> None:
     small = events(30_000)
     assert sum(len(e.data) + 2 * len(e.type) for e in small) > 1_048_576  # old count refused
     with (
-        EmbeddedServer(projections=ProjectionOptions(run="None")) as server,
+        # 30,000 events take a loaded machine more than the default 2 s commit timeout.
+        EmbeddedServer(
+            projections=ProjectionOptions(run="None"),
+            database=DatabaseOptions(commit_timeout_ms=60_000),
+        ) as server,
         EventStoreDBClient(server.uri) as client,
     ):
         position = client.append_to_stream(

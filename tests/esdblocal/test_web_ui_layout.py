@@ -36,6 +36,7 @@ from tests.esdblocal.test_browser import (  # noqa: F401  (the Chromium fixture)
 pytestmark = pytest.mark.slow
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -113,6 +114,21 @@ def check_names(driver: WebDriver) -> None:
         assert name["height"] < 2 * name["font"], name  # one line
 
 
+def types_shown(driver: WebDriver) -> list[str]:
+    """The Type column, read in one go (the page re-renders as it fills)."""
+    types: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll('#events td:nth-child(2)')].map(td => td.textContent)"
+    )
+    return types
+
+
+def checked(driver: WebDriver) -> bool:
+    value: bool = driver.execute_script(
+        "const box = document.getElementById('hide-system'); return Boolean(box && box.checked)"
+    )
+    return value
+
+
 def links_of(driver: WebDriver) -> list[str]:
     hrefs: list[str] = driver.execute_script(
         "return [...document.querySelectorAll('a[href]')].map(a => a.href)"
@@ -163,25 +179,20 @@ def test_all_hides_system_events_until_asked(
 ) -> None:
     web = f"{node.http_url}/web/index.html"
     show(browser, f"{web}#/streams/%24all", streams[0])
-    toggle = browser.find_element(By.ID, "hide-system")
-    assert toggle.is_selected()
-    types = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#events td:nth-child(2)")]
+    assert checked(browser)
+    types = types_shown(browser)
     assert types and not [t for t in types if t.startswith("$")], types
     # Older pages keep the filter.
     browser.find_element(By.CSS_SELECTOR, '[data-rel="next"]').click()
-    wait_for(browser, "#events tbody tr")
-    assert browser.find_element(By.ID, "hide-system").is_selected()
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(lambda d: "/filtered/" in d.current_url and types_shown(d))
+    assert checked(browser)
     browser.find_element(By.ID, "hide-system").click()
-    WebDriverWait(browser, 30).until(
-        lambda d: any(
-            r.text.startswith("$")
-            for r in d.find_elements(By.CSS_SELECTOR, "#events td:nth-child(2)")
-        )
-    )
-    assert not browser.find_element(By.ID, "hide-system").is_selected()
+    wait.until(lambda d: any(t.startswith("$") for t in types_shown(d)))
+    assert not checked(browser)
     assert browser.current_url.endswith("#/streams/%24all")
     browser.find_element(By.ID, "hide-system").click()  # as it was, for the other tests
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "hide-system").is_selected())
+    wait.until(lambda d: checked(d) and not any(t.startswith("$") for t in types_shown(d)))
     assert severe_console_errors(browser) == []
 
 
