@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
 import secrets
@@ -23,12 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from multiprocessing.queues import Queue
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -574,3 +578,511 @@ class Bench:
             *(f"- {line}" for line in (*machine(self.load_before), f"code: {revision()}", *lines)),
             "",
         )
+
+
+# ---------------------------------------------------------------------------- closed-loop clients
+
+CHECK_IN_BODY = b'{"count": 1}'
+# The metadata the API writes with each event, in size and shape (app.commands._pending).
+RAW_METADATA = json.dumps(
+    {
+        "$correlationId": "0" * 32,
+        "$causationId": "0" * 32,
+        "domainModel": "CheckInItemsToInventoryCommand",
+        "requestId": "0" * 32,
+        "principal": "bench",
+    },
+    separators=(",", ":"),
+).encode()
+# One command: method, path, body, headers (what bench/peer.py's ``command`` returns too).
+Request = tuple[str, str, bytes, dict[str, str]]
+
+
+@dataclass
+class Sample:
+    """One client's share of one timed window."""
+
+    done: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    cpu: float = 0.0  # the client's own CPU in the window
+    connects: int = 0  # HTTP connections opened
+
+
+def wait_until(wall: float) -> None:
+    delay = wall - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def send(conn: http.client.HTTPConnection, request: Request) -> http.client.HTTPResponse:
+    method, path, body, headers = request
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    resp.read()
+    return resp
+
+
+def http_loop(
+    base: str, next_request: Callable[[int], Request], keep_alive: bool, start: float, end: float
+) -> Sample:
+    """A closed loop of ``next_request(n)`` against ``base`` (``http://host:port[/prefix]``)
+    from ``start`` to ``end`` (wall clock): a 2xx counts, anything else is an error; with
+    ``keep_alive`` the connection is kept while the server keeps it."""
+    url = urlsplit(base)
+    prefix = url.path.rstrip("/")
+    sample, conn, n = Sample(), None, 0
+    wait_until(start)
+    cpu = time.process_time()
+    while time.time() < end:
+        method, path, body, headers = next_request(n)
+        n += 1
+        began = time.perf_counter()
+        if conn is None:
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            sample.connects += 1
+        try:
+            resp = send(conn, (method, prefix + path, body, headers))
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn, sample.errors = None, sample.errors + 1
+            continue
+        if not keep_alive or resp.will_close:
+            conn.close()
+            conn = None
+        if 200 <= resp.status < 300:
+            sample.done += 1
+            sample.latencies.append(time.perf_counter() - began)
+        else:
+            sample.errors += 1
+    sample.cpu = time.process_time() - cpu
+    if conn is not None:
+        conn.close()
+    return sample
+
+
+def create_item(port: int, auth: dict[str, str]) -> str:
+    """A new inventory item through the API; its path."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        headers = {**auth, "Content-Type": CREATE}
+        resp = send(conn, ("POST", "/v1/inventory-items", b'{"name": "Bench"}', headers))
+    finally:
+        conn.close()
+    if resp.status != 202:
+        raise RuntimeError(f"create answered {resp.status}")
+    return urlsplit(resp.headers["Location"]).path
+
+
+class RawWriter:
+    """One closed-loop writer with esdbclient: single-event appends to its own
+    ``inventoryItem-<uuid>`` stream (created first, so the projector folds these events as
+    it folds the API's), with the version it tracks and the API's event and metadata size."""
+
+    def __init__(self, uri: str) -> None:
+        from esdbclient import EventStoreDBClient, NewEvent, StreamState
+
+        self.new_event = NewEvent
+        self.client = EventStoreDBClient(uri)
+        self.stream = f"inventoryItem-{uuid.uuid4()}"
+        created = json.dumps({"type": "InventoryItemCreated", "name": "Raw"}).encode()
+        first = NewEvent(type="InventoryItemCreated", data=created, metadata=RAW_METADATA)
+        self.client.append_to_stream(
+            self.stream, current_version=StreamState.NO_STREAM, events=[first]
+        )
+        self.version = 0
+        self.data = json.dumps({"type": "ItemsCheckedInToInventory", "count": 1}).encode()
+
+    def run(self, start: float, end: float) -> Sample:
+        sample = Sample()
+        wait_until(start)
+        cpu = time.process_time()
+        while time.time() < end:
+            began = time.perf_counter()
+            event = self.new_event(
+                type="ItemsCheckedInToInventory", data=self.data, metadata=RAW_METADATA
+            )
+            try:
+                self.client.append_to_stream(
+                    self.stream, current_version=self.version, events=[event]
+                )
+            except Exception:
+                sample.errors += 1
+                continue
+            self.version += 1
+            sample.done += 1
+            sample.latencies.append(time.perf_counter() - began)
+        sample.cpu = time.process_time() - cpu
+        return sample
+
+
+def client_process(index: int, uri: str, auth: dict[str, str], jobs: Any, results: Any) -> None:
+    """A spawned client process, driven by ``jobs``: ``("prepare", ports, peer_base)``
+    creates its own item on each server (and the peer's per-client setup) untimed;
+    ``("api", port, keep_alive, start, end)`` check-ins on its item; ``("peer", base,
+    keep_alive, start, end)`` the peer's commands (bench/peer.py); ``("raw", start, end)``
+    raw appends to its own stream."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    items: dict[int, str] = {}
+    raw: RawWriter | None = None
+    check_in = {**auth, "Content-Type": CHECK_IN}
+    while (job := jobs.get()) is not None:
+        try:
+            kind = job[0]
+            if kind == "prepare":
+                items.update({port: create_item(port, auth) for port in job[1]})
+                raw = raw or RawWriter(uri)
+                if job[2]:
+                    import peer
+
+                    peer.setup(job[2], index)
+                results.put(("ok", None))
+            elif kind == "api":
+                request = ("POST", items[job[1]], CHECK_IN_BODY, check_in)
+                loop = http_loop(f"http://{HOST}:{job[1]}", lambda n, r=request: r, *job[2:])
+                results.put(("ok", loop))
+            elif kind == "peer":
+                import peer
+
+                loop = http_loop(job[1], lambda n: peer.command(index, n), *job[2:])
+                results.put(("ok", loop))
+            elif kind == "raw":
+                raw = raw or RawWriter(uri)
+                results.put(("ok", raw.run(*job[1:])))
+        except Exception as error:
+            results.put(("error", repr(error)))
+    if raw is not None:
+        raw.client.close()
+
+
+class Clients:
+    """``n`` spawned client processes (``client_process``); a job runs on all of them in
+    one time window."""
+
+    def __init__(self, n: int, uri: str, auth: dict[str, str]) -> None:
+        ctx = mp.get_context("spawn")
+        self.results = ctx.Queue()
+        self.jobs = [ctx.Queue() for _ in range(n)]
+        self.procs = [
+            ctx.Process(target=client_process, args=(i, uri, auth, q, self.results), daemon=True)
+            for i, q in enumerate(self.jobs)
+        ]
+        for proc in self.procs:
+            proc.start()
+
+    def run(self, job: tuple[Any, ...], timeout: float) -> list[Any]:
+        for q in self.jobs:
+            q.put(job)
+        out = []
+        for _ in self.jobs:
+            status, value = self.results.get(timeout=timeout)
+            if status != "ok":
+                raise RuntimeError(f"a client process failed: {value}")
+            out.append(value)
+        return out
+
+    def close(self) -> None:
+        for q in self.jobs:
+            q.put(None)
+        for proc in self.procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+
+
+@dataclass
+class Window:
+    """One lane in one round: every client's sample merged, and the CPU each watched
+    process (with its children) used: esdblocal, the projector, the lane's server."""
+
+    done: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+    parts: list[float]
+    client_cpu: float
+    connects: int = 0
+
+    @classmethod
+    def of(cls, samples: list[Sample], seconds: float, parts: list[float]) -> Window:
+        latencies = sorted(x for s in samples for x in s.latencies)
+        done, errors = sum(s.done for s in samples), sum(s.errors for s in samples)
+        cpu, connects = sum(s.cpu for s in samples), sum(s.connects for s in samples)
+        return cls(done, errors, seconds, latencies, parts, cpu, connects)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds
+
+    @property
+    def server_cpu(self) -> float:
+        return sum(self.parts)
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies, q) * 1000
+
+
+def timed_window(
+    run: Callable[[float, float], list[Sample]], seconds: float, watch: list[int]
+) -> Window:
+    """``run(start, end)`` over a window starting in 0.3 s; the CPU of ``watch`` over it."""
+    start = time.time() + 0.3
+    before = [tree_cpu_seconds(pid) for pid in watch]
+    samples = run(start, start + seconds)
+    after = [tree_cpu_seconds(pid) for pid in watch]
+    return Window.of(samples, seconds, [a - b for a, b in zip(after, before, strict=True)])
+
+
+# ---------------------------------------------------------------------------- seeded reads
+
+FILTER = ["(inventoryItem|car)-.*"]  # what eventstore.feed.Feed asks the server for
+ITEM_NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-4e5b-9c8d-7a6b5c4d3e2f")
+FLOOR = "floor"  # hello-world + the app's middleware (floor_app.py): the production settings
+FLOOR_SCENARIOS = ("get-item", "get-304")
+LIST_LIMIT = 10
+
+
+def item_id(index: int) -> uuid.UUID:
+    """The id of the index-th seeded item (deterministic, so any process can name it)."""
+    return uuid.uuid5(ITEM_NAMESPACE, f"item-{index}")
+
+
+def seed_worker(uri: str, first: int, count: int, results: Queue[tuple[int, int, str]]) -> None:
+    """Create items first..first+count-1: one BatchAppend call, one request per stream."""
+    import msgspec
+    from esdbclient import EventStoreDBClient, NewEvent, StreamState
+
+    from domain import inventory
+
+    def event(index: int) -> NewEvent:
+        created = inventory.InventoryItemCreated(name=f"Item {index:06d}")
+        return NewEvent(type="InventoryItemCreated", data=msgspec.json.encode(created))
+
+    def stream(index: int) -> str:
+        return f"{inventory.CATEGORY}-{item_id(index)}"
+
+    failures, how = 0, "multiplexed BatchAppend"
+    client = EventStoreDBClient(uri)
+    try:
+        streams = client.streams
+        build = streams._construct_batch_append_req  # esdbclient's own request builder
+        stub = streams._stub
+
+        def requests() -> Iterator[Any]:
+            for index in range(first, first + count):
+                yield build(stream(index), StreamState.NO_STREAM, [event(index)], uuid.uuid4())
+
+        call = stub.BatchAppend(requests(), timeout=3600)
+        for answered, response in enumerate(call, 1):
+            failures += response.WhichOneof("result") != "success"
+            if answered == count:
+                break
+        call.cancel()
+    except AttributeError:  # another esdbclient: one append_to_stream per stream
+        how = "append_to_stream per stream"
+        for index in range(first, first + count):
+            client.append_to_stream(
+                stream(index), current_version=StreamState.NO_STREAM, events=[event(index)]
+            )
+    finally:
+        client.close()
+    results.put((count, failures, how))
+
+
+def seed(uri: str, items: int, processes: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    results: Queue[tuple[int, int, str]] = ctx.Queue()
+    share = math.ceil(items / processes)
+    workers = []
+    started = time.perf_counter()
+    for first in range(0, items, share):
+        worker = ctx.Process(
+            target=seed_worker, args=(uri, first, min(share, items - first), results)
+        )
+        worker.start()
+        workers.append(worker)
+    outcomes = [results.get(timeout=3600) for _ in workers]
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join(STOP_TIMEOUT_S)
+    written = sum(n for n, _, _ in outcomes)
+    failures = sum(f for _, f, _ in outcomes)
+    return {
+        "items": written,
+        "failures": failures,
+        "seconds": elapsed,
+        "rate": written / elapsed,
+        "processes": len(workers),
+        "how": outcomes[0][2],
+    }
+
+
+# ---------------------------------------------------------------------------- catch-up
+
+
+def raw_read_all(uri: str) -> tuple[int, float]:
+    from esdbclient import EventStoreDBClient
+
+    with EventStoreDBClient(uri) as client:
+        started = time.perf_counter()
+        count = sum(1 for _ in client.read_all(filter_include=FILTER, filter_by_stream_name=True))
+        return count, time.perf_counter() - started
+
+
+def raw_subscription(uri: str) -> tuple[int, float]:
+    """Events a bare catch-up subscription (the projector's call) delivers up to caught-up."""
+    from esdbclient import EventStoreDBClient
+    from esdbclient.events import CaughtUp, Checkpoint
+
+    with EventStoreDBClient(uri) as client:
+        started = time.perf_counter()
+        subscription = client.subscribe_to_all(
+            filter_include=FILTER,
+            filter_by_stream_name=True,
+            include_checkpoints=True,
+            include_caught_up=True,
+        )
+        count = 0
+        for event in subscription:
+            if isinstance(event, CaughtUp):
+                break
+            if not isinstance(event, Checkpoint):
+                count += 1
+        elapsed = time.perf_counter() - started
+        subscription.stop()
+        return count, elapsed
+
+
+def caught_up(line: str) -> bool:
+    try:
+        return bool(json.loads(line).get("message") == "caught up; live")
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+
+def http_worker(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    start_at: float,
+    seconds: float,
+    results: Queue[tuple[list[float], int, float]],
+) -> None:
+    """Hammer one URL until the deadline: a connection per request when the server closes."""
+    import resource
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    conn: http.client.HTTPConnection | None = None
+    while True:
+        started = time.perf_counter()
+        if started >= deadline:
+            break
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(HOST, port, timeout=10)
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status >= 400:
+                errors += 1
+            if resp.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            if conn is not None:
+                conn.close()
+            conn = None
+            continue
+        latencies.append(time.perf_counter() - started)
+    if conn is not None:
+        conn.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    results.put((latencies, errors, usage.ru_utime + usage.ru_stime))
+
+
+def run_python_load(
+    port: int, path: str, headers: dict[str, str], seconds: float, args: Any
+) -> Load:
+    ctx = mp.get_context("spawn")
+    results: Queue[tuple[list[float], int, float]] = ctx.Queue()
+    start_at = time.time() + 1.0  # after every process has started
+    workers = [
+        ctx.Process(target=http_worker, args=(port, path, headers, start_at, seconds, results))
+        for _ in range(args.connections)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=seconds + 60) for _ in workers]
+    for worker in workers:
+        worker.join(STOP_TIMEOUT_S)
+    latencies = sorted(latency for lats, _, _ in outcomes for latency in lats)
+    return Load(
+        requests=len(latencies),
+        seconds=seconds,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        errors=sum(e for _, e, _ in outcomes),
+        client_cpu=sum(c for _, _, c in outcomes),
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One web server under test."""
+
+    label: str
+    service: Service
+    port: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    path: str
+    headers: dict[str, str]
+    status: int  # what the app must answer (hello-world always answers 200)
+
+
+class LoadGenerator:
+    def __init__(self, args: Any, tmp: Path) -> None:
+        self.args = args
+        self.wrk = ensure_wrk(args.loadgen)
+        self.script = tmp / "summary.lua"
+        self.script.write_text(WRK_SCRIPT)
+
+    def describe(self) -> str:
+        args = self.args
+        if self.wrk:
+            version = subprocess.run(
+                [self.wrk, "--version"], capture_output=True, text=True, check=False
+            ).stdout.splitlines()
+            name = version[0].split("Copyright")[0].strip() if version else "wrk"
+            return (
+                f"{name}, {args.wrk_threads} thread(s), {args.connections} connections;"
+                " its latency excludes the TCP connect"
+            )
+        return (
+            f"Python http.client, {args.connections} processes (one connection at a time each,"
+            " reconnecting after every Connection: close); latency includes the TCP connect"
+        )
+
+    def run(self, target: Target, scenario: Scenario, seconds: float) -> Load:
+        target.service.check_alive()
+        cpu0 = tree_cpu_seconds(target.service.pid)
+        if self.wrk:
+            url = f"http://{HOST}:{target.port}{scenario.path}"
+            load = run_wrk(self.wrk, self.script, url, scenario.headers, seconds, self.args)
+        else:
+            load = run_python_load(target.port, scenario.path, scenario.headers, seconds, self.args)
+        load.server_cpu = tree_cpu_seconds(target.service.pid) - cpu0
+        return load

@@ -39,11 +39,11 @@ from common import (
     http_get,
     log,
     machine,
+    run_python_load,
     start_esdblocal,
     tree_cpu_seconds,
     wait_http,
 )
-from read_bench import run_python_load
 
 URLS = [
     ("/v1/openapi.json", "the OpenAPI document"),

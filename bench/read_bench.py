@@ -44,11 +44,8 @@ import multiprocessing as mp
 import os
 import pstats
 import statistics
-import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -59,35 +56,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     CHECK_IN,
     CREATE,
+    FLOOR,
+    FLOOR_SCENARIOS,
     HOST,
+    LIST_LIMIT,
     PROJECT_ROOT,
     STOP_TIMEOUT_S,
-    WRK_SCRIPT,
     Bench,
     Load,
+    LoadGenerator,
     Report,
-    Service,
+    Scenario,
+    Target,
+    caught_up,
     cpu_seconds,
-    ensure_wrk,
     fmt,
     http_get,
+    item_id,
     log,
     machine_lines,
     ms,
-    percentile,
+    raw_read_all,
+    raw_subscription,
     round_orders,
-    run_wrk,
-    tree_cpu_seconds,
+    seed,
 )
 
 sys.path.insert(0, str(PROJECT_ROOT))
 
-FILTER = ["(inventoryItem|car)-.*"]  # what eventstore.feed.Feed asks the server for
-ITEM_NAMESPACE = uuid.UUID("6f1c2b7e-3d4a-4e5b-9c8d-7a6b5c4d3e2f")
 READ_PASSES = 2
-FLOOR = "floor"  # hello-world + the app's middleware (floor_app.py): the production settings
-FLOOR_SCENARIOS = ("get-item", "get-304")
-LIST_LIMIT = 10
 TARGETS = {  # issue 13's
     "projector": ("≥ 0.7 of raw read_all", 0.70),
     "get-item": ("≥ 0.75 of hello-world", 0.75),
@@ -96,257 +93,6 @@ TARGETS = {  # issue 13's
     "list-deep": ("≥ 0.6 of hello-world", 0.60),
 }
 RYW_TARGET_P99_MS = 50.0
-
-
-def item_id(index: int) -> uuid.UUID:
-    """The id of the index-th seeded item (deterministic, so any process can name it)."""
-    return uuid.uuid5(ITEM_NAMESPACE, f"item-{index}")
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-# ---------------------------------------------------------------------------- seeding
-
-
-def seed_worker(uri: str, first: int, count: int, results: Queue[tuple[int, int, str]]) -> None:
-    """Create items first..first+count-1: one BatchAppend call, one request per stream."""
-    import msgspec
-    from esdbclient import EventStoreDBClient, NewEvent, StreamState
-
-    from domain import inventory
-
-    def event(index: int) -> NewEvent:
-        created = inventory.InventoryItemCreated(name=f"Item {index:06d}")
-        return NewEvent(type="InventoryItemCreated", data=msgspec.json.encode(created))
-
-    def stream(index: int) -> str:
-        return f"{inventory.CATEGORY}-{item_id(index)}"
-
-    failures, how = 0, "multiplexed BatchAppend"
-    client = EventStoreDBClient(uri)
-    try:
-        streams = client.streams
-        build = streams._construct_batch_append_req  # esdbclient's own request builder
-        stub = streams._stub
-
-        def requests() -> Iterator[Any]:
-            for index in range(first, first + count):
-                yield build(stream(index), StreamState.NO_STREAM, [event(index)], uuid.uuid4())
-
-        call = stub.BatchAppend(requests(), timeout=3600)
-        for answered, response in enumerate(call, 1):
-            failures += response.WhichOneof("result") != "success"
-            if answered == count:
-                break
-        call.cancel()
-    except AttributeError:  # another esdbclient: one append_to_stream per stream
-        how = "append_to_stream per stream"
-        for index in range(first, first + count):
-            client.append_to_stream(
-                stream(index), current_version=StreamState.NO_STREAM, events=[event(index)]
-            )
-    finally:
-        client.close()
-    results.put((count, failures, how))
-
-
-def seed(uri: str, items: int, processes: int) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    results: Queue[tuple[int, int, str]] = ctx.Queue()
-    share = math.ceil(items / processes)
-    workers = []
-    started = time.perf_counter()
-    for first in range(0, items, share):
-        worker = ctx.Process(
-            target=seed_worker, args=(uri, first, min(share, items - first), results)
-        )
-        worker.start()
-        workers.append(worker)
-    outcomes = [results.get(timeout=3600) for _ in workers]
-    elapsed = time.perf_counter() - started
-    for worker in workers:
-        worker.join(STOP_TIMEOUT_S)
-    written = sum(n for n, _, _ in outcomes)
-    failures = sum(f for _, f, _ in outcomes)
-    return {
-        "items": written,
-        "failures": failures,
-        "seconds": elapsed,
-        "rate": written / elapsed,
-        "processes": len(workers),
-        "how": outcomes[0][2],
-    }
-
-
-# ---------------------------------------------------------------------------- catch-up
-
-
-def raw_read_all(uri: str) -> tuple[int, float]:
-    from esdbclient import EventStoreDBClient
-
-    with EventStoreDBClient(uri) as client:
-        started = time.perf_counter()
-        count = sum(1 for _ in client.read_all(filter_include=FILTER, filter_by_stream_name=True))
-        return count, time.perf_counter() - started
-
-
-def raw_subscription(uri: str) -> tuple[int, float]:
-    """Events a bare catch-up subscription (the projector's call) delivers up to caught-up."""
-    from esdbclient import EventStoreDBClient
-    from esdbclient.events import CaughtUp, Checkpoint
-
-    with EventStoreDBClient(uri) as client:
-        started = time.perf_counter()
-        subscription = client.subscribe_to_all(
-            filter_include=FILTER,
-            filter_by_stream_name=True,
-            include_checkpoints=True,
-            include_caught_up=True,
-        )
-        count = 0
-        for event in subscription:
-            if isinstance(event, CaughtUp):
-                break
-            if not isinstance(event, Checkpoint):
-                count += 1
-        elapsed = time.perf_counter() - started
-        subscription.stop()
-        return count, elapsed
-
-
-def caught_up(line: str) -> bool:
-    try:
-        return bool(json.loads(line).get("message") == "caught up; live")
-    except ValueError:
-        return False
-
-
-# ---------------------------------------------------------------------------- HTTP
-
-
-def http_worker(
-    port: int,
-    path: str,
-    headers: dict[str, str],
-    start_at: float,
-    seconds: float,
-    results: Queue[tuple[list[float], int, float]],
-) -> None:
-    """Hammer one URL until the deadline: a connection per request when the server closes."""
-    import resource
-
-    while time.time() < start_at:
-        time.sleep(0.001)
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-    conn: http.client.HTTPConnection | None = None
-    while True:
-        started = time.perf_counter()
-        if started >= deadline:
-            break
-        try:
-            if conn is None:
-                conn = http.client.HTTPConnection(HOST, port, timeout=10)
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status >= 400:
-                errors += 1
-            if resp.will_close:
-                conn.close()
-                conn = None
-        except (OSError, http.client.HTTPException):
-            errors += 1
-            if conn is not None:
-                conn.close()
-            conn = None
-            continue
-        latencies.append(time.perf_counter() - started)
-    if conn is not None:
-        conn.close()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.put((latencies, errors, usage.ru_utime + usage.ru_stime))
-
-
-def run_python_load(
-    port: int, path: str, headers: dict[str, str], seconds: float, args: Any
-) -> Load:
-    ctx = mp.get_context("spawn")
-    results: Queue[tuple[list[float], int, float]] = ctx.Queue()
-    start_at = time.time() + 1.0  # after every process has started
-    workers = [
-        ctx.Process(target=http_worker, args=(port, path, headers, start_at, seconds, results))
-        for _ in range(args.connections)
-    ]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=seconds + 60) for _ in workers]
-    for worker in workers:
-        worker.join(STOP_TIMEOUT_S)
-    latencies = sorted(latency for lats, _, _ in outcomes for latency in lats)
-    return Load(
-        requests=len(latencies),
-        seconds=seconds,
-        p50_ms=percentile(latencies, 50) * 1000,
-        p99_ms=percentile(latencies, 99) * 1000,
-        errors=sum(e for _, e, _ in outcomes),
-        client_cpu=sum(c for _, _, c in outcomes),
-    )
-
-
-@dataclass(frozen=True)
-class Target:
-    """One web server under test."""
-
-    label: str
-    service: Service
-    port: int
-
-
-@dataclass(frozen=True)
-class Scenario:
-    key: str
-    label: str
-    path: str
-    headers: dict[str, str]
-    status: int  # what the app must answer (hello-world always answers 200)
-
-
-class LoadGenerator:
-    def __init__(self, args: Any, tmp: Path) -> None:
-        self.args = args
-        self.wrk = ensure_wrk(args.loadgen)
-        self.script = tmp / "summary.lua"
-        self.script.write_text(WRK_SCRIPT)
-
-    def describe(self) -> str:
-        args = self.args
-        if self.wrk:
-            version = subprocess.run(
-                [self.wrk, "--version"], capture_output=True, text=True, check=False
-            ).stdout.splitlines()
-            name = version[0].split("Copyright")[0].strip() if version else "wrk"
-            return (
-                f"{name}, {args.wrk_threads} thread(s), {args.connections} connections;"
-                " its latency excludes the TCP connect"
-            )
-        return (
-            f"Python http.client, {args.connections} processes (one connection at a time each,"
-            " reconnecting after every Connection: close); latency includes the TCP connect"
-        )
-
-    def run(self, target: Target, scenario: Scenario, seconds: float) -> Load:
-        target.service.check_alive()
-        cpu0 = tree_cpu_seconds(target.service.pid)
-        if self.wrk:
-            url = f"http://{HOST}:{target.port}{scenario.path}"
-            load = run_wrk(self.wrk, self.script, url, scenario.headers, seconds, self.args)
-        else:
-            load = run_python_load(target.port, scenario.path, scenario.headers, seconds, self.args)
-        load.server_cpu = tree_cpu_seconds(target.service.pid) - cpu0
-        return load
 
 
 # ---------------------------------------------------------------------------- read-your-writes
