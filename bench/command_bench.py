@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import math
-import multiprocessing as mp
 import signal
 import statistics
 import sys
@@ -51,230 +49,37 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     CHECK_IN,
+    CHECK_IN_BODY,
     CREATE,
     HEADLINE_COLUMNS,
     HOST,
+    RAW_METADATA,
     Bench,
+    Clients,
+    RawWriter,
     Report,
+    Sample,
     Service,
     Web,
+    Window,
     children_of,
     fmt,
     http_get,
     log,
     median,
     order_text,
-    percentile,
     ratios,
     round_orders,
+    send,
+    timed_window,
     tree_cpu_seconds,
 )
 
 COMMAND_TARGET = 0.6  # API commands/s over raw appends/s, at least
 COLD_TARGET = 3.0  # cold command on a long stream over one on a fresh stream, at most
-CHECK_IN_BODY = b'{"count": 1}'
-# The metadata the API writes with each event, in size and shape (app.commands._pending).
-RAW_METADATA = json.dumps(
-    {
-        "$correlationId": "0" * 32,
-        "$causationId": "0" * 32,
-        "domainModel": "CheckInItemsToInventoryCommand",
-        "requestId": "0" * 32,
-        "principal": "bench",
-    },
-    separators=(",", ":"),
-).encode()
 
 
-# ---------------------------------------------------------------------------- client processes
-
-
-@dataclass
-class Sample:
-    """One client's share of one timed window."""
-
-    done: int = 0
-    errors: int = 0
-    latencies: list[float] = field(default_factory=list)
-    cpu: float = 0.0  # the client's own CPU in the window
-
-
-def post(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> Any:
-    conn.request("POST", path, body=body, headers=headers)
-    resp = conn.getresponse()
-    resp.read()
-    return resp
-
-
-class ApiClient:
-    """One closed-loop client of the API, on its own item (one per server)."""
-
-    def __init__(self, auth: dict[str, str]) -> None:
-        self.auth = auth
-        self.items: dict[int, str] = {}  # port -> item path
-        self.conns: dict[int, http.client.HTTPConnection] = {}
-
-    def item(self, port: int) -> str:
-        if port not in self.items:
-            conn = http.client.HTTPConnection(HOST, port, timeout=30)
-            try:
-                headers = {**self.auth, "Content-Type": CREATE}
-                resp = post(conn, "/v1/inventory-items", b'{"name": "Bench"}', headers)
-            finally:
-                conn.close()
-            if resp.status != 202:
-                raise RuntimeError(f"create answered {resp.status}")
-            self.items[port] = urlsplit(resp.headers["Location"]).path
-        return self.items[port]
-
-    def run(self, port: int, keep_alive: bool, start: float, end: float) -> Sample:
-        path = self.item(port)
-        headers = {**self.auth, "Content-Type": CHECK_IN}
-        sample = Sample()
-        wait_until(start)
-        cpu = time.process_time()
-        while time.time() < end:
-            began = time.perf_counter()
-            conn = self.conns.pop(port, None) if keep_alive else None
-            if conn is None:
-                conn = http.client.HTTPConnection(HOST, port, timeout=30)
-            try:
-                resp = post(conn, path, CHECK_IN_BODY, headers)
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                sample.errors += 1
-                continue
-            if keep_alive and not resp.will_close:
-                self.conns[port] = conn
-            else:
-                conn.close()
-            if resp.status == 202:
-                sample.done += 1
-                sample.latencies.append(time.perf_counter() - began)
-            else:
-                sample.errors += 1
-        sample.cpu = time.process_time() - cpu
-        for conn in self.conns.values():
-            conn.close()
-        self.conns.clear()
-        return sample
-
-
-class RawClient:
-    """One closed-loop writer with esdbclient: single-event appends to its own stream."""
-
-    def __init__(self, uri: str) -> None:
-        from esdbclient import EventStoreDBClient, NewEvent, StreamState
-
-        self.new_event, self.no_stream = NewEvent, StreamState.NO_STREAM
-        self.client = EventStoreDBClient(uri)
-        self.stream = f"inventoryItem-{uuid.uuid4()}"
-        created = json.dumps({"type": "InventoryItemCreated", "name": "Raw"}).encode()
-        self.client.append_to_stream(
-            self.stream,
-            current_version=self.no_stream,
-            events=[NewEvent(type="InventoryItemCreated", data=created, metadata=RAW_METADATA)],
-        )
-        self.version = 0
-        self.data = json.dumps({"type": "ItemsCheckedInToInventory", "count": 1}).encode()
-
-    def run(self, start: float, end: float) -> Sample:
-        sample = Sample()
-        wait_until(start)
-        while time.time() < end:
-            began = time.perf_counter()
-            event = self.new_event(
-                type="ItemsCheckedInToInventory", data=self.data, metadata=RAW_METADATA
-            )
-            try:
-                self.client.append_to_stream(
-                    self.stream, current_version=self.version, events=[event]
-                )
-            except Exception:
-                sample.errors += 1
-                continue
-            self.version += 1
-            sample.done += 1
-            sample.latencies.append(time.perf_counter() - began)
-        return sample
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def wait_until(wall: float) -> None:
-    delay = wall - time.time()
-    if delay > 0:
-        time.sleep(delay)
-
-
-def client_process(uri: str, auth: dict[str, str], jobs: Any, results: Any) -> None:
-    """A spawned client process: one API client and one raw writer, driven by ``jobs``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    api = ApiClient(auth)
-    raw: RawClient | None = None
-    while True:
-        job = jobs.get()
-        if job is None:
-            break
-        try:
-            kind = job[0]
-            if kind == "prepare":  # create this client's items and stream now, not timed
-                for port in job[1]:
-                    api.item(port)
-                raw = raw or RawClient(uri)
-                results.put(("ok", None))
-            elif kind == "api":
-                _, port, keep_alive, start, end = job
-                results.put(("ok", api.run(port, keep_alive, start, end)))
-            elif kind == "raw":
-                raw = raw or RawClient(uri)
-                cpu = time.process_time()
-                sample = raw.run(job[1], job[2])
-                sample.cpu = time.process_time() - cpu
-                results.put(("ok", sample))
-        except Exception as error:
-            results.put(("error", repr(error)))
-    if raw is not None:
-        raw.close()
-
-
-class Clients:
-    """``n`` spawned client processes; each job runs on all of them in one time window."""
-
-    def __init__(self, n: int, uri: str, auth: dict[str, str]) -> None:
-        ctx = mp.get_context("spawn")
-        self.results = ctx.Queue()
-        self.jobs = [ctx.Queue() for _ in range(n)]
-        self.procs = [
-            ctx.Process(target=client_process, args=(uri, auth, q, self.results), daemon=True)
-            for q in self.jobs
-        ]
-        for proc in self.procs:
-            proc.start()
-
-    def run(self, job: tuple[Any, ...], timeout: float) -> list[Any]:
-        for q in self.jobs:
-            q.put(job)
-        out = []
-        for _ in self.jobs:
-            status, value = self.results.get(timeout=timeout)
-            if status != "ok":
-                raise RuntimeError(f"a client process failed: {value}")
-            out.append(value)
-        return out
-
-    def close(self) -> None:
-        for q in self.jobs:
-            q.put(None)
-        for proc in self.procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
-
-
-def raw_threads(clients: list[RawClient], start: float, end: float) -> list[Sample]:
+def raw_threads(clients: list[RawWriter], start: float, end: float) -> list[Sample]:
     """The same raw writers as threads of this one process."""
     out: list[Sample] = [Sample() for _ in clients]
     cpu = time.process_time()
@@ -287,45 +92,10 @@ def raw_threads(clients: list[RawClient], start: float, end: float) -> list[Samp
         thread.start()
     for thread in threads:
         thread.join()
+    for sample in out:
+        sample.cpu = 0.0
     out[0].cpu = time.process_time() - cpu  # the whole process, once
     return out
-
-
-# ---------------------------------------------------------------------------- measures
-
-
-@dataclass
-class Window:
-    """One path in one round: every client's sample merged."""
-
-    done: int
-    errors: int
-    seconds: float
-    latencies: list[float]
-    server_cpu: float
-    client_cpu: float
-    parts: tuple[float, float, float] = (0.0, 0.0, 0.0)  # esdblocal, projector, web CPU s
-
-    @property
-    def rate(self) -> float:
-        return self.done / self.seconds
-
-    def p(self, q: float) -> float:
-        return percentile(self.latencies, q) * 1000
-
-
-def merge(samples: list[Sample], seconds: float, parts: list[float]) -> Window:
-    latencies = sorted(x for s in samples for x in s.latencies)
-    esdb, projector, web = [*parts, 0.0, 0.0, 0.0][:3]
-    return Window(
-        done=sum(s.done for s in samples),
-        errors=sum(s.errors for s in samples),
-        seconds=seconds,
-        latencies=latencies,
-        server_cpu=sum(parts),
-        client_cpu=sum(s.cpu for s in samples),
-        parts=(esdb, projector, web),
-    )
 
 
 @dataclass(frozen=True)
@@ -339,25 +109,18 @@ class Lane:
 
 
 def measure(
-    path: Lane,
-    clients: Clients,
-    threaded: list[RawClient],
-    esdb: Service,
-    projector: Service,
-    seconds: float,
+    lane: Lane, clients: Clients, threaded: list[RawWriter], watch: list[int], seconds: float
 ) -> Window:
-    start = time.time() + 0.3
-    end = start + seconds
-    watched = [esdb.pid, projector.pid] + ([path.server.pid] if path.server else [])
-    before = [tree_cpu_seconds(pid) for pid in watched]
-    if path.kind == "api":
-        samples = clients.run(("api", path.port, path.keep_alive, start, end), seconds + 60)
-    elif path.kind == "raw-processes":
-        samples = clients.run(("raw", start, end), seconds + 60)
-    else:
-        samples = raw_threads(threaded, start, end)
-    after = [tree_cpu_seconds(pid) for pid in watched]
-    return merge(samples, seconds, [a - b for a, b in zip(after, before, strict=True)])
+    """One lane's window; the CPU of esdblocal, the projector and the lane's server."""
+
+    def run(start: float, end: float) -> list[Sample]:
+        if lane.kind == "api":
+            return clients.run(("api", lane.port, lane.keep_alive, start, end), seconds + 60)
+        if lane.kind == "raw-processes":
+            return clients.run(("raw", start, end), seconds + 60)
+        return raw_threads(threaded, start, end)
+
+    return timed_window(run, seconds, [*watch, *([lane.server.pid] if lane.server else [])])
 
 
 # ---------------------------------------------------------------------------- cold worker
@@ -386,7 +149,7 @@ def timed_post(port: int, path: str, auth: dict[str, str]) -> float:
     conn = http.client.HTTPConnection(HOST, port, timeout=60)
     try:
         began = time.perf_counter()
-        resp = post(conn, path, CHECK_IN_BODY, {**auth, "Content-Type": CHECK_IN})
+        resp = send(conn, ("POST", path, CHECK_IN_BODY, {**auth, "Content-Type": CHECK_IN}))
         elapsed = time.perf_counter() - began
     finally:
         conn.close()
@@ -597,7 +360,7 @@ def profile(
             app.check_in()
         command = timed(app.check_in, n, watch)
         read = timed(lambda: app.store.read(app.stream, after=10**9), n, watch)
-        raw = RawClient(env["ESDB_URI"])
+        raw = RawWriter(env["ESDB_URI"])
         data = raw.data
 
         def raw_append() -> None:
@@ -613,7 +376,7 @@ def profile(
             raw.version += 1
 
         append_one = timed(raw_append_one, n, watch)
-        raw.close()
+        raw.client.close()
         http_new = timed(lambda: timed_post(port, app.path, auth), n, watch)
         profiles = {}
         for mode, timer in (("wall", time.perf_counter), ("cpu", time.process_time)):
@@ -689,7 +452,6 @@ def profile(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per path and round")
-    parser.add_argument("--headlines", help="also write the table's rows to this JSON file")
     parser.add_argument("--rounds", type=int, default=4, help="measured rounds (order alternates)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured run per path first")
     parser.add_argument("--clients", type=int, default=8, help="concurrent closed-loop clients")
@@ -727,7 +489,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return Bench.main("command-bench", lambda bench: run(args, bench), headlines=args.headlines)
+    return Bench.main("command-bench", lambda bench: run(args, bench))
 
 
 def run(args: Any, bench: Bench) -> None:
@@ -752,8 +514,8 @@ def run(args: Any, bench: Bench) -> None:
     clients = Clients(args.clients, esdb_uri, bench.auth)
     bench.cleanups.append(clients.close)
     bench.wait(*(web for _, web, _ in servers), cold)
-    clients.run(("prepare", [web.port for _, web, _ in servers]), 120)
-    threaded = [RawClient(esdb_uri) for _ in range(args.clients)]
+    clients.run(("prepare", [web.port for _, web, _ in servers], ""), 120)
+    threaded = [RawWriter(esdb_uri) for _ in range(args.clients)]
     paths = [
         Lane("raw-p", f"raw appends, {args.clients} processes x 1 client", "raw-processes"),
         Lane("raw-t", f"raw appends, 1 process x {args.clients} threads", "raw-threads"),
@@ -767,11 +529,11 @@ def run(args: Any, bench: Bench) -> None:
     if args.warmup > 0:
         log("warm-up")
         for path in paths:
-            measure(path, clients, threaded, esdb, projector, args.warmup)
+            measure(path, clients, threaded, [esdb.pid, projector.pid], args.warmup)
     for number, order in enumerate(round_orders(paths, args.rounds)):
         orders.append(order_text(order))
         for path in order:
-            window = measure(path, clients, threaded, esdb, projector, args.seconds)
+            window = measure(path, clients, threaded, [esdb.pid, projector.pid], args.seconds)
             windows[path.key].append(window)
             log(
                 f"round {number + 1} {path.key}: {window.rate:,.0f}/s p50 {window.p(50):.1f} ms"
@@ -785,7 +547,7 @@ def run(args: Any, bench: Bench) -> None:
             args, base_env, bench.auth, bench.tmp, (sync.service, sync.port), watch, profile_report
         )
     for raw in threaded:
-        raw.close()
+        raw.client.close()
     samples = cold_worker(esdb_uri, cold.service, cold.port, bench.auth, args)
     report_run(args, bench, paths, windows, orders, samples, profile_report)
 
@@ -809,7 +571,7 @@ def report_run(
             index = {"cpu": -1, "cpu-esdb": 0, "cpu-projector": 1, "cpu-web": 2}[attr]
             return median(
                 [
-                    1000 * (w.server_cpu if index < 0 else w.parts[index]) / w.done
+                    1000 * (w.server_cpu if index < 0 else [*w.parts, 0.0][index]) / w.done
                     if w.done
                     else math.nan
                     for w in rows
@@ -874,9 +636,6 @@ def report_run(
         verdict = [f"≤ {target:g}x", met(ratio <= target)] if target else ["—", "—"]
         rows.append([label, f"{ours:.1f} ms", worst, *fresh, f"{ratio:.{digits}f}x", *verdict])
     report.table(HEADLINE_COLUMNS, rows, text=(1, 3, 7))
-    for row in rows:
-        if not row[0].startswith("(not the baseline"):
-            report.headline(row)
     report.add(
         "ratio = ours ÷ baseline (rates; for the cold worker, median latencies of"
         f" {len(cold.long)} samples). Latencies are from the client: with a new connection per"

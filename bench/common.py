@@ -377,33 +377,13 @@ def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> li
     ]
 
 
-# The columns of `make bench`'s one table (bench/throughput.py): every script that measures a
-# row of it adds the row with ``Report.headline`` and writes them with ``--headlines FILE``.
-HEADLINE_COLUMNS = [
-    "path",
-    "ours",
-    "ours p50 / p99 ms",
-    "baseline",
-    "baseline p50 / p99 ms",
-    "ratio",
-    "target",
-    "met?",
-]
+# The columns of a table of rows against their baselines (command_bench.py's).
+HEADLINE_COLUMNS = "path|ours|ours p50 / p99 ms|baseline|baseline p50 / p99 ms|ratio|target|met?"
 
 
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
-    headlines: list[list[str]] = field(default_factory=list)
-
-    def headline(self, row: list[str]) -> None:
-        """A row of the combined table, in ``HEADLINE_COLUMNS``' order."""
-        assert len(row) == len(HEADLINE_COLUMNS), row
-        self.headlines.append(row)
-
-    def write_headlines(self, path: str | None) -> None:
-        if path:
-            Path(path).write_text(json.dumps(self.headlines))
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -497,7 +477,6 @@ class Bench:
         prefix: str,
         body: Callable[[Bench], object],
         auth: bool = True,
-        headlines: str | None = None,
     ) -> int:
         def terminate(signum: int, frame: FrameType | None) -> None:
             raise SystemExit(128 + signum)  # so that the finally below stops every process
@@ -510,7 +489,6 @@ class Bench:
             finally:
                 bench.stop()
         print("\n".join(bench.report.lines), flush=True)
-        bench.report.write_headlines(headlines)
         return 1 if result is False else 0
 
     def stop(self) -> None:

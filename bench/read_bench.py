@@ -346,18 +346,6 @@ def floor_report(
                 fmt(app_cpu, 3),
             ]
         )
-        report.headline(
-            [
-                f"(floor: {scenario.label}, hello-world behind the app's middleware, no store)",
-                f"{fmt(floor)} req/s",
-                latencies(loads[(scenario.key, FLOOR)]),
-                f"{fmt(hello)} req/s (Falcon hello-world)",
-                latencies(loads[(scenario.key, "hello-world")]),
-                f"{floor / hello:.2f}",
-                "—",
-                "—",
-            ]
-        )
     report.table(
         [
             "scenario",
@@ -422,7 +410,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=5000, help="in-process WSGI calls")
     parser.add_argument("--profile", action="store_true", help="cProfile the app's GET item")
     parser.add_argument("--quick", action="store_true", help="tiny numbers: a smoke run")
-    parser.add_argument("--headlines", help="also write the issue-13 rows to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.seconds, args.warmup, args.rounds = 3_000, 2.0, 0.5, 1
@@ -439,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.cleanups.append(stop_children)
         run(args, bench)
 
-    return Bench.main("read-bench", body, auth=args.auth, headlines=args.headlines)
+    return Bench.main("read-bench", body, auth=args.auth)
 
 
 def stop_children() -> None:
@@ -609,18 +596,6 @@ def run(args: Any, bench: Bench) -> None:
         ],
     ]
     report.table(["reader", "events", "seconds", "events/s", "ratio", "note"], rows, text=(5,))
-    report.headline(
-        [
-            f"projector catch-up ({live.get('events', 0):,} events)",
-            f"{fmt(projector_rate)} events/s",
-            "—",
-            f"{fmt(read_rate)} events/s (raw filtered `read_all`)",
-            "—",
-            f"{projector_rate / read_rate:.2f}",
-            f"≥ {TARGETS['projector'][1]:g}",
-            met(projector_rate / read_rate, "projector"),
-        ]
-    )
 
     report.add(
         f"### HTTP reads: median of {args.rounds} round(s) of {args.seconds:g} s each,"
@@ -637,18 +612,6 @@ def run(args: Any, bench: Bench) -> None:
         hello_cpu = statistics.median(load.cpu_ms_per_request for load in hello)
         app_cpu = statistics.median(load.cpu_ms_per_request for load in mine)
         per_round = " ".join(f"{a.rate / h.rate:.2f}" for h, a in zip(hello, mine, strict=True))
-        report.headline(
-            [
-                f"{scenario.label}, sync workers, wrk",
-                f"{fmt(app_rate)} req/s",
-                latencies(mine),
-                f"{fmt(hello_rate)} req/s (Falcon hello-world)",
-                latencies(hello),
-                f"{ratio:.2f}",
-                f"≥ {TARGETS[scenario.key][1]:g}",
-                met(ratio, scenario.key),
-            ]
-        )
         rows.append(
             [
                 scenario.label,
