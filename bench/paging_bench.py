@@ -11,13 +11,14 @@ side. Never pass/fail.
 from __future__ import annotations
 
 import argparse
-import statistics
-import tempfile
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
 
 import msgspec
+from common import Bench, log, median
 
 from domain import inventory
 from eventstore.feed import Recorded
@@ -46,58 +47,56 @@ def fill(directory: Path, count: int) -> None:
                 batch.append(Recorded(stream, "InventoryItemDeactivated", gone, 1, position))
         writer.commit(batch, position)
     writer.close()
-    print(f"filled {count:,} items in {time.perf_counter() - started:.1f} s")
+    log(f"filled {count:,} items in {time.perf_counter() - started:.1f} s")
 
 
-def timed(action: object, repeat: int) -> float:
+def timed(action: Callable[[], object], repeat: int) -> float:
     """Median milliseconds of ``action()``."""
     samples = []
     for _ in range(repeat):
         started = time.perf_counter()
-        action()  # type: ignore[operator]
+        action()
         samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+    return median(samples)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=50)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as temporary:
-        directory = Path(temporary)
-        fill(directory, args.items)
-        reads = ReadModels(directory)
-        db = reads._db()  # the same connection, for the plain OFFSET query
-        assert db is not None
+    parser.add_argument("--quick", action="store_true", help="20,000 items, 10 repeats")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.items, args.repeat = 20_000, 10
+    return Bench.main("paging-bench", lambda bench: run(args, bench))
 
-        def plain(state: str, offset: int) -> list[tuple[object, ...]]:
-            where = "" if state == "all" else "WHERE active = 1 "
-            return db.execute(
-                f"SELECT id, version, active, name, current_count FROM inventory_items {where}"
-                "ORDER BY ordinal LIMIT 10 OFFSET ?",
-                (offset,),
-            ).fetchall()
 
-        heading = ("state", "offset", "blocks ms", "ratio", "OFFSET ms", "ratio")
-        print("\n{:<8}{:>10}{:>12}{:>8}{:>12}{:>8}".format(*heading))
-        for state in ("active", "all"):
-            base_blocks = base_plain = 0.0
-            for offset in (0, args.items // 2, int(args.items * 6 / 7) - 10):
-                page = reads.page(INVENTORY_VIEW, Filters(state=state), offset, 10)
-                assert [r.id for r in page.records] == [r[0] for r in plain(state, offset)]
-                ms_blocks = timed(
-                    lambda s=state, o=offset: reads.page(INVENTORY_VIEW, Filters(state=s), o, 10),
-                    args.repeat,
-                )
-                ms_plain = timed(lambda s=state, o=offset: plain(s, o), args.repeat)
-                if offset == 0:
-                    base_blocks, base_plain = ms_blocks, ms_plain
-                print(
-                    f"{state:<8}{offset:>10,}{ms_blocks:>12.3f}{ms_blocks / base_blocks:>8.1f}"
-                    f"{ms_plain:>12.3f}{ms_plain / base_plain:>8.1f}"
-                )
+def run(args: argparse.Namespace, bench: Bench) -> None:
+    fill(bench.tmp, args.items)
+    reads = ReadModels(bench.tmp)
+    db = reads._db()  # the same connection, for the plain OFFSET query
+    assert db is not None
+
+    def plain(state: str, offset: int) -> list[tuple[object, ...]]:
+        where = "" if state == "all" else "WHERE active = 1 "
+        query = f"SELECT id, version, active, name, current_count FROM inventory_items {where}"
+        return db.execute(f"{query}ORDER BY ordinal LIMIT 10 OFFSET ?", (offset,)).fetchall()
+
+    rows, n = [], args.repeat
+    for state in ("active", "all"):
+        filters, base = Filters(state=state), (0.0, 0.0)
+        for offset in (0, args.items // 2, int(args.items * 6 / 7) - 10):
+            page = reads.page(INVENTORY_VIEW, filters, offset, 10)
+            assert [r.id for r in page.records] == [r[0] for r in plain(state, offset)]
+            blocks = timed(lambda f=filters, o=offset: reads.page(INVENTORY_VIEW, f, o, 10), n)
+            offsets = timed(lambda s=state, o=offset: plain(s, o), n)
+            base = (blocks, offsets) if offset == 0 else base
+            figures = [f"{blocks:.3f}", f"{blocks / base[0]:.1f}", f"{offsets:.3f}"]
+            rows.append([state, f"{offset:,}", *figures, f"{offsets / base[1]:,.1f}"])
+    bench.header(f"## A list page at a deep offset ({args.items:,} items, median of {args.repeat})")
+    header = "state|offset|block counts ms|ratio to offset 0|plain `OFFSET` ms|ratio"
+    bench.report.table(header, rows)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -192,60 +192,56 @@ def commands(
     return windows
 
 
+def row(
+    label: str,
+    ours: list[str],
+    base: list[str],
+    rounds: list[float],
+    target: float | None,
+    bare: str = "—",
+    unit: str = "",
+    every: bool = False,
+) -> list[str]:
+    """A row of the table: ours (rate, p50 / p99) against the baseline (its name, rate,
+    p50 / p99), the median of the per-round ratios, each round's ratio, the target."""
+    goal, ok = "—", "—"
+    if target is not None:
+        goal = f"≥ {target:g}{unit}{' every round' if every else ''}"
+        ok = met((min(rounds) if every else median(rounds)) >= target)
+    ratio = [f"{median(rounds):.2f}{unit}", per_round(rounds), bare]
+    return [label, *ours, f"{base[1]} ({base[0]})", base[2], *ratio, goal, ok]
+
+
 def command_rows(
     args: Any, windows: dict[str, list[Window]], webs: list[tuple[str, Web, bool]], why: str
 ) -> list[list[str]]:
-    raw = windows["raw"]
-
-    def rate(ws: list[Window]) -> float:
-        return median([w.rate for w in ws])
-
     def cell(ws: list[Window], unit: str) -> list[str]:
-        return [f"{fmt(rate(ws))} {unit}", lat([w.p(50) for w in ws], [w.p(99) for w in ws])]
+        rate = median([w.rate for w in ws])
+        return [f"{fmt(rate)} {unit}", lat([w.p(50) for w in ws], [w.p(99) for w in ws])]
 
-    base = [f"raw appends, {args.clients} independent processes", *cell(raw, "appends/s")]
-    rows = []
+    def paired(ours: str, base: str) -> list[float]:
+        return ratios([w.rate for w in windows[ours]], [w.rate for w in windows[base]])
+
+    raw = [f"raw appends, {args.clients} independent processes", *cell(windows["raw"], "appends/s")]
+    label = f"baseline: raw single-event appends, {args.clients} independent client processes"
+    baseline = [f"{label} (own esdbclient, own stream)", *raw[1:], "—", "—", "1.00", "—", "—"]
+    rows, labels = [[*baseline, "—", "baseline"]], {}
     for key, _, keep_alive in webs:
+        labels[key] = "POST check-in, sync workers, new connection per request"
         if keep_alive:
-            label = f"POST check-in, gthread WEB_THREADS={key.rsplit('-', 1)[1]}, keep-alive"
-        else:
-            label = "POST check-in, sync workers, new connection per request"
-        rounds = ratios([w.rate for w in windows[key]], [w.rate for w in raw])
-        ok = median(rounds) >= TARGETS["commands"]
-        rows.append(
-            [
-                label,
-                *cell(windows[key], "cmd/s"),
-                *base,
-                f"{median(rounds):.2f}",
-                per_round(rounds),
-                "—",
-                f"≥ {TARGETS['commands']}",
-                met(ok),
-            ]
-        )
-    if "peer" in windows:
-        peer = windows["peer"]
-        keeps = sum(w.connects for w in peer) < sum(w.done for w in peer) / 2
-        ours_key = next((k for k, _, ka in reversed(webs) if ka == keeps), webs[0][0])
-        rounds = ratios([w.rate for w in windows[ours_key]], [w.rate for w in peer])
-        ours = next(row for row, (k, _, _) in zip(rows, webs, strict=True) if k == ours_key)
-        rows.append(
-            [
-                f"the same ({ours[0]}) ÷ Emmett's Express sample",
-                *ours[1:3],
-                f"peer, {'keep-alive' if keeps else 'a new connection per request'}",
-                *cell(peer, "cmd/s"),
-                f"{median(rounds):.2f}x",
-                per_round(rounds),
-                "—",
-                f"≥ {TARGETS['peer']:g}x",
-                met(median(rounds) >= TARGETS["peer"]),
-            ]
-        )
-    else:
+            labels[key] = f"POST check-in, gthread WEB_THREADS={key.rsplit('-', 1)[1]}, keep-alive"
+        ours = cell(windows[key], "cmd/s")
+        rows.append(row(labels[key], ours, raw, paired(key, "raw"), TARGETS["commands"]))
+    if "peer" not in windows:
         log(f"peer row skipped: {why}")
-        rows.append(["the same ÷ Emmett's Express sample", f"skipped: {why}", *["—"] * 9])
+        return [*rows, ["the same ÷ Emmett's Express sample", f"skipped: {why}", *["—"] * 8]]
+    peer = windows["peer"]
+    keeps = sum(w.connects for w in peer) < sum(w.done for w in peer) / 2
+    key = next((k for k, _, ka in reversed(webs) if ka == keeps), webs[0][0])
+    how = "keep-alive" if keeps else "a new connection per request"
+    label = f"the same ({labels[key]}) ÷ Emmett's Express sample"
+    base = [f"peer, {how}", *cell(peer, "cmd/s")]
+    rows.append(row(label, cell(windows[key], "cmd/s"), base, paired(key, "peer"), 3.0, unit="x"))
     return rows
 
 
@@ -286,6 +282,7 @@ def read_rows(
             got = http_get(target.port, scenario.path, scenario.headers)[0]
             if got != scenario.status:
                 raise RuntimeError(f"{scenario.label}: {target.label} answered {got}")
+    labels = {scenario.key: scenario.label for scenario in scenarios}
     generator = LoadGenerator(args, bench.tmp)
     loads: dict[tuple[str, str], list[Load]] = {}
     for scenario in scenarios:
@@ -309,47 +306,18 @@ def read_rows(
         return ratios([x.rate for x in loads[(key, ours)]], [x.rate for x in loads[(key, base)]])
 
     rows = []
-    floor_label = "floor (hello-world behind the app's middleware)"
-    for key, target in (("get-304", "floor"), ("get-item", None)):
-        rounds = paired(key, FLOOR, HELLO)
-        label = f"{floor_label}, {next(s.label for s in scenarios if s.key == key)}"
-        rows.append(
-            [
-                label,
-                *cell(key, FLOOR),
-                "bare hello-world",
-                *cell(key, HELLO),
-                f"{median(rounds):.2f}",
-                per_round(rounds),
-                "—",
-                f"≥ {TARGETS['floor']}" if target else "—",
-                met(median(rounds) >= TARGETS["floor"]) if target else "—",
-            ]
-        )
-    for scenario in scenarios:
-        goal = TARGETS["list" if scenario.key.startswith("list") else "item"]
-        rounds = paired(scenario.key, "app", FLOOR)
-        bare = median(paired(scenario.key, "app", HELLO))
-        rows.append(
-            [
-                scenario.label,
-                *cell(scenario.key, "app"),
-                "floor",
-                *cell(scenario.key, FLOOR),
-                f"{median(rounds):.2f}",
-                per_round(rounds),
-                f"{bare:.2f}",
-                f"≥ {goal}",
-                met(median(rounds) >= goal),
-            ]
-        )
+    for key, target in (("get-304", TARGETS["floor"]), ("get-item", None)):
+        label = f"floor (hello-world behind the app's middleware), {labels[key]}"
+        base = ["bare hello-world", *cell(key, HELLO)]
+        rows.append(row(label, cell(key, FLOOR), base, paired(key, FLOOR, HELLO), target))
+    for key, label in labels.items():
+        goal = TARGETS["list" if key.startswith("list") else "item"]
+        bare = f"{median(paired(key, 'app', HELLO)):.2f}"
+        base = ["floor", *cell(key, FLOOR)]
+        rows.append(row(label, cell(key, "app"), base, paired(key, "app", FLOOR), goal, bare))
     cpu_rows = [
-        [
-            f"{scenario.label} / {label}",
-            fmt(median([x.cpu_ms_per_request for x in loads[(scenario.key, label)]]), 3),
-        ]
-        for scenario in scenarios
-        for label in (HELLO, FLOOR, "app")
+        [f"{labels[key]} / {label}", fmt(median([x.cpu_ms_per_request for x in got]), 3)]
+        for (key, label), got in loads.items()
     ]
     return rows, cpu_rows, generator.describe()
 
@@ -371,39 +339,13 @@ def run(args: Any, bench: Bench) -> None:
     peer, why = peer_module(args)
     windows = commands(args, bench, uri, webs, peer)
     rows = command_rows(args, windows, webs, why)
-    rows.append(
-        [
-            f"baseline: raw single-event appends, {args.clients} independent client"
-            " processes (own esdbclient, own stream)",
-            *rows[0][4:6],
-            "—",
-            "—",
-            "—",
-            "1.00",
-            "—",
-            "—",
-            "—",
-            "baseline",
-        ]
-    )
     reads, cpu_rows, load_text = read_rows(args, bench, env, webs[0][1])
-    rows += reads
-    rounds = [p / r for p, r in catch]
-    rows.append(
-        [
-            f"projector catch-up ({seeded['items']:,} events)",
-            f"{fmt(median([p for p, _ in catch]))} events/s",
-            "—",
-            "raw filtered `read_all`",
-            f"{fmt(median([r for _, r in catch]))} events/s",
-            "—",
-            f"{median(rounds):.2f}",
-            per_round(rounds),
-            "—",
-            f"≥ {TARGETS['catch']} every round",
-            met(min(rounds) >= TARGETS["catch"]),
-        ]
-    )
+    rates = {side: [r[i] for r in catch] for i, side in enumerate(("projector", "raw"))}
+    ours = [f"{fmt(median(rates['projector']))} events/s", "—"]
+    base = ["raw filtered `read_all`", f"{fmt(median(rates['raw']))} events/s", "—"]
+    rounds = ratios(rates["projector"], rates["raw"])
+    label = f"projector catch-up ({seeded['items']:,} events)"
+    rows += [*reads, row(label, ours, base, rounds, TARGETS["catch"], every=True)]
     report(args, bench, rows, windows, cpu_rows, load_text)
 
 
@@ -426,23 +368,8 @@ def report(
         " on), API_KEYS + REQUIRE_AUTH=true (every request carries the key)",
         f"reads: {load_text}",
     )
-    header = [
-        "path",
-        "ours",
-        "ours p50 / p99 ms",
-        "baseline",
-        "baseline",
-        "baseline p50 / p99 ms",
-        "ratio",
-        "ratio per round",
-        "÷ bare hello-world",
-        "target",
-        "met?",
-    ]
-    # The baseline's name and its rate: two fields of a row, one cell of the table.
-    table = [[*r[:3], f"{r[4]} ({r[3]})" if r[3] != "—" else r[4], *r[5:]] for r in rows]
-    del header[4]
-    bench.report.table(header, table, text=(1, 3, 6, 9, 10))
+    header = "path|ours|ours p50 / p99 ms|baseline|baseline p50 / p99 ms|ratio|ratio per round"
+    bench.report.table(f"{header}|÷ bare hello-world|target|met?", rows, text=(1, 3, 6, 8, 9))
     bench.report.add(
         "ratio = ours ÷ baseline, the median of the per-round ratios (each round measures both"
         " side by side); for the peer, ours ÷ the peer's. p50 / p99: medians over the rounds,"
