@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import soak
-from common import Report, Service, bench_env, free_port, log, wait_http
+from common import Report, Service, log
 from esdbclient import EventStoreDBClient
 from esdbclient.exceptions import EventStoreDBClientException
 
@@ -83,19 +83,11 @@ def client_process(*args: Any) -> None:
 class ClusterStack(soak.Stack):
     """soak's stack with a three-member cluster for the store; the fault: kill -9 the leader."""
 
-    def _start(self) -> None:
-        args = self.args
-        self.env, self.auth = bench_env(auth=True)
-        self.esdb = Service(
-            "esdblocal-cluster",
-            [
-                sys.executable, "-m", "esdblocal", "--cluster-size", "3", "--port", "0",
-                "--data", str(self.data / "esdb"),
-                "--cluster-restart-delay", str(args.restart_delay),
-            ],
-            self.tmp,
-            self.env,
-        )  # fmt: skip
+    def start_store(self) -> None:
+        argv = [sys.executable, "-m", "esdblocal", "--cluster-size", "3", "--port", "0"]
+        argv += ["--data", str(self.data / "esdb")]
+        argv += ["--cluster-restart-delay", str(self.args.restart_delay)]
+        self.esdb = Service("esdblocal-cluster", argv, self.tmp, self.env)
         self.services.append(self.esdb)
         self.uri = self.esdb.wait_for_line(
             self.esdb.stdout_path, lambda line: line.startswith("esdb"), 60
@@ -103,28 +95,7 @@ class ClusterStack(soak.Stack):
         self.esdb_port = 0
         log(f"cluster at {self.uri}")
         self.failovers: list[dict[str, Any]] = []
-        self.port = free_port()
-        self.env.update(
-            ESDB_URI=self.uri,
-            DATA_DIR=str(self.data),
-            PORT=str(self.port),
-            READ_WAIT=str(args.read_wait),
-            LOG_LEVEL="info",
-        )
-        if args.workers:
-            self.env["WEB_WORKERS"] = str(args.workers)
-        self.generation = {"esdblocal": 1, "projector": 0}
         self.leader_port()  # the cluster has elected its first leader
-        self.projector = self.start_projector()
-        self.web = Service(
-            "web",
-            [soak.GUNICORN, "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"],
-            self.tmp,
-            self.env,
-        )
-        self.services.append(self.web)
-        wait_http(self.web, self.port, "/healthz")
-        self.wait_live(self.projector, 0, 60)
 
     # -------------------------------------------------------------- the cluster
 

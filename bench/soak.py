@@ -84,6 +84,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    GUNICORN,
     HOST,
     Report,
     Service,
@@ -97,7 +98,6 @@ from common import (
     wait_http,
 )
 
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 INVENTORY = "inventoryItem"
 CAR = "car"
 CHECK_IN = "application/json; domain-model=CheckInItemsToInventoryCommand"
@@ -620,27 +620,23 @@ class Stack:
             self.stop()
             raise
 
-    def _start(self) -> None:
-        args = self.args
-        self.env, self.auth = bench_env(auth=True)
+    def start_store(self) -> None:
+        """esdblocal on a free port (``start_esdb`` restarts it on the same one)."""
         self.uri = start_esdblocal(self.data, self.tmp, self.env, self.services)
         self.esdb = self.services[-1]
         self.esdb_port = urlsplit(self.uri).port
+
+    def _start(self) -> None:
+        args = self.args
+        self.env, self.auth = bench_env(auth=True)
+        self.start_store()
         self.port = free_port()
-        self.env.update(
-            ESDB_URI=self.uri,
-            DATA_DIR=str(self.data),
-            PORT=str(self.port),
-            READ_WAIT=str(args.read_wait),
-            LOG_LEVEL="info",
-        )
-        if args.workers:
-            self.env["WEB_WORKERS"] = str(args.workers)
+        settings = {"ESDB_URI": self.uri, "DATA_DIR": self.data, "PORT": self.port}
+        settings.update(READ_WAIT=args.read_wait, LOG_LEVEL="info", WEB_WORKERS=args.workers)
+        self.env.update({k: str(v) for k, v in settings.items() if v})
         self.generation = {"esdblocal": 1, "projector": 0}
         self.projector = self.start_projector()
-        self.web = Service(
-            "web", [GUNICORN, "-c", "deploy/gunicorn.conf.py", "app.wsgi:app"], self.tmp, self.env
-        )
+        self.web = Service("web", [*GUNICORN, "app.wsgi:app"], self.tmp, self.env)
         self.services.append(self.web)
         wait_http(self.web, self.port, "/healthz")
         self.wait_live(self.projector, 0, 60)

@@ -28,34 +28,26 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 from common import (
     CHECK_IN,
-    CREATE,
     HOST,
     PROJECT_ROOT,
-    Report,
-    Service,
-    bench_env,
+    Bench,
+    Web,
     children_of,
     cpu_seconds,
+    create_item,
     ensure_wrk,
-    free_port,
     http_get,
     log,
-    machine,
-    revision,
-    start_esdblocal,
-    wait_http,
 )
 
 OURS = ("app", "projections", "domain", "eventstore", "jsonlogs")
@@ -154,135 +146,67 @@ def split(raw: Path, owners: Owners) -> tuple[int, collections.Counter[str]]:
 
 
 def profile(
-    py_spy: str,
-    wrk: str,
-    port: int,
-    master: int,
-    path: str,
-    headers: dict[str, str],
-    script: Path | None,
-    seconds: float,
-    tmp: Path,
-    owners: Owners,
+    bench: Bench, wrk: str, web: Web, request: tuple[str, dict[str, str], Path | None], args: Any
 ) -> tuple[int, float, collections.Counter[str], int]:
     """(requests, worker CPU seconds, samples per owner, samples) for one loaded run."""
-    (worker,) = children_of(master)
+    path, headers, script = request
+    (worker,) = children_of(web.pid)
     argv = [wrk, "-t1", "-c4", *(["-s", str(script)] if script else [])]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
-    url = f"http://{HOST}:{port}{path}"
+    url = f"http://{HOST}:{web.port}{path}"
     subprocess.run([*argv, "-d1s", url], capture_output=True, check=True)  # warm
-    raw = tmp / f"spy-{port}-{time.monotonic_ns()}.txt"
-    spy = subprocess.Popen(
-        [
-            py_spy,
-            "record",
-            "--pid",
-            str(worker),
-            "--rate",
-            "500",
-            "--nonblocking",
-            "--format",
-            "raw",
-            "--output",
-            str(raw),
-            "--duration",
-            str(int(seconds) + 2),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    raw = bench.tmp / f"spy-{web.port}-{time.monotonic_ns()}.txt"
+    spy = [args.py_spy, "record", "--pid", str(worker), "--rate", "500", "--nonblocking"]
+    spy += ["--format", "raw", "--output", str(raw), "--duration", str(int(args.seconds) + 2)]
+    sampler = subprocess.Popen(spy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # py-spy attached
     before = cpu_seconds(worker)
     done = subprocess.run(
-        [*argv, f"-d{int(seconds)}s", url], capture_output=True, text=True, check=True
+        [*argv, f"-d{int(args.seconds)}s", url], capture_output=True, text=True, check=True
     )
     cpu = cpu_seconds(worker) - before
-    spy.wait()
-    requests = next(
-        int(line.split()[0]) for line in done.stdout.splitlines() if "requests in" in line
-    )
-    total, counts = split(raw, owners)
+    sampler.wait()
+    lines = done.stdout.splitlines()
+    requests = next(int(line.split()[0]) for line in lines if "requests in" in line)
+    total, counts = split(raw, args.owners)
     return requests, cpu, counts, total
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="profiled load per run")
+    parser.add_argument("--quick", action="store_true", help="2 s per run")
     parser.add_argument(
         "--scenario",
         action="append",
         choices=("get-item", "get-304", "list-0", "check-in"),
         help="repeatable; default: all four",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.seconds = 2.0 if args.quick else args.seconds
+    args.scenario = args.scenario or ["get-item", "get-304", "list-0", "check-in"]
+    args.py_spy, args.owners = ensure_py_spy(), Owners()
+    return Bench.main("worker-profile", lambda bench: run(args, bench))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    scenarios = args.scenario or ["get-item", "get-304", "list-0", "check-in"]
+def run(args: argparse.Namespace, bench: Bench) -> None:
     wrk = ensure_wrk("wrk")
     assert wrk is not None
-    py_spy = ensure_py_spy()
-    load_before = os.getloadavg()
-    services: list[Service] = []
-    report = Report()
-    with tempfile.TemporaryDirectory(prefix="worker-profile-") as tmp_name:
-        tmp = Path(tmp_name)
-        try:
-            run(args, scenarios, wrk, py_spy, tmp, services, report, load_before)
-        finally:
-            for service in reversed(services):
-                service.stop()
-    print("\n".join(report.lines), flush=True)
-    return 0
-
-
-def run(
-    args: argparse.Namespace,
-    scenarios: list[str],
-    wrk: str,
-    py_spy: str,
-    tmp: Path,
-    services: list[Service],
-    report: Report,
-    load_before: tuple[float, ...],
-) -> None:
-    data = tmp / "data"
-    env, auth = bench_env(auth=True)
-    uri = start_esdblocal(data, tmp, env, services)
-    base = {
-        **env,
-        "ESDB_URI": uri,
-        "DATA_DIR": str(data),
-        "WEB_WORKERS": "1",
-        "WEB_THREADS": "1",
-        "LOG_LEVEL": "info",
-        "ETAG_KEY": os.urandom(64).hex(),
-    }
-    services.append(Service("projector", [sys.executable, "-m", "projections"], tmp, base))
-    gunicorn = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
-    ports = {"app": free_port(), "hello-world": free_port()}
-    servers = {
-        "app": Service(
-            "web-app", [*gunicorn, "app.wsgi:app"], tmp, {**base, "PORT": str(ports["app"])}
-        ),
-        "hello-world": Service(
-            "web-hello",
-            [*gunicorn, "--pythonpath", "bench", "hello_app:app"],
-            tmp,
-            {**base, "PORT": str(ports["hello-world"])},
-        ),
-    }
-    services.extend(servers.values())
-    for name, server in servers.items():
-        wait_http(server, ports[name], "/healthz")
-    item = create(ports["app"], auth)
+    uri = bench.esdblocal()
+    env = bench.stack_env(
+        uri, WEB_WORKERS=1, WEB_THREADS=1, LOG_LEVEL="info", ETAG_KEY=os.urandom(64).hex()
+    )
+    bench.projector(env)
+    webs = {"app": bench.gunicorn("web-app", env), "hello-world": bench.gunicorn(
+        "web-hello", env, "hello_app:app")}  # fmt: skip
+    bench.wait(*webs.values())
+    auth = bench.auth
+    item = create(webs["app"].port, auth)
     for _ in range(20):
-        create(ports["app"], auth)
-    _, headers, _ = http_get(ports["app"], item, auth)
-    etag = headers["ETag"]
-    script = tmp / "post.lua"
+        create(webs["app"].port, auth)
+    etag = http_get(webs["app"].port, item, auth)[1]["ETag"]
+    script = bench.tmp / "post.lua"
     script.write_text(POST_SCRIPT % CHECK_IN)
     plans = {
         "get-item": ("GET item (200)", item, {}, None),
@@ -290,80 +214,39 @@ def run(
         "list-0": ("list offset 0", "/v1/inventory-items?offset=0&limit=10", {}, None),
         "check-in": ("POST check-in", item, {}, script),
     }
-    owners = Owners()
-    report.add(
+    bench.header(
         "## Where a sync worker's CPU goes, per request (py-spy)",
-        "",
-        *(f"- {line}" for line in machine(load_before)),
-        f"- code: {revision()}",
-        "- one sync worker per server, deploy/gunicorn.conf.py, LOG_LEVEL=info, API key on;"
+        "one sync worker per server, deploy/gunicorn.conf.py, LOG_LEVEL=info, API key on;"
         f" wrk, 4 connections, {args.seconds:g} s per run; py-spy --nonblocking at 500 Hz",
-        "",
     )
-    for key in scenarios:
+    for key in args.scenario:
         label, path, extra, lua = plans[key]
         apps = ["app"] if key == "check-in" else ["app", "hello-world"]
         measured = {}
         for name in apps:
             log(f"{label}: {name}")
-            measured[name] = profile(
-                py_spy,
-                wrk,
-                ports[name],
-                servers[name].pid,
-                path,
-                {**auth, **extra},
-                lua,
-                args.seconds,
-                tmp,
-                owners,
-            )
-        header = ["owner", *(f"{name} µs/req" for name in apps)]
-        rows = []
-        per_request = {}
-        for name, (requests, cpu, counts, total) in measured.items():
-            per_request[name] = {
-                owner: 1e6 * cpu / requests * counts[owner] / total if total else 0.0
-                for owner in OWNERS
-            }
-        for owner in OWNERS:
-            rows.append([owner, *(f"{per_request[name][owner]:.0f}" for name in apps)])
-        rows.append(
-            [
-                "**all (worker CPU ÷ requests)**",
-                *(f"**{1e6 * measured[n][1] / measured[n][0]:.0f}**" for n in apps),
-            ]
-        )
-        report.add(
-            f"### {label}: "
-            + ", ".join(
-                f"{name} {measured[name][0] / args.seconds:,.0f} req/s,"
-                f" {measured[name][3]:,} samples"
-                for name in apps
-            ),
-            "",
-        )
-        report.table(header, rows)
-        (tmp / f"{key}.json").write_text(json.dumps(per_request))
+            measured[name] = profile(bench, wrk, webs[name], (path, {**auth, **extra}, lua), args)
+        per_request = {
+            name: {o: 1e6 * cpu / n * counts[o] / total if total else 0.0 for o in OWNERS}
+            for name, (n, cpu, counts, total) in measured.items()
+        }
+        rows = [[owner, *(f"{per_request[name][owner]:.0f}" for name in apps)] for owner in OWNERS]
+        whole = [f"**{1e6 * measured[n][1] / measured[n][0]:.0f}**" for n in apps]
+        rows.append(["**all (worker CPU ÷ requests)**", *whole])
+        rates = [f"{n} {measured[n][0] / args.seconds:,.0f} req/s, {measured[n][3]:,} samples"
+                 for n in apps]  # fmt: skip
+        bench.report.add(f"### {label}: " + ", ".join(rates), "")
+        bench.report.table(["owner", *(f"{name} µs/req" for name in apps)], rows)
 
 
 def create(port: int, auth: dict[str, str]) -> str:
-    import http.client
-
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    body = json.dumps({"name": f"profiled {uuid.uuid4()}"})
-    conn.request("POST", "/v1/inventory-items", body, {**auth, "Content-Type": CREATE})
-    resp = conn.getresponse()
-    resp.read()
-    conn.close()
-    if resp.status != 202:
-        raise RuntimeError(f"create answered {resp.status}")
-    location = resp.getheader("Location") or ""
-    path = "/" + location.split("/", 3)[3]
-    position = resp.getheader("Commit-Position") or ""
-    status, _, _ = http_get(port, path, {**auth, "Commit-Position": position})
-    if status != 200:
-        raise RuntimeError(f"GET {path} after its create answered {status}")
+    """A new item through the API, once the read side shows it; its path."""
+    path = create_item(port, auth)
+    deadline = time.monotonic() + 30
+    while http_get(port, path, auth)[0] != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"GET {path} after its create never answered 200")
+        time.sleep(0.05)
     return path
 
 
