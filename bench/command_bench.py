@@ -51,7 +51,6 @@ from common import (
     CHECK_IN,
     CHECK_IN_BODY,
     CREATE,
-    HEADLINE_COLUMNS,
     HOST,
     RAW_METADATA,
     Bench,
@@ -422,14 +421,7 @@ def profile(
         ("one check-in over HTTP to the sync gunicorn, new connection", http_new),
     ]
     report.table(
-        [
-            "measure",
-            "wall µs",
-            "caller CPU µs",
-            "esdblocal CPU µs",
-            "projector CPU µs",
-            "gunicorn CPU µs",
-        ],
+        "measure|wall µs|caller CPU µs|esdblocal CPU µs|projector CPU µs|gunicorn CPU µs",
         [[label, *(fmt(x) for x in values)] for label, values in measures],
     )
     report.add(
@@ -441,9 +433,7 @@ def profile(
         " inflates the Python-heavy parts):",
         "",
     )
-    report.table(
-        ["part", "wall µs", "wall share", "CPU µs", "CPU share", "calls per command"], rows
-    )
+    report.table("part|wall µs|wall share|CPU µs|CPU share|calls per command", rows)
 
 
 # ---------------------------------------------------------------------------- main
@@ -635,7 +625,8 @@ def report_run(
         ratio = ours / fresh_ms
         verdict = [f"≤ {target:g}x", met(ratio <= target)] if target else ["—", "—"]
         rows.append([label, f"{ours:.1f} ms", worst, *fresh, f"{ratio:.{digits}f}x", *verdict])
-    report.table(HEADLINE_COLUMNS, rows, text=(1, 3, 7))
+    header = "path|ours|ours p50 / p99 ms|baseline|baseline p50 / p99 ms|ratio|target|met?"
+    report.table(header, rows, text=(1, 3, 7))
     report.add(
         "ratio = ours ÷ baseline (rates; for the cold worker, median latencies of"
         f" {len(cold.long)} samples). Latencies are from the client: with a new connection per"

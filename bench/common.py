@@ -372,10 +372,6 @@ def machine_lines(args: Any, loadgen: str, load_before: tuple[float, ...]) -> li
     ]
 
 
-# The columns of a table of rows against their baselines (command_bench.py's).
-HEADLINE_COLUMNS = "path|ours|ours p50 / p99 ms|baseline|baseline p50 / p99 ms|ratio|target|met?"
-
-
 @dataclass
 class Report:
     lines: list[str] = field(default_factory=list)
@@ -1059,3 +1055,125 @@ class LoadGenerator:
             load = run_python_load(target.port, scenario.path, scenario.headers, seconds, self.args)
         load.server_cpu = tree_cpu_seconds(target.service.pid) - cpu0
         return load
+
+    def rounds(
+        self, targets: list[Target], scenario: Scenario, args: Any, rotate: bool = False
+    ) -> dict[str, list[Load]]:
+        """Every target under ``scenario``: an unmeasured ``args.warmup`` s each, then
+        ``args.rounds`` rounds of ``args.seconds`` s, the order alternating (or rotating)."""
+        out: dict[str, list[Load]] = {target.label: [] for target in targets}
+        for target in targets:
+            if args.warmup > 0:
+                self.run(target, scenario, args.warmup)
+        for number, order in enumerate(round_orders(targets, args.rounds, rotate)):
+            for target in order:
+                out[target.label].append(load := self.run(target, scenario, args.seconds))
+                log(
+                    f"{scenario.label} / {target.label} round {number + 1}: {load.rate:,.0f}"
+                    f" req/s, p99 {load.p99_ms:.2f} ms, {load.errors} errors"
+                )
+        return out
+
+
+# ---------------------------------------------------------------------------- read-your-writes
+
+
+@dataclass
+class Ryw:
+    writes: list[float] = field(default_factory=list)  # POST sent -> 202 read
+    visible: list[float] = field(default_factory=list)  # 202 read -> GET's 200 read
+    gets: list[float] = field(default_factory=list)  # that GET's own latency
+    plain: list[float] = field(default_factory=list)  # the plain GET's
+    statuses: dict[int, int] = field(default_factory=dict)  # of the GETs after a write
+    stale: int = 0  # 200s whose count did not show the check-in yet
+    write_errors: int = 0
+    reconnects: int = 0  # requests that found their kept-alive connection closed
+    seconds: float = 0.0
+
+    def add(self, other: Ryw) -> None:
+        for name in ("writes", "visible", "gets", "plain"):
+            getattr(self, name).extend(getattr(other, name))
+        for status, n in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+        self.stale, self.write_errors = (
+            self.stale + other.stale,
+            self.write_errors + other.write_errors,
+        )
+        self.reconnects += other.reconnects
+        self.seconds = max(self.seconds, other.seconds)
+
+
+class RywClient:
+    """Paced writes, each followed at once by a GET of its Location with the 202's
+    ``Commit-Position`` (the app waits for the projector), then a plain GET (``plain(tick)``).
+    ``keep_alive``: one connection, kept while the server allows (as an HTTP client library),
+    else a new one per request; ``check_ins``: every other write is a check-in to the item
+    just created (a 200 whose count does not show it is stale), else every write a create."""
+
+    def __init__(self, port: int, auth: dict[str, str], keep_alive: bool, check_ins: bool) -> None:
+        self.port, self.auth, self.keep_alive, self.check_ins = port, auth, keep_alive, check_ins
+        self.out = Ryw()
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> tuple[int, Any, bytes, float, float]:
+        """status, headers, body, sent-at, answered-at; a kept-alive connection found closed
+        is opened again once."""
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
+            sent = time.perf_counter()
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt or not self.keep_alive:
+                    raise
+                self.out.reconnects += 1
+                continue
+            read = time.perf_counter()
+            if resp.will_close or not self.keep_alive:
+                self.conn.close()
+                self.conn = None
+            return resp.status, resp.headers, data, sent, read
+        raise AssertionError("unreachable")
+
+    def run(self, rate: float, seconds: float, plain: Callable[[int], str], name: str) -> Ryw:
+        out, began, location, checked_in = self.out, time.perf_counter(), "", 0
+        for tick in range(int(rate * seconds)):
+            wait_until(time.time() + began + tick / rate - time.perf_counter())
+            create = not self.check_ins or tick % 2 == 0 or not location
+            if create:
+                body = json.dumps({"name": f"ryw {name}-{tick}"}).encode()
+                sent_to, kind = "/v1/inventory-items", CREATE
+            else:
+                body, sent_to, kind = CHECK_IN_BODY, location, CHECK_IN
+            status, headers, _, sent, answered = self.request(
+                "POST", sent_to, {**self.auth, "Content-Type": kind}, body
+            )
+            if status != 202:
+                out.write_errors += 1
+                continue
+            out.writes.append(answered - sent)
+            if create:
+                location, checked_in = urlsplit(headers["Location"]).path, 0
+            else:
+                checked_in += 1
+            after = {**self.auth, "Commit-Position": headers["Commit-Position"]}
+            status, _, data, sent, read = self.request("GET", location, after)
+            out.statuses[status] = out.statuses.get(status, 0) + 1
+            if status == 200:
+                out.visible.append(read - answered)
+                out.gets.append(read - sent)
+                out.stale += self.check_ins and json.loads(data).get("currentCount") != checked_in
+            status, _, _, sent, read = self.request("GET", plain(tick), self.auth)
+            if status == 200:
+                out.plain.append(read - sent)
+        out.seconds = time.perf_counter() - began
+        if self.conn is not None:
+            self.conn.close()
+        return out

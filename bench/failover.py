@@ -31,10 +31,8 @@ import collections
 import json
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -231,70 +229,47 @@ def failover_rows(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="failover-"))
-    report = Report()
-    stack: ClusterStack | None = None
-    ok = False
     soak.client_process = client_process  # type: ignore[assignment]
-    try:
-        stack = ClusterStack(tmp, args)
-        ok = soak.run(args, stack, report)
-        records = []
-        for path in sorted((tmp / "records").glob("*.jsonl")):
-            records += [json.loads(line) for line in path.read_text().splitlines() if line]
-        bare = [r for r in records if r["status"] == 503 and not r.get("retryAfter")]
-        server_errors = [r for r in records if (r["status"] or 0) >= 500 and r["status"] != 503]
-        lines = report.lines
-        lines[0] = "# Failover under load: the stack on a three-member cluster"
-        for i, line in enumerate(lines):
-            if line.startswith("- stack: esdblocal (durable)"):
-                lines[i] = line.replace(
-                    "esdblocal (durable)",
-                    "esdblocal --cluster-size 3 (durable; a killed member restarted after"
-                    f" {args.restart_delay:g} s)",
-                )
-            if line.startswith("| ") and "| esdblocal |" in line:  # the Faults table
-                lines[i] = line.replace("| esdblocal |", "| the leader |")
-            if line.startswith("- faults:"):
-                lines[i] = (
-                    f"- faults: {len(stack.failovers)} kill -9 of the leader (mean gap"
-                    f" {args.fault_every:g} s), grace {args.grace:g} s after the new leader"
-                )
-        checks = [
-            ("every 503 carries Retry-After", not bare, f"{len(bare)} without"),
-            ("no 5xx but 503", not server_errors, f"{len(server_errors)} other 5xx"),
-            ("the leader was killed", bool(stack.failovers), f"{len(stack.failovers)} times"),
-        ]
-        report.add("## Failover checks", "")
-        report.table(
-            ["check", "result", "detail"],
-            [[name, "ok" if good else "**FAIL**", detail] for name, good, detail in checks],
-            text=(1, 2),
-        )
-        report.add("## Failovers", "")
-        report.table(
-            [
-                "leader",
-                "election s",
-                "first 202 after s",
-                "answers in the window",
-                "projector live after s",
-            ],
-            failover_rows(stack, records, args.grace),
-            text=(0, 3),
-        )
-        ok = ok and all(good for _, good, _ in checks)
-        report.add(f"**{'all failover checks passed' if ok else 'FAILOVER CHECKS FAILED'}**")
-    finally:
-        if stack is not None:
-            stack.stop()
-        print("\n".join(report.lines), flush=True)
-        if args.keep or not ok:
-            log(f"logs and data kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if ok else 1
+    return soak.main(argv, parse_args, ClusterStack, failover_checks, "failover")
+
+
+def failover_checks(args: Any, stack: ClusterStack, report: Report, ok: bool) -> bool:
+    """soak's report relabelled for the cluster, then the failover's own checks and table."""
+    records = []
+    for path in sorted((stack.tmp / "records").glob("*.jsonl")):
+        records += [json.loads(line) for line in path.read_text().splitlines() if line]
+    bare = [r for r in records if r["status"] == 503 and not r.get("retryAfter")]
+    server_errors = [r for r in records if (r["status"] or 0) >= 500 and r["status"] != 503]
+    lines = report.lines
+    lines[0] = "# Failover under load: the stack on a three-member cluster"
+    for i, line in enumerate(lines):
+        if line.startswith("- stack: esdblocal (durable)"):
+            lines[i] = line.replace(
+                "esdblocal (durable)",
+                "esdblocal --cluster-size 3 (durable; a killed member restarted after"
+                f" {args.restart_delay:g} s)",
+            )
+        if line.startswith("| ") and "| esdblocal |" in line:  # the Faults table
+            lines[i] = line.replace("| esdblocal |", "| the leader |")
+        if line.startswith("- faults:"):
+            lines[i] = (
+                f"- faults: {len(stack.failovers)} kill -9 of the leader (mean gap"
+                f" {args.fault_every:g} s), grace {args.grace:g} s after the new leader"
+            )
+    checks = [
+        ("every 503 carries Retry-After", not bare, f"{len(bare)} without"),
+        ("no 5xx but 503", not server_errors, f"{len(server_errors)} other 5xx"),
+        ("the leader was killed", bool(stack.failovers), f"{len(stack.failovers)} times"),
+    ]
+    report.add("## Failover checks", "")
+    rows = [[name, "ok" if good else "**FAIL**", detail] for name, good, detail in checks]
+    report.table("check|result|detail", rows, text=(1, 2))
+    report.add("## Failovers", "")
+    header = "leader|election s|first 202 after s|answers in the window|projector live after s"
+    report.table(header, failover_rows(stack, records, args.grace), text=(0, 3))
+    ok = ok and all(good for _, good, _ in checks)
+    report.add(f"**{'all failover checks passed' if ok else 'FAILOVER CHECKS FAILED'}**")
+    return ok
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import http.client
 import importlib.util
 import io
 import json
@@ -46,16 +45,12 @@ import pstats
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    CHECK_IN,
-    CREATE,
     FLOOR,
     FLOOR_SCENARIOS,
     HOST,
@@ -66,6 +61,8 @@ from common import (
     Load,
     LoadGenerator,
     Report,
+    Ryw,
+    RywClient,
     Scenario,
     Target,
     caught_up,
@@ -78,8 +75,8 @@ from common import (
     ms,
     raw_read_all,
     raw_subscription,
-    round_orders,
     seed,
+    wait_until,
 )
 
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -98,33 +95,6 @@ RYW_TARGET_P99_MS = 50.0
 # ---------------------------------------------------------------------------- read-your-writes
 
 
-@dataclass
-class RywResult:
-    writes: list[float] = field(default_factory=list)  # POST latency, seconds
-    visible: list[float] = field(default_factory=list)  # 202 arrived -> GET's 200 read
-    gets: list[float] = field(default_factory=list)  # the GET's own latency
-    plain: list[float] = field(default_factory=list)  # plain GET of a seeded item
-    statuses: dict[int, int] = field(default_factory=dict)
-    stale: int = 0
-    write_errors: int = 0
-    seconds: float = 0.0
-
-
-def _request(
-    port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None
-) -> tuple[int, Any, bytes, float, float]:
-    """One request on a new connection: status, headers, body, sent-at, answered-at."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
-    sent = time.perf_counter()
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, resp.headers, data, sent, time.perf_counter()
-    finally:
-        conn.close()
-
-
 def ryw_worker(
     port: int,
     rate: float,
@@ -133,60 +103,21 @@ def ryw_worker(
     client: int,
     seeded: int,
     auth: dict[str, str],
-    results: Queue[RywResult],
+    results: Queue[Ryw],
 ) -> None:
-    """Paced writes, each followed by a GET with its Commit-Position; then a plain GET."""
-    while time.time() < start_at:
-        time.sleep(0.0005)
-    out = RywResult()
-    began = time.perf_counter()
-    count = int(rate * seconds)
-    location = ""
-    checked_in = 0
-    for tick in range(count):
-        delay = began + tick / rate - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        create = tick % 2 == 0 or not location
-        if create:
-            body = json.dumps({"name": f"ryw {client}-{tick}"}).encode()
-            status, headers, _, sent, answered = _request(
-                port, "POST", "/v1/inventory-items", {**auth, "Content-Type": CREATE}, body
-            )
-        else:
-            body = b'{"count": 1}'
-            status, headers, _, sent, answered = _request(
-                port, "POST", location, {**auth, "Content-Type": CHECK_IN}, body
-            )
-        if status != 202:
-            out.write_errors += 1
-            continue
-        out.writes.append(answered - sent)
-        if create:
-            location, checked_in = urlsplit(headers["Location"]).path, 0
-        else:
-            checked_in += 1
-        position = headers["Commit-Position"]
-        status, _, data, sent, read = _request(
-            port, "GET", location, {**auth, "Commit-Position": position}
-        )
-        out.statuses[status] = out.statuses.get(status, 0) + 1
-        if status == 200:
-            out.visible.append(read - answered)
-            out.gets.append(read - sent)
-            if json.loads(data).get("currentCount") != checked_in:
-                out.stale += 1
-        plain = f"/v1/inventory-items/{item_id((client * 7919 + tick) % seeded)}"
-        status, _, _, sent, read = _request(port, "GET", plain, auth)
-        if status == 200:
-            out.plain.append(read - sent)
-    out.seconds = time.perf_counter() - began
-    results.put(out)
+    """Paced writes (creates and check-ins), a new connection per request; the plain GET is
+    of a seeded item."""
+    wait_until(start_at)
+
+    def plain(tick: int) -> str:
+        return f"/v1/inventory-items/{item_id((client * 7919 + tick) % seeded)}"
+
+    results.put(RywClient(port, auth, False, True).run(rate, seconds, plain, str(client)))
 
 
-def read_your_writes(port: int, args: Any, auth: dict[str, str]) -> RywResult:
+def read_your_writes(port: int, args: Any, auth: dict[str, str]) -> Ryw:
     ctx = mp.get_context("spawn")
-    results: Queue[RywResult] = ctx.Queue()
+    results: Queue[Ryw] = ctx.Queue()
     start_at = time.time() + 1.0
     rate = args.ryw_rate / args.ryw_clients
     workers = [
@@ -198,18 +129,9 @@ def read_your_writes(port: int, args: Any, auth: dict[str, str]) -> RywResult:
     ]
     for worker in workers:
         worker.start()
-    total = RywResult()
+    total = Ryw()
     for _ in workers:
-        part = results.get(timeout=args.ryw_seconds * 10 + 120)
-        total.writes += part.writes
-        total.visible += part.visible
-        total.gets += part.gets
-        total.plain += part.plain
-        for status, n in part.statuses.items():
-            total.statuses[status] = total.statuses.get(status, 0) + n
-        total.stale += part.stale
-        total.write_errors += part.write_errors
-        total.seconds = max(total.seconds, part.seconds)
+        total.add(results.get(timeout=args.ryw_seconds * 10 + 120))
     for worker in workers:
         worker.join(STOP_TIMEOUT_S)
     return total
@@ -347,16 +269,8 @@ def floor_report(
             ]
         )
     report.table(
-        [
-            "scenario",
-            "hello req/s",
-            "floor req/s",
-            "app req/s",
-            "floor ÷ hello",
-            "app ÷ floor",
-            "floor CPU ms/req",
-            "app CPU ms/req",
-        ],
+        "scenario|hello req/s|floor req/s|app req/s|"
+        "floor ÷ hello|app ÷ floor|floor CPU ms/req|app CPU ms/req",
         rows,
     )
 
@@ -366,12 +280,6 @@ def verdict(ratio: float, key: str) -> str:
     if target is None or math.isnan(ratio):
         return "—"
     return f"{target[0]}: {met(ratio, key)}"
-
-
-def latencies(loads: list[Load]) -> str:
-    p50 = statistics.median(load.p50_ms for load in loads)
-    p99 = statistics.median(load.p99_ms for load in loads)
-    return f"{p50:.1f} / {p99:.1f}"
 
 
 def met(ratio: float, key: str) -> str:
@@ -523,17 +431,8 @@ def run(args: Any, bench: Bench) -> None:
     loads: dict[tuple[str, str], list[Load]] = {}
     for scenario in scenarios:
         loaded = [*targets, floor] if scenario.key in FLOOR_SCENARIOS else targets
-        for target in loaded:
-            if args.warmup > 0:
-                generator.run(target, scenario, args.warmup)
-        for round_, order in enumerate(round_orders(loaded, args.rounds)):
-            for target in order:
-                load = generator.run(target, scenario, args.seconds)
-                loads.setdefault((scenario.key, target.label), []).append(load)
-                log(
-                    f"{scenario.label} / {target.label} round {round_ + 1}: {load.rate:,.0f}"
-                    f" req/s, p99 {load.p99_ms:.2f} ms, {load.errors} errors"
-                )
+        for label, got in generator.rounds(loaded, scenario, args).items():
+            loads[(scenario.key, label)] = got
 
     # ------------------------------------------------ 3. read-your-writes
     log(f"read-your-writes: {args.ryw_rate:g} writes/s for {args.ryw_seconds:g} s")
@@ -595,7 +494,7 @@ def run(args: Any, bench: Bench) -> None:
             f"projector CPU {projector_cpu:.1f} s",
         ],
     ]
-    report.table(["reader", "events", "seconds", "events/s", "ratio", "note"], rows, text=(5,))
+    report.table("reader|events|seconds|events/s|ratio|note", rows, text=(5,))
 
     report.add(
         f"### HTTP reads: median of {args.rounds} round(s) of {args.seconds:g} s each,"
@@ -689,7 +588,7 @@ def run(args: Any, bench: Bench) -> None:
             ]
         )
     report.table(
-        ["measure", "n", "p50 ms", "p99 ms", "max ms", "p50 ÷ plain", "p99 ÷ plain", "note"],
+        "measure|n|p50 ms|p99 ms|max ms|p50 ÷ plain|p99 ÷ plain|note",
         rows,
         text=(7,),
     )

@@ -77,6 +77,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1386,15 +1387,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+def main(
+    argv: list[str] | None = None,
+    parse: Callable[[list[str] | None], argparse.Namespace] = parse_args,
+    make: Callable[[Path, argparse.Namespace], Stack] | None = None,
+    more: Callable[[argparse.Namespace, Any, Report, bool], bool] | None = None,
+    prefix: str = "soak",
+) -> int:
+    """The soak (failover.py passes its own arguments, stack and further checks)."""
+    args = parse(argv)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     report = Report()
     stack: Stack | None = None
     ok = False
     try:
-        stack = Stack(tmp, args)
+        stack = (make or Stack)(tmp, args)
         ok = run(args, stack, report)
+        if more is not None:
+            ok = more(args, stack, report, ok)
     finally:
         if stack is not None:
             stack.stop()
@@ -1536,13 +1546,13 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
     )
     report.add("## Checks", "")
     report.table(
-        ["check", "result", "detail"],
+        "check|result|detail",
         [[c.name, "ok" if c.ok else "**FAIL**", c.detail.replace("|", "\\|")] for c in checks],
         text=(1, 2),
     )
     report.add("## Outcomes", "")
     report.table(
-        ["figure", "count"],
+        "figure|count",
         [[k, str(v)] for k, v in sorted(figures.items())],
     )
     header, rows = status_table(records)
@@ -1557,7 +1567,7 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
                     cut[index] += 1
                     break
     report.table(
-        ["at s", "kill -9", "pid", "down s", "back after s", "live after s", "no answer"],
+        "at s|kill -9|pid|down s|back after s|live after s|no answer",
         [
             [
                 f"{w.start - started:.1f}",
@@ -1574,7 +1584,7 @@ def run(args: argparse.Namespace, stack: Stack, report: Report) -> bool:
     )
     report.add("## Memory (VmRSS, MB)", "")
     report.table(
-        ["process", "pid at start", "start", "pid at end", "end", "same process"],
+        "process|pid at start|start|pid at end|end|same process",
         rss_rows(rss_start, rss_end),
         text=(1, 3, 5),
     )

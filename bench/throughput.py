@@ -162,6 +162,7 @@ def commands(
     if peer is not None:
         stack = contextlib.ExitStack()
         bench.cleanups.append(stack.close)
+        (bench.tmp / "peer").mkdir()
         peer_base = stack.enter_context(peer.running(uri, bench.tmp / "peer"))
         log(f"peer at {peer_base}")
     clients.run(("prepare", [web.port for _, web, _ in webs], peer_base), 180)
@@ -285,17 +286,10 @@ def read_rows(
     labels = {scenario.key: scenario.label for scenario in scenarios}
     generator = LoadGenerator(args, bench.tmp)
     loads: dict[tuple[str, str], list[Load]] = {}
+    plan = argparse.Namespace(warmup=1.0, rounds=args.read_rounds, seconds=args.read_seconds)
     for scenario in scenarios:
-        for target in targets:
-            generator.run(target, scenario, 1.0)  # warm-up
-        for order in round_orders(targets, args.read_rounds, rotate=True):
-            for target in order:
-                load = generator.run(target, scenario, args.read_seconds)
-                loads.setdefault((scenario.key, target.label), []).append(load)
-                log(
-                    f"{scenario.label} / {target.label}: {load.rate:,.0f} req/s, p99"
-                    f" {load.p99_ms:.2f} ms, {load.errors} errors"
-                )
+        for label, got in generator.rounds(targets, scenario, plan, rotate=True).items():
+            loads[(scenario.key, label)] = got
 
     def cell(key: str, label: str) -> list[str]:
         got = loads[(key, label)]
@@ -380,7 +374,7 @@ def report(
     for key, ws in windows.items():
         per_op = [1000 * w.server_cpu / w.done for w in ws if w.done]
         cpu.append([f"commands / {key}", fmt(median(per_op), 2)])
-    bench.report.table(["lane", "server CPU ms per operation (median)"], cpu + cpu_rows)
+    bench.report.table("lane|server CPU ms per operation (median)", cpu + cpu_rows)
 
 
 if __name__ == "__main__":

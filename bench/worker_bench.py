@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +48,8 @@ from common import (
     WRK_SCRIPT,
     Bench,
     Load,
+    Ryw,
+    RywClient,
     Service,
     children_of,
     cpu_seconds,
@@ -142,112 +144,28 @@ def measure(
 # ---------------------------------------------------------------------------- read-your-writes
 
 
-@dataclass
-class Ryw:
-    writes: list[float] = field(default_factory=list)  # POST sent -> 202 read
-    visible: list[float] = field(default_factory=list)  # 202 read -> GET's 200 read
-    gets: list[float] = field(default_factory=list)  # that GET's own latency
-    plain: list[float] = field(default_factory=list)  # plain GET of the bench item
-    statuses: dict[int, int] = field(default_factory=dict)  # of the GETs after a write
-    write_errors: int = 0
-    reconnects: int = 0  # requests that found their kept-alive connection closed
-    seconds: float = 0.0
-
-
-class RywClient(threading.Thread):
-    """Paced: POST a create, GET its Location with the 202's Commit-Position, GET the bench
-    item. One connection, kept alive when the server allows (as an HTTP client library)."""
-
-    def __init__(
-        self, port: int, auth: dict[str, str], plain: str, rate: float, seconds: float
-    ) -> None:
-        super().__init__(daemon=True)
-        self.port, self.auth, self.plain = port, auth, plain
-        self.rate, self.seconds = rate, seconds
-        self.result = Ryw()
-        self.error: BaseException | None = None
-        self.conn: http.client.HTTPConnection | None = None
-
-    def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
-    ) -> tuple[int, Any, bytes, float, float]:
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
-            sent = time.perf_counter()
-            try:
-                self.conn.request(method, path, body=body, headers=headers)
-                resp = self.conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-                self.result.reconnects += 1
-                continue
-            read = time.perf_counter()
-            if resp.will_close:
-                self.conn.close()
-                self.conn = None
-            return resp.status, resp.headers, data, sent, read
-        raise AssertionError("unreachable")
-
-    def run(self) -> None:
-        try:
-            self.loop()
-        except BaseException as error:  # reported by the main thread
-            self.error = error
-        finally:
-            if self.conn is not None:
-                self.conn.close()
-
-    def loop(self) -> None:
-        out = self.result
-        began = time.perf_counter()
-        for tick in range(int(self.rate * self.seconds)):
-            delay = began + tick / self.rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            body = json.dumps({"name": f"ryw {tick}"}).encode()
-            status, headers, _, sent, answered = self.request(
-                "POST", "/v1/inventory-items", {**self.auth, "Content-Type": CREATE}, body
-            )
-            if status != 202:
-                out.write_errors += 1
-                continue
-            out.writes.append(answered - sent)
-            location = urlsplit(headers["Location"]).path
-            position = headers["Commit-Position"]
-            status, _, _, sent, read = self.request(
-                "GET", location, {**self.auth, "Commit-Position": position}
-            )
-            out.statuses[status] = out.statuses.get(status, 0) + 1
-            if status == 200:
-                out.visible.append(read - answered)
-                out.gets.append(read - sent)
-            status, _, _, sent, read = self.request("GET", self.plain, self.auth)
-            if status == 200:
-                out.plain.append(read - sent)
-        out.seconds = time.perf_counter() - began
-
-
 def read_your_writes(
     wrk: str, script: Path, server: Server, path: str, auth: dict[str, str], args: Any
 ) -> tuple[Ryw, Run]:
     """The paced client against ``server`` while wrk loads GETs (keep-alive) on it."""
-    client_seconds = max(1.0, args.ryw_seconds - 1.0)
-    client = RywClient(server.port, auth, path, args.ryw_rate, client_seconds)
-    timer = threading.Timer(0.5, client.start)  # inside wrk's run, not at its edges
-    timer.start()
+    client = RywClient(server.port, auth, keep_alive=True, check_ins=False)
+    errors: list[BaseException] = []
+
+    def paced() -> None:
+        try:
+            client.run(args.ryw_rate, max(1.0, args.ryw_seconds - 1.0), lambda _: path, "")
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    thread = threading.Timer(0.5, paced)  # inside wrk's run, not at its edges
+    thread.start()
     try:
         run = measure(wrk, script, server, path, auth, args.ryw_seconds, args)
     finally:
-        timer.join()
-        client.join(args.ryw_seconds * 10 + 60)
-    if client.error is not None:
-        raise RuntimeError(f"read-your-writes client failed: {client.error!r}")
-    return client.result, run
+        thread.join(args.ryw_seconds * 10 + 60)
+    if errors:
+        raise RuntimeError(f"read-your-writes client failed: {errors[0]!r}")
+    return client.out, run
 
 
 # ---------------------------------------------------------------------------- report
