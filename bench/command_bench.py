@@ -55,6 +55,7 @@ from common import (
     RAW_METADATA,
     Bench,
     Clients,
+    Lane,
     RawWriter,
     Report,
     Sample,
@@ -62,15 +63,14 @@ from common import (
     Web,
     Window,
     children_of,
+    client_lane,
     fmt,
     http_get,
     log,
     median,
-    order_text,
+    paired_rounds,
     ratios,
-    round_orders,
     send,
-    timed_window,
     tree_cpu_seconds,
 )
 
@@ -98,28 +98,13 @@ def raw_threads(clients: list[RawWriter], start: float, end: float) -> list[Samp
 
 
 @dataclass(frozen=True)
-class Lane:
+class CommandPath:
     key: str
     label: str
     kind: str  # "api" | "raw-processes" | "raw-threads"
     port: int = 0
     keep_alive: bool = False
-    server: Service | None = None
-
-
-def measure(
-    lane: Lane, clients: Clients, threaded: list[RawWriter], watch: list[int], seconds: float
-) -> Window:
-    """One lane's window; the CPU of esdblocal, the projector and the lane's server."""
-
-    def run(start: float, end: float) -> list[Sample]:
-        if lane.kind == "api":
-            return clients.run(("api", lane.port, lane.keep_alive, start, end), seconds + 60)
-        if lane.kind == "raw-processes":
-            return clients.run(("raw", start, end), seconds + 60)
-        return raw_threads(threaded, start, end)
-
-    return timed_window(run, seconds, [*watch, *([lane.server.pid] if lane.server else [])])
+    pid: int = 0  # the path's gunicorn
 
 
 # ---------------------------------------------------------------------------- cold worker
@@ -507,28 +492,24 @@ def run(args: Any, bench: Bench) -> None:
     clients.run(("prepare", [web.port for _, web, _ in servers], ""), 120)
     threaded = [RawWriter(esdb_uri) for _ in range(args.clients)]
     paths = [
-        Lane("raw-p", f"raw appends, {args.clients} processes x 1 client", "raw-processes"),
-        Lane("raw-t", f"raw appends, 1 process x {args.clients} threads", "raw-threads"),
+        CommandPath("raw-p", f"raw appends, {args.clients} processes x 1 client", "raw-processes"),
+        CommandPath("raw-t", f"raw appends, 1 process x {args.clients} threads", "raw-threads"),
         *(
-            Lane(web.service.name, label, "api", web.port, keep_alive, web.service)
+            CommandPath(web.service.name, label, "api", web.port, keep_alive, web.pid)
             for label, web, keep_alive in servers
         ),
     ]
-    windows: dict[str, list[Window]] = {p.key: [] for p in paths}
-    orders: list[str] = []
-    if args.warmup > 0:
-        log("warm-up")
-        for path in paths:
-            measure(path, clients, threaded, [esdb.pid, projector.pid], args.warmup)
-    for number, order in enumerate(round_orders(paths, args.rounds)):
-        orders.append(order_text(order))
-        for path in order:
-            window = measure(path, clients, threaded, [esdb.pid, projector.pid], args.seconds)
-            windows[path.key].append(window)
-            log(
-                f"round {number + 1} {path.key}: {window.rate:,.0f}/s p50 {window.p(50):.1f} ms"
-                f" p99 {window.p(99):.1f} ms errors {window.errors}"
-            )
+    watch = [esdb.pid, projector.pid]
+    lanes: dict[str, Lane] = {}
+    for path in paths:
+        if path.kind == "raw-threads":
+            lanes[path.key] = (lambda start, end: raw_threads(threaded, start, end)), watch
+        elif path.kind == "raw-processes":
+            lanes[path.key] = client_lane(clients, ("raw",), watch)
+        else:
+            job = ("api", path.port, path.keep_alive)
+            lanes[path.key] = client_lane(clients, job, [*watch, path.pid])
+    windows, orders = paired_rounds(lanes, args.rounds, args.seconds, args.warmup)
     profile_report = Report()
     if args.profile:
         watch = [esdb.pid, projector.pid]
@@ -545,7 +526,7 @@ def run(args: Any, bench: Bench) -> None:
 def report_run(
     args: Any,
     bench: Bench,
-    paths: list[Lane],
+    paths: list[CommandPath],
     windows: dict[str, list[Window]],
     orders: list[str],
     cold: Cold,

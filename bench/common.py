@@ -803,6 +803,38 @@ def timed_window(
     return Window.of(samples, seconds, [a - b for a, b in zip(after, before, strict=True)])
 
 
+# A lane of paired rounds: what runs one window (``run(start, end)``) and the pids whose CPU
+# is counted over it.
+Lane = tuple[Callable[[float, float], list[Sample]], list[int]]
+
+
+def client_lane(clients: Clients, job: tuple[Any, ...], watch: list[int]) -> Lane:
+    """A lane of ``clients`` running ``job`` (its window's start and end appended)."""
+    return lambda start, end: clients.run((*job, start, end), end - time.time() + 60), watch
+
+
+def paired_rounds(
+    lanes: dict[str, Lane], rounds: int, seconds: float, warmup: float
+) -> tuple[dict[str, list[Window]], list[str]]:
+    """Each lane for one window of ``seconds`` per round, the order reversed every other
+    round, after an unmeasured ``warmup`` each: the windows per lane, each round's order."""
+    for run, watch in lanes.values():
+        if warmup > 0:
+            timed_window(run, warmup, watch)
+    windows: dict[str, list[Window]] = {key: [] for key in lanes}
+    orders = []
+    for number, order in enumerate(round_orders(list(lanes), rounds)):
+        orders.append(order_text(order))
+        for key in order:
+            run, watch = lanes[key]
+            windows[key].append(w := timed_window(run, seconds, watch))
+            log(
+                f"round {number + 1} {key}: {w.rate:,.0f}/s p50 {w.p(50):.1f} ms p99"
+                f" {w.p(99):.1f} ms errors {w.errors}"
+            )
+    return windows, orders
+
+
 # ---------------------------------------------------------------------------- seeded reads
 
 FILTER = ["(inventoryItem|car)-.*"]  # what eventstore.feed.Feed asks the server for

@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from common import (
@@ -45,16 +44,16 @@ from common import (
     Web,
     Window,
     caught_up,
+    client_lane,
     fmt,
     http_get,
     item_id,
     log,
     median,
+    paired_rounds,
     ratios,
     raw_read_all,
-    round_orders,
     seed,
-    timed_window,
 )
 
 TARGETS = {"commands": 0.5, "peer": 3.0, "floor": 0.93, "item": 0.95, "list": 0.85, "catch": 0.8}
@@ -167,30 +166,12 @@ def commands(
         log(f"peer at {peer_base}")
     clients.run(("prepare", [web.port for _, web, _ in webs], peer_base), 180)
     watch = [bench.esdb.pid, *(s.pid for s in bench.services if s.name == "projector")]
-    lanes: dict[str, tuple[tuple[Any, ...], list[int]]] = {"raw": (("raw",), watch)}
+    lanes = {"raw": client_lane(clients, ("raw",), watch)}
     for key, web, keep_alive in webs:
-        lanes[key] = (("api", web.port, keep_alive), [*watch, web.pid])
+        lanes[key] = client_lane(clients, ("api", web.port, keep_alive), [*watch, web.pid])
     if peer_base:
-        lanes["peer"] = (("peer", peer_base, True), watch)
-
-    def window(key: str, seconds: float) -> Window:
-        job, pids = lanes[key]
-        run: Callable[[float, float], list[Any]] = lambda s, e: clients.run(  # noqa: E731
-            (*job, s, e), seconds + 60
-        )
-        return timed_window(run, seconds, pids)
-
-    for key in lanes:
-        window(key, 0.5)  # warm-up
-    windows: dict[str, list[Window]] = {key: [] for key in lanes}
-    for number, order in enumerate(round_orders(list(lanes), args.rounds)):
-        for key in order:
-            windows[key].append(w := window(key, args.seconds))
-            log(
-                f"round {number + 1} {key}: {w.rate:,.0f}/s p50 {w.p(50):.1f} ms p99"
-                f" {w.p(99):.1f} ms errors {w.errors}"
-            )
-    return windows
+        lanes["peer"] = client_lane(clients, ("peer", peer_base, True), watch)
+    return paired_rounds(lanes, args.rounds, args.seconds, 0.5)[0]
 
 
 def row(
