@@ -460,39 +460,21 @@ def run(args: Any, bench: Bench) -> None:
         "### Projector catch-up",
         "",
     )
+
+    def reader(label: str, events: int, seconds: float, note: str) -> list[str]:
+        rate = events / seconds if seconds else math.nan
+        return [label, f"{events:,}", f"{seconds:.2f}", fmt(rate), f"{rate / read_rate:.2f}", note]
+
+    caught, ratio = live.get("events", 0), projector_rate / read_rate
+    projector = reader("projector (its `caught up; live` line)", caught, live.get("seconds", 0), "")
+    projector[3:] = [fmt(projector_rate), f"{ratio:.2f}", verdict(ratio, "projector")]
+    raw, sub = "raw `read_all()`, filtered (faster of 2 passes)", "what the projector's feed reads"
+    cpu = f"projector CPU {projector_cpu:.1f} s"
     rows = [
-        [
-            "raw `read_all()`, filtered (faster of 2 passes)",
-            f"{read_count:,}",
-            f"{read_seconds:.2f}",
-            fmt(read_rate),
-            "1.00",
-            "baseline",
-        ],
-        [
-            "raw `subscribe_to_all()` to caught-up, filtered",
-            f"{sub_count:,}",
-            f"{sub_seconds:.2f}",
-            fmt(sub_count / sub_seconds),
-            f"{sub_count / sub_seconds / read_rate:.2f}",
-            "what the projector's feed reads",
-        ],
-        [
-            "projector (its `caught up; live` line)",
-            f"{live.get('events', 0):,}",
-            f"{live.get('seconds', 0):.2f}",
-            fmt(projector_rate),
-            f"{projector_rate / read_rate:.2f}",
-            verdict(projector_rate / read_rate, "projector"),
-        ],
-        [
-            "projector, wall from process start",
-            f"{live.get('events', 0):,}",
-            f"{wall:.2f}",
-            fmt(live.get("events", 0) / wall),
-            f"{live.get('events', 0) / wall / read_rate:.2f}",
-            f"projector CPU {projector_cpu:.1f} s",
-        ],
+        reader(raw, read_count, read_seconds, "baseline"),
+        reader("raw `subscribe_to_all()` to caught-up, filtered", sub_count, sub_seconds, sub),
+        projector,
+        reader("projector, wall from process start", caught, wall, cpu),
     ]
     report.table("reader|events|seconds|events/s|ratio|note", rows, text=(5,))
 
@@ -511,22 +493,11 @@ def run(args: Any, bench: Bench) -> None:
         hello_cpu = statistics.median(load.cpu_ms_per_request for load in hello)
         app_cpu = statistics.median(load.cpu_ms_per_request for load in mine)
         per_round = " ".join(f"{a.rate / h.rate:.2f}" for h, a in zip(hello, mine, strict=True))
-        rows.append(
-            [
-                scenario.label,
-                fmt(hello_rate),
-                fmt(app_rate),
-                f"{ratio:.2f}",
-                verdict(ratio, scenario.key),
-                fmt(statistics.median(load.p99_ms for load in hello), 2),
-                fmt(statistics.median(load.p99_ms for load in mine), 2),
-                fmt(hello_cpu, 3),
-                fmt(app_cpu, 3),
-                f"{hello_cpu / app_cpu:.2f}",
-                str(sum(load.errors for load in hello + mine)),
-                per_round,
-            ]
-        )
+        med = statistics.median
+        cells = [fmt(hello_rate), fmt(app_rate), f"{ratio:.2f}", verdict(ratio, scenario.key)]
+        cells += [fmt(med(x.p99_ms for x in hello), 2), fmt(med(x.p99_ms for x in mine), 2)]
+        cells += [fmt(hello_cpu, 3), fmt(app_cpu, 3), f"{hello_cpu / app_cpu:.2f}"]
+        rows.append([scenario.label, *cells, str(sum(x.errors for x in hello + mine)), per_round])
     header = "scenario|hello req/s|app req/s|ratio|target|hello p99 ms|app p99 ms"
     header += "|hello CPU ms/req|app CPU ms/req|CPU ratio|errors|ratio per round"
     report.table(header, rows, text=(4, 11))
