@@ -48,5 +48,21 @@ bench: $(STAMP)
 	$(PY) bench/projections_bench.py
 	$(PY) bench/http_bench.py
 
+# Emmett's Express sample, the peer of bench/peer.py (issue 28), built in var/emmett (git-ignored,
+# never committed; EMMETT_DIR moves it). Without GitHub, put the tree there by hand (see
+# bench/peer.py's docstring); the clone is skipped when the sample is already there.
+EMMETT_DIR ?= var/emmett
+EMMETT_URL ?= https://github.com/event-driven-io/emmett
+EMMETT_COMMIT ?= 97b16c567711c907a6739aa7b38272d01e7c169d
+EMMETT_SAMPLE := $(EMMETT_DIR)/samples/webApi/expressjs-with-esdb
+.PHONY: peer
+peer:
+	@if [ ! -f $(EMMETT_SAMPLE)/package.json ]; then \
+		set -e; mkdir -p $(EMMETT_DIR); git -C $(EMMETT_DIR) init -q; \
+		git -C $(EMMETT_DIR) fetch -q --depth 1 $(EMMETT_URL) $(EMMETT_COMMIT); \
+		git -C $(EMMETT_DIR) checkout -q FETCH_HEAD; \
+	fi
+	cd $(EMMETT_SAMPLE) && npm ci --no-audit --no-fund && npm run build
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

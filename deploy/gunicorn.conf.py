@@ -32,9 +32,10 @@ CORES = multiprocessing.cpu_count()
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_WORKERS") or 2 * CORES)
-threads = int(os.environ.get("WEB_THREADS") or 1)
-# sync serves one request per worker and closes each connection; gthread (threads > 1)
-# keeps connections alive and lets a worker serve others while one waits for the projector.
+threads = int(os.environ.get("WEB_THREADS") or 2)
+# gthread (threads > 1, the default) keeps connections alive, which high-throughput clients
+# use, and lets a worker serve others while one waits for the projector; WEB_THREADS=1 is
+# the sync worker: one request at a time, each connection closed (bench/README.md has both).
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = 30
 graceful_timeout = 20

@@ -7,14 +7,21 @@ merged into the line; any other message goes under ``message``.
 
 from __future__ import annotations
 
+import atexit
+import collections
 import logging
+import os
 import sys
+import threading
 import time
 from typing import Any
 
 import msgspec
 
 _encode = msgspec.json.Encoder().encode
+# How long a ``Lines`` line may wait in memory before its write, and how many may wait.
+FLUSH_INTERVAL_S = 0.05
+MAX_PENDING_LINES = 1024
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,6 +70,12 @@ class Lines:
     a ``StreamHandler`` with a ``JsonFormatter``, no filters and a level at most INFO (what
     ``configure`` and gunicorn's ``logconfig_dict`` set up). Any other configuration gets a
     plain ``logger.info``.
+
+    The lines are written in batches, off the request's path: ``_Pending`` holds them for at
+    most ``FLUSH_INTERVAL_S`` (a thread writes each batch with one write), so a request pays
+    for a list append, not for a write(2) and the reader's wake-up (6.5 µs of a 12.5 µs 304
+    in bench/README.md's profile). What a process holds is written at its exit and at
+    ``flush()``; a kill -9 loses at most the last interval's lines.
     """
 
     def __init__(self, name: str) -> None:
@@ -80,13 +93,7 @@ class Lines:
             return
         line = {"time": round(time.time(), 3), "level": "info", "logger": self.name}
         line.update(fields)
-        text = _encode(line).decode() + handler.terminator
-        handler.acquire()
-        try:
-            handler.stream.write(text)
-            handler.flush()
-        finally:
-            handler.release()
+        _pending.put(handler, _encode(line).decode() + handler.terminator)
 
     def _short_path(self) -> logging.StreamHandler[Any] | None:
         logger = self._logger
@@ -104,3 +111,74 @@ class Lines:
         ):
             return handler
         return None
+
+
+class _Pending:
+    """Lines waiting for their write, in order, with the handler each goes to.
+
+    ``put`` is a deque append (thread-safe without a lock); one daemon thread per process
+    writes what has gathered every ``FLUSH_INTERVAL_S``, under each handler's own lock, as
+    ``StreamHandler.emit`` does. A burst past ``MAX_PENDING_LINES`` is written by the caller
+    that finds the queue full, so memory stays bounded. After a fork the child starts with
+    nothing pending (its parent writes its own) and starts its own thread on its first line.
+    """
+
+    def __init__(self) -> None:
+        self._lines: collections.deque[tuple[logging.StreamHandler[Any], str]] = collections.deque()
+        self._writing = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def put(self, handler: logging.StreamHandler[Any], text: str) -> None:
+        lines = self._lines
+        lines.append((handler, text))
+        if self._thread is None:
+            self._start()
+        elif len(lines) >= MAX_PENDING_LINES:
+            self.flush()
+
+    def _start(self) -> None:
+        with self._writing:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="jsonlogs-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL_S)
+            if self._lines:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every line put so far, in order (one write per run of one handler's)."""
+        lines = self._lines
+        with self._writing:
+            while lines:
+                handler = lines[0][0]
+                batch: list[str] = []
+                while lines and lines[0][0] is handler:
+                    batch.append(lines.popleft()[1])
+                handler.acquire()
+                try:
+                    handler.stream.write("".join(batch))
+                    handler.flush()
+                except Exception:  # a closed or broken stream: logging's own rule
+                    handler.handleError(logging.makeLogRecord({"msg": "access lines"}))
+                finally:
+                    handler.release()
+
+    def after_fork(self) -> None:
+        self._lines = collections.deque()
+        self._writing = threading.Lock()
+        self._thread = None
+
+
+_pending = _Pending()
+os.register_at_fork(after_in_child=_pending.after_fork)
+atexit.register(_pending.flush)
+
+
+def flush() -> None:
+    """Write the ``Lines`` lines this process still holds (it also happens at exit)."""
+    _pending.flush()

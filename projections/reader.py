@@ -79,6 +79,8 @@ _TRUST_KEYS = (
     schema.ANCHOR_POSITION,
     schema.ANCHOR_ID,
 )
+# How often a thread with a change counter still reads SQLite's data_version (see token()).
+DATA_VERSION_SECONDS = 0.25
 _TRUST_SQL = f"SELECT key, value FROM meta WHERE key IN ({', '.join('?' * len(_TRUST_KEYS))})"
 
 
@@ -139,9 +141,16 @@ class ReadModels:
             old = getattr(local, "db", None)
             if old is not None:
                 old.close()
+            if getattr(local, "changes", None) is not None:
+                local.changes.close()
             local.db = schema.connect(path, readonly=True)
             local.marker = marker
+            local.path = path
+            local.changes = None
+            local.sampled_until = 0.0
             local.checked_until = 0.0
+        if local.changes is None:  # its writer may have made it since
+            local.changes = schema.Changes.of(local.path)
         local.mismatch = self._trust(local.db, marker)
         local.checked_until = now + POINTER_CHECK_SECONDS
         db = local.db
@@ -187,16 +196,32 @@ class ReadModels:
         self._connection()
         return getattr(self._local, "mismatch", None)
 
-    def token(self) -> tuple[int, int] | None:
-        """What changes whenever the store this thread reads changes: its generation and
-        SQLite's ``data_version`` (which moves when another connection, the projector,
-        commits). Comparable only with tokens from the same thread. None: no store yet."""
+    def token(self) -> tuple[int, int, int] | None:
+        """What changes whenever the store this thread reads changes: its generation, the
+        generation's change counter (``schema.Changes``, which its writer moves after every
+        commit) and SQLite's ``data_version`` (which moves when another connection commits).
+        Comparable only with tokens from the same thread. None: no store yet.
+
+        With a counter, ``data_version`` (a statement) is read again only every
+        ``DATA_VERSION_SECONDS``: it covers the one case the counter misses, a writer killed
+        between a commit and its count, whose renderings are then at most that old. Without
+        one (a generation no writer has opened since counters exist), it is read each time.
+        """
         db = self._db()
         if db is None:
             return None
-        (changes,) = db.execute("PRAGMA data_version").fetchone()
-        marker: int = self._local.marker
-        return marker, changes
+        local = self._local
+        marker: int = local.marker
+        changes: schema.Changes | None = local.changes
+        if changes is None:
+            (version,) = db.execute("PRAGMA data_version").fetchone()
+            return marker, -1, version
+        now = time.monotonic()
+        if now >= local.sampled_until:
+            (local.sampled,) = db.execute("PRAGMA data_version").fetchone()
+            local.sampled_until = now + DATA_VERSION_SECONDS
+        sampled: int = local.sampled
+        return marker, changes.value(), sampled
 
     def position(self) -> int | None:
         """The commit position the projector has reached (None before its first batch)."""

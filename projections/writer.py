@@ -75,6 +75,8 @@ class ReadStoreWriter:
         self._db.execute(schema.QUARANTINE)  # generations made before the quarantine existed
         self._db.executescript(schema.CHANGES)  # ... or the change feed (rebuild to fill it)
         self._quarantined: list[Quarantined] = []
+        self._changes = schema.Changes(path, writable=True)
+        self._changes.bump()  # a commit before a crash may not have been counted
 
     def position(self) -> int | None:
         return schema.checkpoint_of(schema.meta(self._db))
@@ -89,6 +91,7 @@ class ReadStoreWriter:
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
             (schema.MISMATCH, schema.mismatch_text(mismatch)),
         )
+        self._changes.bump()
 
     def commit(
         self, events: Sequence[Recorded], position: int, first: Landmark | None = None
@@ -143,6 +146,7 @@ class ReadStoreWriter:
             db.execute("ROLLBACK")
             self._quarantined.clear()
             raise
+        self._changes.bump()  # after the commit: a reader that sees it sees the rows
         for q in self._quarantined:  # logged once, after the commit that records it
             report(
                 "event quarantined",
@@ -302,6 +306,7 @@ class ReadStoreWriter:
 
     def close(self) -> None:
         self._db.close()
+        self._changes.close()
 
 
 def _checkpoint(

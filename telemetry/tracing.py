@@ -15,12 +15,12 @@ span that appended the event; a subscriber continues the trace from them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import IO, Any
 
 from opentelemetry import context, trace
 from opentelemetry.trace import (
+    INVALID_SPAN,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -98,16 +98,25 @@ def shutdown() -> None:
         _provider.shutdown()
 
 
-@contextmanager
+# With tracing off, a span is this: no span object, no context to attach and detach. The
+# API's no-op tracer still did both, four times a command: 8 % of a command's CPU in the
+# worker under cProfile (bench/README.md, Throughput).
+_OFF: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+
+
 def span(
     name: str, attributes: dict[str, Any] | None = None, kind: SpanKind = SpanKind.INTERNAL
-) -> Iterator[Span]:
-    with tracer.start_as_current_span(name, kind=kind, attributes=attributes) as s:
-        yield s
+) -> AbstractContextManager[Span]:
+    """A span around a block, the current span inside it; nothing at all when tracing is off."""
+    if _provider is None:
+        return _OFF
+    return tracer.start_as_current_span(name, kind=kind, attributes=attributes)
 
 
 def metadata_fields() -> bytes | None:
     """``"$traceId":"…","$spanId":"…",`` for the current span, or None when not tracing."""
+    if _provider is None:
+        return None
     current = trace.get_current_span().get_span_context()
     if not current.is_valid:
         return None

@@ -49,22 +49,24 @@ def test_wrong_version_is_a_concurrency_conflict(store: EventStore, stream_name:
         store.append(stream_name, 5, [pending()])
 
 
+@pytest.mark.parametrize("count", [1, 2], ids=["one event (Append)", "two (BatchAppend)"])
 def test_same_ids_after_same_version_are_answered_as_the_first_time(
-    store: EventStore, stream_name: str
+    store: EventStore, stream_name: str, count: int
 ) -> None:
-    events = [pending("A"), pending("B")]
+    events = [pending("A"), pending("B")][:count]
     first = store.append(stream_name, NO_STREAM, events)
     assert store.append(stream_name, NO_STREAM, events) == first
-    assert len(store.read(stream_name)) == 2
+    assert len(store.read(stream_name)) == count
 
 
-def test_tombstoned_stream_is_gone(store: EventStore, stream_name: str) -> None:
+@pytest.mark.parametrize("count", [1, 2], ids=["one event (Append)", "two (BatchAppend)"])
+def test_tombstoned_stream_is_gone(store: EventStore, stream_name: str, count: int) -> None:
     store.append(stream_name, NO_STREAM, [pending()])
     store.client.tombstone_stream(stream_name, current_version=0)
     with pytest.raises(StreamGone):
         store.read(stream_name)
     with pytest.raises(StreamGone):
-        store.append(stream_name, None, [pending()])
+        store.append(stream_name, None, [pending() for _ in range(count)])
 
 
 def test_unreachable_store_is_unavailable() -> None:

@@ -42,8 +42,8 @@ def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Config:
 def test_defaults_come_from_the_core_count(monkeypatch: pytest.MonkeyPatch) -> None:
     config = load(monkeypatch)
     assert config.workers == 2 * multiprocessing.cpu_count()
-    assert config.threads == 1
-    assert config.worker_class_str == "sync"
+    assert config.threads == 2  # gthread: keep-alive, for clients that reuse connections
+    assert config.worker_class_str == "gthread"
     assert config.bind == ["127.0.0.1:8000"]
     assert config.preload_app is False  # each worker imports the app (and its client) itself
     assert config.loglevel == "info"
@@ -53,7 +53,8 @@ def test_defaults_come_from_the_core_count(monkeypatch: pytest.MonkeyPatch) -> N
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"WEB_WORKERS": "3"}, {"workers": 3, "threads": 1, "worker_class_str": "sync"}),
+        ({"WEB_WORKERS": "3"}, {"workers": 3, "threads": 2, "worker_class_str": "gthread"}),
+        ({"WEB_THREADS": "1"}, {"threads": 1, "worker_class_str": "sync"}),
         ({"WEB_THREADS": "4"}, {"threads": 4, "worker_class_str": "gthread"}),
         ({"HOST": "0.0.0.0", "PORT": "9000"}, {"bind": ["0.0.0.0:9000"]}),
         ({"LOG_LEVEL": "warning"}, {"loglevel": "warning"}),
