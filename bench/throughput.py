@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the peer")
+    parser.add_argument(
+        "--peer-threads", type=int, default=2, help="the keep-alive row the peer's is compared with"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds, args.threads, args.items = 1.5, 2, [2], 3_000
@@ -219,7 +222,8 @@ def command_rows(
         return [*rows, ["the same ÷ Emmett's Express sample", f"skipped: {why}", *["—"] * 8]]
     peer = windows["peer"]
     keeps = sum(w.connects for w in peer) < sum(w.done for w in peer) / 2
-    key = next((k for k, _, ka in reversed(webs) if ka == keeps), webs[0][0])
+    key = f"web-gthread-{args.peer_threads}" if keeps else "web-sync"
+    key = key if key in windows else next((k for k, _, ka in webs if ka == keeps), "web-sync")
     how = "keep-alive" if keeps else "a new connection per request"
     label = f"the same ({labels[key]}) ÷ Emmett's Express sample"
     base = [f"peer, {how}", *cell(peer, "cmd/s")]
