@@ -359,7 +359,8 @@ def report(
     for key, ws in windows.items():
         per_op = [1000 * w.server_cpu / w.done for w in ws if w.done]
         cpu.append([f"commands / {key}", fmt(median(per_op), 2)])
-    bench.report.table("lane|server CPU ms per operation (median)", cpu + cpu_rows)
+    lanes = "lane|server CPU ms per operation (median; esdblocal + projector + the lane's gunicorn)"
+    bench.report.table(lanes, cpu + cpu_rows)
 
 
 if __name__ == "__main__":
