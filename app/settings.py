@@ -26,7 +26,7 @@ VARIABLES: dict[str, str] = {
     "PORT": "8000",
     "HOST": "127.0.0.1",
     "WEB_WORKERS": "",
-    "WEB_THREADS": "1",
+    "WEB_THREADS": "2",
     "ETAG_KEY": "",
     "REQUIRE_IF_MATCH": "false",
     "API_KEYS": "",
