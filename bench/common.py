@@ -646,7 +646,9 @@ def create_item(port: int, auth: dict[str, str]) -> str:
 class RawWriter:
     """One closed-loop writer with esdbclient: single-event appends to its own
     ``inventoryItem-<uuid>`` stream (created first, so the projector folds these events as
-    it folds the API's), with the version it tracks and the API's event and metadata size."""
+    it folds the API's), with the version it tracks and the API's event and metadata size.
+    Each append is a lone ``NewEvent``: esdbclient's Append RPC, its cheapest single-event
+    call and the one the app makes for a one-event command (``eventstore/streams.py``)."""
 
     def __init__(self, uri: str) -> None:
         from esdbclient import EventStoreDBClient, NewEvent, StreamState
@@ -673,7 +675,7 @@ class RawWriter:
             )
             try:
                 self.client.append_to_stream(
-                    self.stream, current_version=self.version, events=[event]
+                    self.stream, current_version=self.version, events=event
                 )
             except Exception:
                 sample.errors += 1
