@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import falcon
 import falcon.testing
+import pytest
 from prometheus_client import REGISTRY
 
 from telemetry import metrics
@@ -25,6 +26,7 @@ def counted(route: str, method: str, status: str) -> float:
     return value or 0.0
 
 
+@pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")  # wsgiref's validator: on purpose
 def test_requests_are_counted_by_route_method_and_status() -> None:
     app = falcon.App(middleware=[metrics.Middleware()])
     route = f"/hello-{uuid4().hex}"
