@@ -167,8 +167,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--web-ui: no index.html in {args.web_ui}")
     if args.cluster_size < 1:
         parser.error("--cluster-size must be at least 1")
-    if args.cluster_size > 1 and args.tls:
-        parser.error("--cluster-size runs insecure members only (no --tls)")
+    if args.cluster_size > 1 and (any(given) or args.user_certificates):
+        # Members dial each other with the CA esdblocal made; user certificates would make
+        # every member present one (see README, Cluster mode).
+        parser.error("--cluster-size --tls uses esdblocal's own certificates only")
     args.cluster_http_port = args.http_port  # as given: a cluster numbers its members' from it
     if args.http_port is None:
         args.http_port = default_http_port(args.host, args.port)

@@ -123,8 +123,10 @@ class Member:
         db_file: str,
         commit_timeout: float = COMMIT_TIMEOUT,
         announce: Callable[[dict[str, Any]], None] | None = None,
+        peer_ca: bytes | None = None,
     ) -> None:
         self.index = index
+        self._peer_ca = peer_ca  # a secure cluster's CA: members dial each other over TLS
         self.size = size
         self.quorum = size // 2 + 1
         self.data_dir = data_dir
@@ -211,7 +213,9 @@ class Member:
             if address.index == self.index:
                 self._me = address
             elif address.index not in self._peers:
-                self._peers[address.index] = wire.Peer(address.index, address.dial, address.port)
+                self._peers[address.index] = wire.Peer(
+                    address.index, address.dial, address.port, self._peer_ca
+                )
 
     async def run(self) -> int:
         """Take part until told to stop; the exit code (RESTART: start me again)."""
