@@ -1,0 +1,82 @@
+"""A secure local cluster (``--cluster-size 3 --tls``), through esdbclient over TLS.
+
+The official Node client's suite runs most of its cluster tests against secure clusters
+(``createTestCluster``); the members here share one CA, serve TLS and users as a single
+``--tls`` node does, and replicate to each other over TLS.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from esdbclient import EventStoreDBClient, NewEvent, StreamState
+from esdbclient.exceptions import EventStoreDBClientException, NodeIsNotLeader
+from esdbclient.gossip import NODE_STATE_FOLLOWER, NODE_STATE_LEADER
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    data: Path = tmp_path_factory.mktemp("secure-cluster")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "esdblocal", "--cluster-size", "3", "--tls", "--port", "0",
+         "--data", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    uri = process.stdout.readline().strip()
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
+    try:
+        yield uri, data / "certs" / "ca" / "ca.crt"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def states(client: EventStoreDBClient) -> list[str]:
+    return sorted(m.state for m in client.read_gossip())
+
+
+def test_a_secure_cluster_serves_tls_users_and_followers_refuse_writes(
+    secure_cluster: tuple[str, Path], stream_name: str
+) -> None:
+    uri, ca = secure_cluster
+    assert uri.count(",") == 2 and uri.endswith(f"?tls=true&tlsCAFile={ca.resolve()}"), uri
+    hosts = uri.removeprefix("esdb://").split("?")[0]
+    admin = f"esdb://admin:changeit@{hosts}?tlsCAFile={ca}&MaxDiscoverAttempts=50"
+    with EventStoreDBClient(admin) as client:
+        deadline = time.monotonic() + 60  # a hang guard: the members elect one leader
+        while states(client) != [NODE_STATE_FOLLOWER, NODE_STATE_FOLLOWER, NODE_STATE_LEADER]:
+            assert time.monotonic() < deadline, states(client)
+            time.sleep(0.2)
+        client.append_to_stream(
+            stream_name, current_version=StreamState.NO_STREAM, events=NewEvent("A", b"{}")
+        )
+        follower = next(m for m in client.read_gossip() if m.state == NODE_STATE_FOLLOWER)
+    target = f"{follower.address}:{follower.port}"
+    one = f"esdb://admin:changeit@{target}?tlsCAFile={ca}&NodePreference=follower"
+    with EventStoreDBClient(one) as member:
+        # replicated over TLS: the follower reads what the leader acknowledged
+        assert [e.type for e in member.get_stream(stream_name)] == ["A"]
+        with pytest.raises(NodeIsNotLeader):
+            member.append_to_stream(
+                stream_name, current_version=StreamState.ANY, events=NewEvent("B", b"{}")
+            )
+    # a secure member checks users: a wrong password is refused
+    wrong = f"esdb://admin:wrong@{target}?tlsCAFile={ca}&NodePreference=follower"
+    with EventStoreDBClient(wrong) as refused, pytest.raises(EventStoreDBClientException):
+        refused.get_stream(stream_name)
