@@ -22,6 +22,7 @@ RecordedEventPb = streams_pb2.ReadResp.ReadEvent.RecordedEvent
 UINT64_MAX = 2**64 - 1
 # The real server's --commit-timeout-ms and --prepare-timeout-ms defaults.
 COMMIT_TIMEOUT_MS = 2_000
+MAX_APPEND_SIZE = 1_048_576  # ClusterVNodeOptions.Application.MaxAppendSize
 PREPARE_TIMEOUT_MS = 2_000
 
 
@@ -42,6 +43,7 @@ class NodeParts:
     users: Users | None = None
     commit_timeout_ms: int = COMMIT_TIMEOUT_MS
     user_certificates: bool = False  # a client certificate may name the caller
+    max_append_size: int = MAX_APPEND_SIZE  # the server's MaxAppendSize, data bytes per append
 
     def principal(self, context: grpc.aio.ServicerContext) -> Principal | None:
         """The signed-in caller (None: anonymous, or an insecure node)."""
