@@ -161,12 +161,19 @@ class Member:
         return self._state
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
-        return ClusterInterceptor(self.refusal)
+        return ClusterInterceptor(self.refusal, self.leader_channel)
 
     def register(self, server: grpc.aio.Server) -> None:
         server.add_generic_rpc_handlers(
             (wire.handler(self._gossip_call, self._vote_call, self._replicate_call),)
         )
+
+    def leader_channel(self) -> grpc.aio.Channel | None:
+        """A channel to the leader while this member follows one (None otherwise)."""
+        if self._state not in FOLLOWING:
+            return None
+        peer = self._peers.get(self._leader)
+        return peer.channel if peer is not None else None
 
     def refusal(self) -> BaseException | None:
         if self._state in LEADING:

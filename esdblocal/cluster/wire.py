@@ -164,5 +164,10 @@ class Peer:
             REPLICATE, request_serializer=encode, response_deserializer=decode_from_leader
         )
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel to this member (a follower forwards clients' writes to its leader)."""
+        return self._channel
+
     async def close(self) -> None:
         await self._channel.close()

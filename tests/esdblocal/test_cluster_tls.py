@@ -7,6 +7,7 @@ The official Node client's suite runs most of its cluster tests against secure c
 
 from __future__ import annotations
 
+import base64
 import signal
 import subprocess
 import sys
@@ -14,11 +15,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import uuid4
 
+import grpc
 import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdbclient.exceptions import EventStoreDBClientException, NodeIsNotLeader
 from esdbclient.gossip import NODE_STATE_FOLLOWER, NODE_STATE_LEADER
+from esdbclient.protos.Grpc import shared_pb2, streams_pb2, streams_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -80,3 +84,52 @@ def test_a_secure_cluster_serves_tls_users_and_followers_refuse_writes(
     wrong = f"esdb://admin:wrong@{target}?tlsCAFile={ca}&NodePreference=follower"
     with EventStoreDBClient(wrong) as refused, pytest.raises(EventStoreDBClientException):
         refused.get_stream(stream_name)
+
+
+def test_a_follower_forwards_a_write_that_does_not_require_the_leader(
+    secure_cluster: tuple[str, Path], stream_name: str
+) -> None:
+    """As the real follower (``ForwardRequest``): without ``requires-leader: true`` (the
+    Node.js client's default) an append to a follower is the leader's, answered as it
+    answers; with it, ``NotLeader``. esdbclient always sends it, so its protos are used."""
+    uri, ca = secure_cluster
+    hosts = uri.removeprefix("esdb://").split("?")[0]
+    admin = f"esdb://admin:changeit@{hosts}?tlsCAFile={ca}&MaxDiscoverAttempts=50"
+    with EventStoreDBClient(admin) as client:
+        deadline = time.monotonic() + 60  # a hang guard: the members elect one leader
+        while states(client) != [NODE_STATE_FOLLOWER, NODE_STATE_FOLLOWER, NODE_STATE_LEADER]:
+            assert time.monotonic() < deadline, states(client)
+            time.sleep(0.2)
+        follower = next(m for m in client.read_gossip() if m.state == NODE_STATE_FOLLOWER)
+        credentials = grpc.ssl_channel_credentials(ca.read_bytes())
+        auth = ("authorization", "Basic " + base64.b64encode(b"admin:changeit").decode())
+        target = f"{follower.address}:{follower.port}"
+        with grpc.secure_channel(target, credentials) as channel:
+            stub = streams_pb2_grpc.StreamsStub(channel)
+            response = stub.Append(iter(append_requests(stream_name)), metadata=(auth,))
+            assert response.WhichOneof("result") == "success"
+            # the leader's in-band answer comes back as it is
+            again = stub.Append(iter(append_requests(stream_name, "no_stream")), metadata=(auth,))
+            assert again.WhichOneof("result") == "wrong_expected_version"
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Append(
+                    iter(append_requests(stream_name)),
+                    metadata=(auth, ("requires-leader", "true")),
+                )
+            assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+            assert refused.value.details() == "Leader info available"
+        # it is on the leader, which esdbclient reads
+        assert [e.type for e in client.get_stream(stream_name)] == ["Forwarded"]
+
+
+def append_requests(stream: str, expected: str = "any") -> list[streams_pb2.AppendReq]:
+    options = streams_pb2.AppendReq.Options(
+        stream_identifier=shared_pb2.StreamIdentifier(stream_name=stream.encode()),
+        **{expected: shared_pb2.Empty()},
+    )
+    event = streams_pb2.AppendReq.ProposedMessage(
+        id=shared_pb2.UUID(string=str(uuid4())),
+        metadata={"type": "Forwarded", "content-type": "application/json"},
+        data=b"{}",
+    )
+    return [streams_pb2.AppendReq(options=options), streams_pb2.AppendReq(proposed_message=event)]
