@@ -147,48 +147,38 @@ def _forwarding(handler: grpc.RpcMethodHandler, method: str, channel: grpc.aio.C
             context.set_trailing_metadata(tuple(trailers))
         await context.abort(error.code(), error.details() or "")
 
-    streaming = handler.response_streaming
-    if handler.request_streaming:
-        if streaming:
-            bidi = channel.stream_stream(method, _same, _same)
+    if handler.request_streaming and handler.response_streaming:  # BatchAppend
+        bidi = channel.stream_stream(method, _same, _same)
 
-            async def stream_stream(
-                requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[bytes]:
-                call = bidi(requests, metadata=metadata(context), timeout=context.time_remaining())
-                try:
-                    async for response in call:
-                        yield response
-                except grpc.aio.AioRpcError as error:
-                    await relayed_error(context, error)
-
-            return grpc.stream_stream_rpc_method_handler(stream_stream)
-        client_streaming = channel.stream_unary(method, _same, _same)
-
-        async def stream_unary(
+        async def stream_stream(
             requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-        ) -> bytes:
+        ) -> AsyncIterator[bytes]:
+            call = bidi(requests, metadata=metadata(context), timeout=context.time_remaining())
             try:
-                return await client_streaming(  # type: ignore[no-any-return]
-                    requests, metadata=metadata(context), timeout=context.time_remaining()
-                )
+                async for response in call:
+                    yield response
             except grpc.aio.AioRpcError as error:
                 await relayed_error(context, error)
-                raise
 
-        return grpc.stream_unary_rpc_method_handler(stream_unary)
-    unary = channel.unary_unary(method, _same, _same)
+        return grpc.stream_stream_rpc_method_handler(stream_stream)
+    # Append (client streaming), Delete and Tombstone (unary): one answer.
+    if handler.request_streaming:
+        call: Any = channel.stream_unary(method, _same, _same)
+        make: Any = grpc.stream_unary_rpc_method_handler
+    else:
+        call = channel.unary_unary(method, _same, _same)
+        make = grpc.unary_unary_rpc_method_handler
 
-    async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def one_answer(request: Any, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            return await unary(  # type: ignore[no-any-return]
+            return await call(  # type: ignore[no-any-return]
                 request, metadata=metadata(context), timeout=context.time_remaining()
             )
         except grpc.aio.AioRpcError as error:
             await relayed_error(context, error)
             raise
 
-    return grpc.unary_unary_rpc_method_handler(unary_unary)
+    return make(one_answer)
 
 
 def _wrapped(handler: grpc.RpcMethodHandler, refusal: BaseException | None) -> Any:

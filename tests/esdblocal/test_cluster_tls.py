@@ -55,6 +55,13 @@ def states(client: EventStoreDBClient) -> list[str]:
     return sorted(m.state for m in client.read_gossip())
 
 
+def wait_for_one_leader(client: EventStoreDBClient) -> None:
+    deadline = time.monotonic() + 60  # a hang guard: the members elect one leader
+    while states(client) != [NODE_STATE_FOLLOWER, NODE_STATE_FOLLOWER, NODE_STATE_LEADER]:
+        assert time.monotonic() < deadline, states(client)
+        time.sleep(0.2)
+
+
 def test_a_secure_cluster_serves_tls_users_and_followers_refuse_writes(
     secure_cluster: tuple[str, Path], stream_name: str
 ) -> None:
@@ -63,10 +70,7 @@ def test_a_secure_cluster_serves_tls_users_and_followers_refuse_writes(
     hosts = uri.removeprefix("esdb://").split("?")[0]
     admin = f"esdb://admin:changeit@{hosts}?tlsCAFile={ca}&MaxDiscoverAttempts=50"
     with EventStoreDBClient(admin) as client:
-        deadline = time.monotonic() + 60  # a hang guard: the members elect one leader
-        while states(client) != [NODE_STATE_FOLLOWER, NODE_STATE_FOLLOWER, NODE_STATE_LEADER]:
-            assert time.monotonic() < deadline, states(client)
-            time.sleep(0.2)
+        wait_for_one_leader(client)
         client.append_to_stream(
             stream_name, current_version=StreamState.NO_STREAM, events=NewEvent("A", b"{}")
         )
@@ -96,10 +100,7 @@ def test_a_follower_forwards_a_write_that_does_not_require_the_leader(
     hosts = uri.removeprefix("esdb://").split("?")[0]
     admin = f"esdb://admin:changeit@{hosts}?tlsCAFile={ca}&MaxDiscoverAttempts=50"
     with EventStoreDBClient(admin) as client:
-        deadline = time.monotonic() + 60  # a hang guard: the members elect one leader
-        while states(client) != [NODE_STATE_FOLLOWER, NODE_STATE_FOLLOWER, NODE_STATE_LEADER]:
-            assert time.monotonic() < deadline, states(client)
-            time.sleep(0.2)
+        wait_for_one_leader(client)
         follower = next(m for m in client.read_gossip() if m.state == NODE_STATE_FOLLOWER)
         credentials = grpc.ssl_channel_credentials(ca.read_bytes())
         auth = ("authorization", "Basic " + base64.b64encode(b"admin:changeit").decode())
@@ -118,6 +119,19 @@ def test_a_follower_forwards_a_write_that_does_not_require_the_leader(
                 )
             assert refused.value.code() == grpc.StatusCode.NOT_FOUND
             assert refused.value.details() == "Leader info available"
+            # a unary write too: the leader's refusal of a Delete comes back as it is
+            missing = shared_pb2.StreamIdentifier(stream_name=f"{stream_name}-none".encode())
+            with pytest.raises(grpc.RpcError) as gone:
+                stub.Delete(
+                    streams_pb2.DeleteReq(
+                        options=streams_pb2.DeleteReq.Options(
+                            stream_identifier=missing, stream_exists=shared_pb2.Empty()
+                        )
+                    ),
+                    metadata=(auth,),
+                )
+            assert gone.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "WrongExpectedVersion" in (gone.value.details() or "")
         # it is on the leader, which esdbclient reads
         assert [e.type for e in client.get_stream(stream_name)] == ["Forwarded"]
 

@@ -27,6 +27,7 @@ import pytest
 from esdbclient import EventStoreDBClient, NewEvent, StreamState
 
 from esdblocal import EmbeddedServer
+from tests.esdblocal.first_event import FirstEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).resolve().parent / "node" / "idle-subscriber.js"
@@ -104,33 +105,21 @@ def test_node_and_esdbclient_subscriptions_idle_two_minutes_and_still_receive(
             assert subscriber.wait_for("confirmed", CONFIRM_WAIT) == [{"confirmed": True}]
 
             subscription = client.subscribe_to_stream(stream_name)
-            received: list[str] = []
-            failure: list[BaseException] = []
-
-            def consume() -> None:
-                try:
-                    for event in subscription:
-                        received.append(event.type)
-                        return
-                except BaseException as error:
-                    failure.append(error)
-
-            consumer = threading.Thread(target=consume)
-            consumer.start()
+            consumer = FirstEvent(subscription)
 
             time.sleep(IDLE_SECONDS)  # both calls open and silent; only pings cross
 
             assert subscriber.messages == [{"confirmed": True}]  # no error while idle
-            assert consumer.is_alive() and failure == []
+            assert consumer.thread.is_alive() and consumer.failure == []
             client.append_to_stream(
                 stream_name,
                 current_version=StreamState.NO_STREAM,
                 events=NewEvent(type="AfterIdle", data=b"{}"),
             )
-            consumer.join(timeout=DELIVERY_WAIT)
+            consumer.thread.join(timeout=DELIVERY_WAIT)
             subscription.stop()
-            assert failure == []
-            assert received == ["AfterIdle"]
+            assert consumer.failure == []
+            assert consumer.received == ["AfterIdle"]
             messages = subscriber.wait_for("received", DELIVERY_WAIT)
             assert [m.get("received") for m in messages[1:]] == ["AfterIdle"], messages
             assert subscriber.process.wait(timeout=DELIVERY_WAIT) == 0
