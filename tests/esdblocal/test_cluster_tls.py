@@ -8,7 +8,6 @@ The official Node client's suite runs most of its cluster tests against secure c
 from __future__ import annotations
 
 import base64
-import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +22,8 @@ from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdbclient.exceptions import EventStoreDBClientException, NodeIsNotLeader
 from esdbclient.gossip import NODE_STATE_FOLLOWER, NODE_STATE_LEADER
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2, streams_pb2_grpc
+
+from tests.esdblocal.test_cluster import stop_supervisor
 
 pytestmark = pytest.mark.slow
 
@@ -43,12 +44,7 @@ def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     try:
         yield uri, data / "certs" / "ca" / "ca.crt"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=20) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+        stop_supervisor(process)
 
 
 def states(client: EventStoreDBClient) -> list[str]:
