@@ -79,6 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="accepted; the real server uses it for explicit transactions only"
         " (default %(default)s)",
     )
+    database.add_argument(
+        "--max-append-size",
+        type=_bytes,
+        default=DatabaseOptions.max_append_size,
+        metavar="BYTES",
+        help="refuse an append carrying more event data than this (default %(default)s)",
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--data", type=Path, default=Path("var/esdb"), help="data directory")
     where.add_argument("--memory", action="store_true", help="keep nothing on disk")
@@ -167,8 +174,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--web-ui: no index.html in {args.web_ui}")
     if args.cluster_size < 1:
         parser.error("--cluster-size must be at least 1")
-    if args.cluster_size > 1 and args.tls:
-        parser.error("--cluster-size runs insecure members only (no --tls)")
+    if args.cluster_size > 1 and (any(given) or args.user_certificates):
+        # Members dial each other with the CA esdblocal made; user certificates would make
+        # every member present one (see README, Cluster mode).
+        parser.error("--cluster-size --tls uses esdblocal's own certificates only")
     args.cluster_http_port = args.http_port  # as given: a cluster numbers its members' from it
     if args.http_port is None:
         args.http_port = default_http_port(args.host, args.port)
@@ -197,6 +206,16 @@ def _milliseconds(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected milliseconds, not {text!r}") from None
     if value < 0:  # the server's validator: "Please provide a positive integer."
+        raise argparse.ArgumentTypeError(f"{value}: please provide a positive integer")
+    return value
+
+
+def _bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, not {text!r}") from None
+    if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: please provide a positive integer")
     return value
 
@@ -244,7 +263,9 @@ async def main(args: argparse.Namespace) -> None:
             web_ui=args.web_ui,
             projections=ProjectionOptions(args.run_projections, args.start_standard_projections),
             grpc_options=GrpcOptions(args.keep_alive_interval, args.keep_alive_timeout),
-            database=DatabaseOptions(args.commit_timeout_ms, args.prepare_timeout_ms),
+            database=DatabaseOptions(
+                args.commit_timeout_ms, args.prepare_timeout_ms, args.max_append_size
+            ),
         )
     )
     loop = asyncio.get_running_loop()

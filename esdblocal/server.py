@@ -45,7 +45,12 @@ from esdblocal.services import server_features
 from esdblocal.services.gossip import Gossip
 from esdblocal.services.persistent import PersistentSubscriptions
 from esdblocal.services.projections import Projections
-from esdblocal.services.shared import COMMIT_TIMEOUT_MS, PREPARE_TIMEOUT_MS, NodeParts
+from esdblocal.services.shared import (
+    COMMIT_TIMEOUT_MS,
+    MAX_APPEND_SIZE,
+    PREPARE_TIMEOUT_MS,
+    NodeParts,
+)
 from esdblocal.services.shutdown import ShuttingDown
 from esdblocal.services.streams import Streams
 from esdblocal.services.streams_v2 import StreamsV2
@@ -110,6 +115,8 @@ class DatabaseOptions:
 
     commit_timeout_ms: int = COMMIT_TIMEOUT_MS
     prepare_timeout_ms: int = PREPARE_TIMEOUT_MS
+    # MaxAppendSize: the data bytes one append may carry (more: "Maximum Append Size ...")
+    max_append_size: int = MAX_APPEND_SIZE
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,7 @@ class Node:
             users,
             timeouts.commit_timeout_ms,
             user_certificates=security is not None and security.user_certificates,
+            max_append_size=timeouts.max_append_size,
         )
         streams_pb2_grpc.add_StreamsServicer_to_server(Streams(parts), self._server)
         gossip_pb2_grpc.add_GossipServicer_to_server(

@@ -1,8 +1,10 @@
 """The follower's refusals on the gRPC port, before any handler runs.
 
-A real follower answers every write, and every read whose client sends ``requires-leader:
-true`` (esdbclient does unless its node preference is not the leader), with ``NotLeader``
-naming the leader (``RpcExceptions.LeaderInfo``); with no leader known (an election) it
+A real follower answers every write whose client sends ``requires-leader: true`` (esdbclient
+always does), and every such read, with ``NotLeader`` naming the leader
+(``RpcExceptions.LeaderInfo``); a write without it (the Node.js client's default) it forwards
+to the leader and answers with the leader's answer (``ClusterVNodeController``'s
+``ForwardRequest``); with no leader known (an election) it
 answers ``Server Is Not Ready``. Persistent subscriptions and projections live on the
 leader only. Gossip, server features and the members' own calls are served by every member.
 
@@ -30,6 +32,17 @@ EVERY_MEMBER = frozenset(
         "grpc.health.v1.Health",
     }
 )
+# Writes a follower forwards to its leader unless the caller requires the leader.
+FORWARDED = frozenset(
+    {
+        "/event_store.client.streams.Streams/Append",
+        "/event_store.client.streams.Streams/BatchAppend",
+        "/event_store.client.streams.Streams/Delete",
+        "/event_store.client.streams.Streams/Tombstone",
+    }
+)
+# Headers grpc sets itself on the forwarded call.
+_OWN_HEADERS = ("user-agent", "te", "content-type", "grpc-", ":")
 # Served by any member unless the caller requires the leader.
 READS = frozenset(
     {
@@ -38,16 +51,25 @@ READS = frozenset(
 )
 
 
+def _requires_leader(metadata: Any) -> bool | None:
+    for key, value in metadata or ():
+        if key == "requires-leader":
+            return str(value).lower() == "true"
+    return None
+
+
+def forwardable(method: str, metadata: Any) -> bool:
+    """A write a follower forwards: the caller did not send ``requires-leader: true``."""
+    return method in FORWARDED and not _requires_leader(metadata)
+
+
 def leader_required(method: str, metadata: Any) -> bool | None:
     """True: only the leader serves this call; False: any member; None: every member."""
     service = method[1:].partition("/")[0]
     if service in EVERY_MEMBER:
         return None
     if method in READS:
-        for key, value in metadata or ():
-            if key == "requires-leader":
-                return str(value).lower() == "true"
-        return False
+        return bool(_requires_leader(metadata))
     return True
 
 
@@ -73,9 +95,15 @@ _Refusals = (NotLeader, NotReady, CommitTimeout)
 
 
 class ClusterInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, refusal: Callable[[], BaseException | None]) -> None:
-        """``refusal``: None when this member is the leader, else what it answers."""
+    def __init__(
+        self,
+        refusal: Callable[[], BaseException | None],
+        leader_channel: Callable[[], grpc.aio.Channel | None] = lambda: None,
+    ) -> None:
+        """``refusal``: None when this member is the leader, else what it answers;
+        ``leader_channel``: the leader's channel, while following one."""
         self._refusal = refusal
+        self._leader_channel = leader_channel
 
     async def intercept_service(
         self,
@@ -89,7 +117,68 @@ class ClusterInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if required is None:
             return handler
         refusal = self._refusal() if required else None
+        if isinstance(refusal, NotLeader) and forwardable(
+            details.method, details.invocation_metadata
+        ):
+            channel = self._leader_channel()
+            if channel is not None:
+                return _forwarding(handler, details.method, channel)
         return _wrapped(handler, refusal)
+
+
+def _same(message: bytes) -> bytes:
+    return message
+
+
+def _forwarding(handler: grpc.RpcMethodHandler, method: str, channel: grpc.aio.Channel) -> Any:
+    """A handler of the same kind that relays the call, as bytes, to the leader: its answers,
+    status and trailers become this call's."""
+
+    def metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, Any], ...]:
+        return tuple(
+            (key, value)
+            for key, value in context.invocation_metadata() or ()
+            if not key.startswith(_OWN_HEADERS)
+        )
+
+    async def relayed_error(context: grpc.aio.ServicerContext, error: grpc.aio.AioRpcError) -> None:
+        trailers = error.trailing_metadata()
+        if trailers:
+            context.set_trailing_metadata(tuple(trailers))
+        await context.abort(error.code(), error.details() or "")
+
+    if handler.request_streaming and handler.response_streaming:  # BatchAppend
+        bidi = channel.stream_stream(method, _same, _same)
+
+        async def stream_stream(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            call = bidi(requests, metadata=metadata(context), timeout=context.time_remaining())
+            try:
+                async for response in call:
+                    yield response
+            except grpc.aio.AioRpcError as error:
+                await relayed_error(context, error)
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream)
+    # Append (client streaming), Delete and Tombstone (unary): one answer.
+    if handler.request_streaming:
+        call: Any = channel.stream_unary(method, _same, _same)
+        make: Any = grpc.stream_unary_rpc_method_handler
+    else:
+        call = channel.unary_unary(method, _same, _same)
+        make = grpc.unary_unary_rpc_method_handler
+
+    async def one_answer(request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            return await call(  # type: ignore[no-any-return]
+                request, metadata=metadata(context), timeout=context.time_remaining()
+            )
+        except grpc.aio.AioRpcError as error:
+            await relayed_error(context, error)
+            raise
+
+    return make(one_answer)
 
 
 def _wrapped(handler: grpc.RpcMethodHandler, refusal: BaseException | None) -> Any:

@@ -123,8 +123,10 @@ class Member:
         db_file: str,
         commit_timeout: float = COMMIT_TIMEOUT,
         announce: Callable[[dict[str, Any]], None] | None = None,
+        peer_ca: bytes | None = None,
     ) -> None:
         self.index = index
+        self._peer_ca = peer_ca  # a secure cluster's CA: members dial each other over TLS
         self.size = size
         self.quorum = size // 2 + 1
         self.data_dir = data_dir
@@ -159,12 +161,19 @@ class Member:
         return self._state
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
-        return ClusterInterceptor(self.refusal)
+        return ClusterInterceptor(self.refusal, self.leader_channel)
 
     def register(self, server: grpc.aio.Server) -> None:
         server.add_generic_rpc_handlers(
             (wire.handler(self._gossip_call, self._vote_call, self._replicate_call),)
         )
+
+    def leader_channel(self) -> grpc.aio.Channel | None:
+        """A channel to the leader while this member follows one (None otherwise)."""
+        if self._state not in FOLLOWING:
+            return None
+        peer = self._peers.get(self._leader)
+        return peer.channel if peer is not None else None
 
     def refusal(self) -> BaseException | None:
         if self._state in LEADING:
@@ -211,7 +220,9 @@ class Member:
             if address.index == self.index:
                 self._me = address
             elif address.index not in self._peers:
-                self._peers[address.index] = wire.Peer(address.index, address.dial, address.port)
+                self._peers[address.index] = wire.Peer(
+                    address.index, address.dial, address.port, self._peer_ca
+                )
 
     async def run(self) -> int:
         """Take part until told to stop; the exit code (RESTART: start me again)."""

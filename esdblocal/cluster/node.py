@@ -21,10 +21,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from esdblocal import certificates
 from esdblocal.cluster.log import truncate_pending
 from esdblocal.cluster.member import Address, Member
 from esdblocal.projections.manager import RUN_MODES, RUN_SYSTEM
-from esdblocal.server import DB_FILE, DatabaseOptions, Node, ProjectionOptions
+from esdblocal.security import Users
+from esdblocal.server import DB_FILE, DatabaseOptions, Node, ProjectionOptions, Security
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-projections", choices=RUN_MODES, default=RUN_SYSTEM)
     parser.add_argument("--start-standard-projections", choices=("true", "false"), default="true")
     parser.add_argument("--commit-timeout-ms", type=int, default=2000)
+    parser.add_argument("--certs", type=Path, help="a secure member: TLS and users, these files")
     return parser.parse_args(argv)
 
 
@@ -57,6 +60,9 @@ async def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    security = None
+    if args.certs is not None:
+        security = Security(certificates.ensure(args.certs, (args.host,)), Users.defaults())
     member = Member(
         args.index,
         args.size,
@@ -64,12 +70,14 @@ async def main(args: argparse.Namespace) -> int:
         DB_FILE,
         commit_timeout=args.commit_timeout_ms / 1000,
         announce=announce,
+        peer_ca=security.tls.ca.read_bytes() if security and security.tls.ca else None,
     )
     node = Node(
         args.host,
         args.port,
         args.data,
         args.advertise_host,
+        security=security,
         http_port=args.http_port,
         web_ui=args.web_ui,
         projections=ProjectionOptions(

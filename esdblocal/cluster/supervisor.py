@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from esdblocal import certificates
 from esdblocal.cluster.member import RESTART
 from esdblocal.server import DB_FILE, default_advertise_host
 
@@ -64,6 +65,12 @@ class Supervisor:
         else:
             base = Path(args.data)
         self.children = [Child(i, base / f"node{i}", *self._ports(i)) for i in range(self.size)]
+        # A secure cluster: one CA and node certificate for every member, made before they start.
+        self.certs: Path | None = None
+        self.ca: Path | None = None
+        if args.tls:
+            self.certs = Path(args.certs) if args.certs else base / "certs"
+            self.ca = certificates.ensure(self.certs, (self.host,)).ca
         self.events: queue.SimpleQueue[tuple[str, int, int, Any]] = queue.SimpleQueue()
         self.stopping = False
 
@@ -91,6 +98,8 @@ class Supervisor:
         ]  # fmt: skip
         if child.http_port is not None:
             command += ["--http-port", str(child.http_port)]
+        if self.certs is not None:
+            command += ["--certs", str(self.certs)]
         if args.web_ui is not None:
             command += ["--web-ui", str(args.web_ui)]
         return command
@@ -151,17 +160,23 @@ class Supervisor:
 
     def uri(self) -> str:
         targets = ",".join(f"{self.host}:{c.port}" for c in self.children)
-        return f"esdb://{targets}?tls=false"
+        return f"esdb://{targets}?{self._tls()}"
+
+    def _tls(self) -> str:
+        if self.ca is None:
+            return "tls=false"
+        return f"tls=true&tlsCAFile={self.ca.resolve()}"
 
     def _describe(self, child: Child) -> str:
         assert child.process is not None
         http = ""
         if child.http_port is not None:
             host = "localhost" if self.host in ("127.0.0.1", "::1") else self.host
-            http = f", HTTP http://{host}:{child.http_port}/web/"
+            scheme = "http" if self.ca is None else "https"
+            http = f", HTTP {scheme}://{host}:{child.http_port}/web/"
         return (
             f"node {child.index} (pid {child.process.pid}): esdb://{self.host}:{child.port}"
-            f"?tls=false{http}, log {child.data / DB_FILE}"
+            f"?{self._tls()}{http}, log {child.data / DB_FILE}"
         )
 
     # ------------------------------------------------------------ running

@@ -137,19 +137,22 @@ def handler(
 class Peer:
     """One other member, reached over its gRPC port."""
 
-    def __init__(self, index: int, host: str, port: int) -> None:
+    def __init__(self, index: int, host: str, port: int, ca: bytes | None = None) -> None:
+        """``ca``: a secure cluster's CA; the member is then dialled over TLS, as it serves."""
         self.index = index
         self.target = f"{host}:{port}"
-        self._channel = grpc.aio.insecure_channel(
-            self.target,
-            options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                # A killed member is noticed at once, and a restarted one dialled at once.
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 300),
-                ("grpc.min_reconnect_backoff_ms", 100),
-            ],
+        options = [
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # A killed member is noticed at once, and a restarted one dialled at once.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 300),
+            ("grpc.min_reconnect_backoff_ms", 100),
+        ]
+        self._channel = (
+            grpc.aio.insecure_channel(self.target, options=options)
+            if ca is None
+            else grpc.aio.secure_channel(self.target, grpc.ssl_channel_credentials(ca), options)
         )
         self.gossip = self._channel.unary_unary(
             GOSSIP, request_serializer=encode, response_deserializer=decode_state
@@ -160,6 +163,11 @@ class Peer:
         self.replicate = self._channel.stream_stream(
             REPLICATE, request_serializer=encode, response_deserializer=decode_from_leader
         )
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel to this member (a follower forwards clients' writes to its leader)."""
+        return self._channel
 
     async def close(self) -> None:
         await self._channel.close()

@@ -4,6 +4,7 @@ and the message encodings more than one service sends."""
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -22,6 +23,12 @@ RecordedEventPb = streams_pb2.ReadResp.ReadEvent.RecordedEvent
 UINT64_MAX = 2**64 - 1
 # The real server's --commit-timeout-ms and --prepare-timeout-ms defaults.
 COMMIT_TIMEOUT_MS = 2_000
+# The request manager checks its writes' timeouts on a timer tick, once a second
+# (RequestManagementService's RequestManagerTimerTick), past the timeout plus 30 ms
+# (RequestManagerBase._timeoutOffset): a write answers "timed out" at the first tick after.
+TIMER_TICK_S = 1.0
+TIMEOUT_OFFSET_S = 0.03
+MAX_APPEND_SIZE = 1_048_576  # ClusterVNodeOptions.Application.MaxAppendSize
 PREPARE_TIMEOUT_MS = 2_000
 
 
@@ -42,6 +49,7 @@ class NodeParts:
     users: Users | None = None
     commit_timeout_ms: int = COMMIT_TIMEOUT_MS
     user_certificates: bool = False  # a client certificate may name the caller
+    max_append_size: int = MAX_APPEND_SIZE  # the server's MaxAppendSize, data bytes per append
 
     def principal(self, context: grpc.aio.ServicerContext) -> Principal | None:
         """The signed-in caller (None: anonymous, or an insecure node)."""
@@ -66,21 +74,32 @@ class NodeParts:
     async def committed(self, submit: Callable[[asyncio.Future[Any]], None]) -> Any:
         """Queue a write (``submit`` hands the writer a future) and wait for its outcome.
 
-        As the server's request manager: no outcome within the commit timeout raises
-        CommitTimeout, and the write goes on (a later read may find it committed).
+        As the server's request manager: no outcome by the first timer tick after the commit
+        timeout raises CommitTimeout, and the write goes on (a later read may find it
+        committed). With a timeout of 1 ms a quick write still succeeds, as there.
         """
         outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # An outcome nobody waits for any more must not be logged as never retrieved.
         outcome.add_done_callback(lambda done: done.cancelled() or done.exception())
         submit(outcome)
+        now = asyncio.get_running_loop().time()
         try:
-            return await asyncio.wait_for(asyncio.shield(outcome), self.commit_timeout_ms / 1000)
+            return await asyncio.wait_for(
+                asyncio.shield(outcome), timeout_tick(now, self.commit_timeout_ms / 1000) - now
+            )
         except TimeoutError:
             raise CommitTimeout() from None
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` on a reader thread (SQLite reads never block the loop)."""
         return await asyncio.get_running_loop().run_in_executor(self.readers, function, *args)
+
+
+def timeout_tick(now: float, timeout_s: float) -> float:
+    """When a write started at ``now`` times out: the first tick of the node's one-second
+    timer (ticks at whole seconds of the loop's clock) at or after its timeout."""
+    due = now + timeout_s + TIMEOUT_OFFSET_S
+    return math.ceil(due / TIMER_TICK_S) * TIMER_TICK_S
 
 
 def recorded_event(record: Recorded, structured: bool, message: Any = RecordedEventPb) -> Any:

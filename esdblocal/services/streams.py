@@ -51,7 +51,6 @@ ReadEvent = streams_pb2.ReadResp.ReadEvent
 Options = streams_pb2.ReadReq.Options
 
 # The server's defaults (ClusterVNodeOptions): 1 MiB per append, reads in pages.
-MAX_APPEND_SIZE = 1_048_576
 PAGE = 512
 # AllSubscriptionFiltered: without a window the server scans this many events per read.
 DEFAULT_SEARCH_WINDOW = 32
@@ -98,13 +97,14 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
                 events.append(_proposed(request.proposed_message))
         except BadProposal as error:
             await _abort(context, error.code, error.message, error.exception, error.trailers)
-        if _size(events) > MAX_APPEND_SIZE:
+        limit = self._parts.max_append_size
+        if _size(events) > limit:
             await _abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"Maximum Append Size of {MAX_APPEND_SIZE} Exceeded.",
+                f"Maximum Append Size of {limit} Exceeded.",
                 "maximum-append-size-exceeded",
-                {"maximum-append-size": str(MAX_APPEND_SIZE)},
+                {"maximum-append-size": str(limit)},
             )
         try:
             result = await self._write("append", stream, expected, events)
@@ -181,8 +181,8 @@ class Streams(streams_pb2_grpc.StreamsServicer):  # type: ignore[misc]
             detail: Any = shared_pb2.BadRequest(message=error.message)
             response.error.CopyFrom(_status(grpc.StatusCode.INVALID_ARGUMENT, "BadRequest", detail))
             return response
-        if _size(events) > MAX_APPEND_SIZE:
-            detail = shared_pb2.MaximumAppendSizeExceeded(maxAppendSize=MAX_APPEND_SIZE)
+        if _size(events) > self._parts.max_append_size:
+            detail = shared_pb2.MaximumAppendSizeExceeded(maxAppendSize=self._parts.max_append_size)
             response.error.CopyFrom(
                 _status(grpc.StatusCode.INVALID_ARGUMENT, "MaximumAppendSizeExceeded", detail)
             )

@@ -29,7 +29,6 @@ from esdblocal.security import deny
 from esdblocal.services import rich_status
 from esdblocal.services.rich_status import STREAMS_ERRORS, VIOLATION
 from esdblocal.services.shared import CommitTimeout, NodeParts
-from esdblocal.services.streams import MAX_APPEND_SIZE
 from esdblocal.store import (
     ANY,
     DELETED_STREAM,
@@ -92,8 +91,8 @@ class StreamsV2(streams_pb2_grpc.StreamsServiceServicer):
             for record in request.records:
                 event = _event(record)
                 size += _size(record)
-                if size > MAX_APPEND_SIZE:
-                    await _too_big(context, len(records) + 1, size)
+                if size > self._parts.max_append_size:
+                    await _too_big(context, len(records) + 1, size, self._parts.max_append_size)
                 records.append((len(targets) - 1, event))
         if not targets:
             await rich_status.abort(
@@ -137,8 +136,8 @@ class StreamsV2(streams_pb2_grpc.StreamsServiceServicer):
                 index[key] = len(targets)
                 targets.append((record.stream, ANY))
             size += _size(record)
-            if size > MAX_APPEND_SIZE:
-                await _too_big(context, len(records) + 1, size)
+            if size > self._parts.max_append_size:
+                await _too_big(context, len(records) + 1, size, self._parts.max_append_size)
             records.append((index[key], _event(record)))
         for name, _ in targets:
             if not self._parts.allowed(context, name):
@@ -295,19 +294,19 @@ def _violation_text(failure: StreamStateFailure) -> str:
     return f"Stream '{stream}': expected state {expected}, actual state {actual}."
 
 
-async def _too_big(context: grpc.aio.ServicerContext, records: int, size: int) -> None:
+async def _too_big(context: grpc.aio.ServicerContext, records: int, size: int, limit: int) -> None:
     await rich_status.abort(
         context,
         grpc.StatusCode.ABORTED,
         f"Transaction size ({size} bytes) exceeded the maximum allowed size of"
-        f" {MAX_APPEND_SIZE} bytes by {size - MAX_APPEND_SIZE} bytes, after {records}"
+        f" {limit} bytes by {size - limit} bytes, after {records}"
         " record(s).",
         "APPEND_TRANSACTION_SIZE_EXCEEDED",
         STREAMS_DOMAIN,
         rich_status.message(
             STREAMS_ERRORS + "AppendTransactionSizeExceededErrorDetails",
             size=size,
-            max_size=MAX_APPEND_SIZE,
+            max_size=limit,
         ),
     )
 

@@ -110,6 +110,16 @@ def wait_for(predicate: object, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+def stop_supervisor(process: subprocess.Popen[str]) -> None:
+    """SIGTERM stops every member, then the supervisor, with exit 0."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     data: Path = tmp_path_factory.mktemp("cluster")
@@ -145,12 +155,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         )
         yield cluster
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=20) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+        stop_supervisor(process)
 
 
 def test_gossip_shows_every_member_state_and_positions(cluster: Cluster) -> None:

@@ -8,7 +8,6 @@ client here pings every second, so the same mechanism shows in a few seconds of 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from esdbclient import EventStoreDBClient, NewEvent, StreamState
 from esdblocal import EmbeddedServer
 from esdblocal.__main__ import parse_args
 from esdblocal.server import GrpcOptions
+from tests.esdblocal.first_event import FirstEvent
 
 PING_EVERY_MS = 1_000  # the shortest interval grpc-core's client keeps to
 # Six pings with no data: grpc-core's default policy closes the connection at the fifth.
@@ -53,27 +53,15 @@ def test_an_idle_subscription_of_a_pinging_client_survives(
     with PingingClient(server.uri) as client:
         client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=[])
         subscription = client.subscribe_to_stream(stream_name)
-        received: list[str] = []
-        failure: list[BaseException] = []
-
-        def consume() -> None:
-            try:
-                for event in subscription:
-                    received.append(event.type)
-                    return
-            except BaseException as error:
-                failure.append(error)
-
-        consumer = threading.Thread(target=consume)
-        consumer.start()
+        consumer = FirstEvent(subscription)
         time.sleep(IDLE_SECONDS)  # the call stays open and silent while the client pings
         client.append_to_stream(
             stream_name, current_version=StreamState.ANY, events=NewEvent(type="Late", data=b"{}")
         )
-        consumer.join(timeout=10)
+        consumer.thread.join(timeout=10)
         subscription.stop()
-        assert failure == []
-        assert received == ["Late"]
+        assert consumer.failure == []
+        assert consumer.received == ["Late"]
         # and the connection that pinged all along still serves unary calls
         assert [e.type for e in client.get_stream(stream_name)] == ["Late"]
 

@@ -104,3 +104,27 @@ def test_non_json_content_reads_back_as_binary(
     )
     (event,) = client.get_stream(stream_name)
     assert event.content_type == "application/octet-stream"
+
+
+def test_max_append_size_is_the_servers_option(stream_name: str) -> None:
+    """``--max-append-size`` (the real ``MaxAppendSize``): the Node client's suite raises it to
+    10,000,000 for a 2.4 MB append; a smaller one refuses what the default takes."""
+    from esdblocal import EmbeddedServer
+    from esdblocal.__main__ import parse_args
+    from esdblocal.server import DatabaseOptions
+
+    assert parse_args(["--memory"]).max_append_size == 1_048_576
+    assert parse_args(["--memory", "--max-append-size", "10000000"]).max_append_size == 10**7
+    big = [NewEvent(type="Big", data=b"x" * 600_000) for _ in range(4)]  # 2.4 MB of data
+    large = EmbeddedServer(database=DatabaseOptions(max_append_size=10_000_000))
+    with large, EventStoreDBClient(large.uri) as client:
+        client.append_to_stream(stream_name, current_version=StreamState.NO_STREAM, events=big)
+        assert len(client.get_stream(stream_name)) == 4
+    small = EmbeddedServer(database=DatabaseOptions(max_append_size=1000))
+    # esdbclient sends several events by BatchAppend, whose refusal names the limit
+    with (
+        small,
+        EventStoreDBClient(small.uri) as client,
+        pytest.raises(MaximumAppendSizeExceededError, match="1000"),
+    ):
+        client.append_to_stream(stream_name, current_version=StreamState.ANY, events=big[:2])

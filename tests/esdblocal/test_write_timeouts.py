@@ -16,6 +16,7 @@ from esdbclient.exceptions import AbortedByServer
 from esdblocal import EmbeddedServer
 from esdblocal.__main__ import parse_args
 from esdblocal.server import DB_FILE, DatabaseOptions
+from esdblocal.services.shared import timeout_tick
 
 TIMEOUT_MS = 300
 
@@ -64,3 +65,21 @@ def test_timeout_flags_have_the_real_servers_names_and_defaults() -> None:
     assert DatabaseOptions(args.commit_timeout_ms, args.prepare_timeout_ms) == DatabaseOptions(
         50, 70
     )
+
+
+def test_timeouts_are_checked_on_the_request_managers_one_second_tick(stream_name: str) -> None:
+    """The Node client's suite runs a node with a 1 ms commit timeout and expects a small
+    append to succeed: the real request manager looks at timeouts once a second."""
+    assert timeout_tick(10.2, 0.001) == 11.0  # the next tick after 10.231
+    assert timeout_tick(10.9, 0.001) == 11.0
+    assert timeout_tick(10.98, 0.001) == 12.0  # 11.011 is past the tick at 11
+    assert timeout_tick(3.0, 2.0) == 6.0  # the default 2 s: at most a second later
+    with (
+        EmbeddedServer(database=DatabaseOptions(1, 1)) as quick,
+        EventStoreDBClient(quick.uri) as client,
+    ):
+        for number in range(5):
+            client.append_to_stream(
+                stream_name, current_version=StreamState.ANY, events=NewEvent(f"E{number}", b"{}")
+            )
+        assert len(client.get_stream(stream_name)) == 5
