@@ -110,6 +110,20 @@ def wait_for(predicate: object, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+def start_supervisor(data: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """``esdblocal --cluster-size 3`` on free ports under ``data``, and the URI it prints
+    first (its stdout stays a pipe: the caller reads or drains the rest)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "esdblocal", "--cluster-size", "3", "--port", "0",
+         "--data", str(data), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
 def stop_supervisor(process: subprocess.Popen[str]) -> None:
     """SIGTERM stops every member, then the supervisor, with exit 0."""
     process.send_signal(signal.SIGTERM)
@@ -123,17 +137,7 @@ def stop_supervisor(process: subprocess.Popen[str]) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     data: Path = tmp_path_factory.mktemp("cluster")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "esdblocal", "--cluster-size", "3", "--port", "0",
-            "--data", str(data), "--cluster-restart-delay", "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    uri = process.stdout.readline().strip()
+    process, uri = start_supervisor(data, "--cluster-restart-delay", "1")
     assert uri.startswith("esdb://127.0.0.1:") and uri.count(",") == 2, uri
     cluster = Cluster(process, uri)
 

@@ -8,8 +8,6 @@ The official Node client's suite runs most of its cluster tests against secure c
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ from esdbclient.exceptions import EventStoreDBClientException, NodeIsNotLeader
 from esdbclient.gossip import NODE_STATE_FOLLOWER, NODE_STATE_LEADER
 from esdbclient.protos.Grpc import shared_pb2, streams_pb2, streams_pb2_grpc
 
-from tests.esdblocal.test_cluster import stop_supervisor
+from tests.esdblocal.test_cluster import start_supervisor, stop_supervisor
 
 pytestmark = pytest.mark.slow
 
@@ -31,15 +29,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data: Path = tmp_path_factory.mktemp("secure-cluster")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "esdblocal", "--cluster-size", "3", "--tls", "--port", "0",
-         "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
+    process, uri = start_supervisor(data, "--tls")
     assert process.stdout is not None
-    uri = process.stdout.readline().strip()
     threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe drained
     try:
         yield uri, data / "certs" / "ca" / "ca.crt"
